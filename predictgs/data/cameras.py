@@ -1,0 +1,132 @@
+"""Pinhole cameras in the COLMAP / OpenCV convention.
+
+World-to-camera: ``x_cam = R @ x_world + t``; camera axes x right, y down, z forward.
+Pixel centres lie at (i + 0.5, j + 0.5), as in gsplat; with cx = W/2 this matches the Inria rasterizer,
+whose principal point is the image centre.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Distortion:
+    """Lens distortion still present in the image file; removed when the image is loaded.
+
+    ``model`` is a COLMAP model name (SIMPLE_RADIAL, RADIAL, OPENCV); ``params`` holds the
+    distortion coefficients only, in COLMAP order: (k1,), (k1, k2) or (k1, k2, p1, p2).
+    ``fx, fy, cx, cy`` are the intrinsics of the distorted image at the file's resolution."""
+
+    model: str
+    params: tuple[float, ...]
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+
+@dataclass
+class Camera:
+    """One registered image: intrinsics at the working resolution and its pose."""
+
+    uid: int
+    image_name: str
+    image_path: Path | None
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    R: np.ndarray  # (3, 3) world -> camera rotation
+    t: np.ndarray  # (3,) world -> camera translation
+    distortion: Distortion | None = None
+    # Blender scenes store RGBA; the alpha channel is composited over this background at load time.
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def center(self) -> np.ndarray:
+        """Camera centre in world coordinates, -R^T t."""
+        return -self.R.T @ self.t
+
+    @property
+    def viewmat(self) -> np.ndarray:
+        """4x4 world-to-camera matrix (float64)."""
+        m = np.eye(4)
+        m[:3, :3] = self.R
+        m[:3, 3] = self.t
+        return m
+
+    @property
+    def K(self) -> np.ndarray:
+        """3x3 intrinsic matrix (float64)."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    @property
+    def fov_x(self) -> float:
+        return 2.0 * float(np.arctan(self.width / (2.0 * self.fx)))
+
+    @property
+    def fov_y(self) -> float:
+        return 2.0 * float(np.arctan(self.height / (2.0 * self.fy)))
+
+    def resized(self, width: int, height: int) -> "Camera":
+        """The same camera with intrinsics scaled to a new image size."""
+        sx, sy = width / self.width, height / self.height
+        return dataclasses.replace(
+            self, width=int(width), height=int(height),
+            fx=self.fx * sx, fy=self.fy * sy, cx=self.cx * sx, cy=self.cy * sy,
+        )
+
+    def project(self, points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Project (N,3) world points; returns pixel coordinates (N,2) and depths (N,)."""
+        cam = points_world @ self.R.T + self.t
+        z = cam[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = self.fx * cam[:, 0] / z + self.cx
+            v = self.fy * cam[:, 1] / z + self.cy
+        return np.stack([u, v], axis=1), z
+
+    def render_args(self, device="cpu", dtype=None) -> dict:
+        """Keyword arguments for :func:`predictgs.render.rasterize`."""
+        import torch
+
+        dtype = dtype or torch.float32
+        return dict(
+            viewmat=torch.as_tensor(self.viewmat, dtype=dtype, device=device),
+            K=torch.as_tensor(self.K, dtype=dtype, device=device),
+            width=self.width,
+            height=self.height,
+        )
+
+
+def qvec_to_rotmat(qvec) -> np.ndarray:
+    """Unit quaternion (w, x, y, z) -> 3x3 rotation matrix (COLMAP convention)."""
+    w, x, y, z = np.asarray(qvec, dtype=np.float64) / np.linalg.norm(qvec)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def rotmat_to_qvec(R: np.ndarray) -> np.ndarray:
+    """3x3 rotation matrix -> unit quaternion (w, x, y, z) with w >= 0."""
+    R = np.asarray(R, dtype=np.float64)
+    K = np.array([
+        [R[0, 0] - R[1, 1] - R[2, 2], 0, 0, 0],
+        [R[1, 0] + R[0, 1], R[1, 1] - R[0, 0] - R[2, 2], 0, 0],
+        [R[2, 0] + R[0, 2], R[2, 1] + R[1, 2], R[2, 2] - R[0, 0] - R[1, 1], 0],
+        [R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1], R[0, 0] + R[1, 1] + R[2, 2]],
+    ]) / 3.0
+    eigvals, eigvecs = np.linalg.eigh(K)
+    x, y, z, w = eigvecs[:, np.argmax(eigvals)]
+    q = np.array([w, x, y, z])
+    return -q if q[0] < 0 else q

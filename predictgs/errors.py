@@ -1,0 +1,18 @@
+"""Errors a user can cause. Each has one type; the CLI prints its message on one line and exits 2."""
+
+
+class PredictGSError(Exception):
+    """Base class for every error caused by user input (paths, scenes, configs, bitstreams)."""
+
+
+class SceneError(PredictGSError):
+    """A scene cannot be read: missing folder or file, count mismatch, unsupported camera model,
+    unreadable image. The message names the file or the model."""
+
+
+class ConfigError(PredictGSError):
+    """A configuration value or command-line option is invalid."""
+
+
+class BitstreamError(PredictGSError):
+    """A compressed file is corrupt, truncated, or not ours. The message names the section."""
