@@ -1,0 +1,173 @@
+"""The project's one rasterizer entry point.
+
+    out = rasterize(means, quats, scales, opacities, colors, viewmat=..., K=..., width=W, height=H)
+    out.image   # [3,H,W]
+    out.alpha   # [1,H,W]
+    out.radii   # [N] int32, 0 = not drawn
+    out.screen_grad_norm()  # after backward(): the densification statistic of Scaffold-GS / 3DGS
+
+Backends: ``"gsplat"`` (CUDA kernels, used automatically for CUDA tensors when gsplat imports) and
+``"reference"`` (pure PyTorch, every device; see ``reference.py``). Both follow the Inria conventions that
+Scaffold-GS and HAC were tuned with (near plane 0.2, +0.3 px^2 dilation, classic anti-aliasing); the small
+remaining differences of gsplat (alpha cap 0.999, 3.33 sigma support) are measured by
+``benchmarks/compare_gsplat.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+from .projection import Projection, project_gaussians, quat_to_rotmat
+from .reference import rasterize_reference
+from .sh import eval_sh, num_sh_bases
+
+__all__ = [
+    "RenderOutput", "rasterize", "visible_mask", "project_gaussians", "quat_to_rotmat", "eval_sh",
+    "num_sh_bases", "gsplat_available", "BACKENDS",
+]
+
+BACKENDS = ("auto", "reference", "gsplat")
+NEAR_PLANE = 0.2
+EPS2D = 0.3
+
+
+@dataclass
+class RenderOutput:
+    image: Tensor  # [3,H,W]
+    alpha: Tensor  # [1,H,W]
+    radii: Tensor  # [N] int32
+    depths: Tensor  # [N]
+    width: int
+    height: int
+    backend: str
+    # Screen-space means in pixels. The tensor whose .grad is kept ([N,2], or gsplat's [1,N,2]).
+    screen_means: Tensor
+
+    @property
+    def visible(self) -> Tensor:
+        return self.radii > 0
+
+    @property
+    def means2d(self) -> Tensor:
+        return self.screen_means.reshape(-1, 2)
+
+    def screen_grad_norm(self) -> Tensor:
+        """Per-Gaussian norm of dLoss/d(means2d) in NDC units, as the Inria rasterizer stores it.
+
+        The Inria kernel differentiates with respect to NDC coordinates, i.e. the pixel gradient times
+        (W/2, H/2); Scaffold-GS's growth threshold of 2e-4 is expressed in those units."""
+        grad = self.screen_means.grad
+        if grad is None:
+            return torch.zeros(self.radii.shape[0], device=self.radii.device)
+        grad = grad.reshape(-1, 2)
+        scale = grad.new_tensor([self.width * 0.5, self.height * 0.5])
+        return (grad * scale).norm(dim=-1)
+
+
+@lru_cache(maxsize=1)
+def gsplat_available() -> bool:
+    """True when gsplat imports and CUDA is usable (its kernels compile on first use)."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import gsplat  # noqa: F401
+    except Exception:  # gsplat missing or its extension failed to build
+        return False
+    return True
+
+
+def _resolve_backend(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown rasterizer backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "gsplat" if device.type == "cuda" and gsplat_available() else "reference"
+    if backend == "gsplat" and not (device.type == "cuda" and gsplat_available()):
+        raise RuntimeError("the gsplat backend needs CUDA tensors and an importable gsplat")
+    return backend
+
+
+def _view_colors(colors: Tensor, sh_degree: int | None, means: Tensor, viewmat: Tensor) -> Tensor:
+    if sh_degree is None:
+        return colors
+    camera_center = -viewmat[:3, :3].T @ viewmat[:3, 3]
+    dirs = means - camera_center
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return eval_sh(sh_degree, colors, dirs)
+
+
+def rasterize(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    colors: Tensor,
+    *,
+    viewmat: Tensor,
+    K: Tensor,
+    width: int,
+    height: int,
+    background: Tensor | None = None,
+    sh_degree: int | None = None,
+    backend: str = "auto",
+) -> RenderOutput:
+    """Render N Gaussians into one camera.
+
+    means [N,3]; quats [N,4] (w,x,y,z, normalised internally); scales [N,3] (activated, not log);
+    opacities [N] in [0,1]; colors [N,3] RGB, or SH coefficients [N,(d+1)^2,3] with ``sh_degree=d``;
+    viewmat [4,4] world-to-camera (OpenCV axes); K [3,3]; background [3] (default black).
+    """
+    device = means.device
+    if background is None:
+        background = torch.zeros(3, device=device, dtype=means.dtype)
+    opacities = opacities.reshape(-1)
+    chosen = _resolve_backend(backend, device)
+    if chosen == "gsplat":
+        return _rasterize_gsplat(means, quats, scales, opacities, colors, viewmat, K, width, height,
+                                 background, sh_degree)
+
+    proj = project_gaussians(means, quats, scales, viewmat, K, width, height, NEAR_PLANE, EPS2D)
+    if proj.means2d.requires_grad:
+        proj.means2d.retain_grad()
+    view_colors = _view_colors(colors, sh_degree, means, viewmat)
+    image, alpha = rasterize_reference(proj, opacities, view_colors, background, width, height)
+    return RenderOutput(image=image, alpha=alpha, radii=proj.radii, depths=proj.depths, width=width,
+                        height=height, backend="reference", screen_means=proj.means2d)
+
+
+def _rasterize_gsplat(means, quats, scales, opacities, colors, viewmat, K, width, height, background,
+                      sh_degree) -> RenderOutput:
+    from gsplat import rasterization
+
+    render, alphas, meta = rasterization(
+        means, quats, scales, opacities, colors,
+        viewmats=viewmat[None], Ks=K[None], width=width, height=height,
+        near_plane=NEAR_PLANE, eps2d=EPS2D, rasterize_mode="classic", packed=False,
+        backgrounds=background[None], sh_degree=sh_degree,
+    )
+    screen_means = meta["means2d"]
+    if screen_means.requires_grad:
+        screen_means.retain_grad()
+    radii = meta["radii"][0]
+    if radii.dim() == 2:  # gsplat >= 1.5 returns per-axis radii
+        radii = radii.max(dim=-1).values
+    return RenderOutput(
+        image=render[0].permute(2, 0, 1), alpha=alphas[0].permute(2, 0, 1), radii=radii.to(torch.int32),
+        depths=meta["depths"][0], width=width, height=height, backend="gsplat", screen_means=screen_means,
+    )
+
+
+@torch.no_grad()
+def visible_mask(means: Tensor, scales: Tensor, *, viewmat: Tensor, K: Tensor, width: int, height: int,
+                 quats: Tensor | None = None) -> Tensor:
+    """Which Gaussians (e.g. Scaffold-GS anchors with their first three scales) the camera would draw.
+
+    Same projection and culling as :func:`rasterize` (near plane, footprint touching the image), so the
+    anchor prefilter agrees with what the rasterizer draws on every device."""
+    if quats is None:
+        quats = torch.zeros(means.shape[0], 4, device=means.device, dtype=means.dtype)
+        quats[:, 0] = 1.0
+    return project_gaussians(means, quats, scales, viewmat, K, width, height, NEAR_PLANE, EPS2D).radii > 0
