@@ -1,0 +1,101 @@
+"""Entropy models and bit estimates shared by HAC and Predict-GS.
+
+- Continuous attributes (features or residuals, scaling, offsets) are quantised with a per-anchor step Q
+  and modelled by a Gaussian discretised on that step: p(x) = Phi((x + Q/2 - mu)/sigma) -
+  Phi((x - Q/2 - mu)/sigma), floored at 1e-6 (HAC's ``Low_bound``, whose gradient still flows below the
+  floor when it pushes the likelihood up). sigma has no activation, only a 1e-9 clamp, as in HAC.
+- Binary data (hash tables, offset masks) is costed as one Bernoulli with p = share of ones:
+  N H(p) + 32 bits (HAC's ``get_binary_vxl_size``; the 32 bits store p).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+LIKELIHOOD_FLOOR = 1e-6
+SCALE_FLOOR = 1e-9
+CLAMP_STEPS = 15000.0
+
+
+class _LowBound(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return torch.clamp(x, min=LIKELIHOOD_FLOOR)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        passes = (x >= LIKELIHOOD_FLOOR) | (grad < 0)
+        return grad * passes.to(grad.dtype)
+
+
+def low_bound(x: Tensor) -> Tensor:
+    return _LowBound.apply(x)
+
+
+def _normal_cdf(x: Tensor) -> Tensor:
+    return 0.5 * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
+
+
+def clamp_around(x: Tensor, step: Tensor, center: Tensor | None = None) -> Tensor:
+    """HAC keeps values within center +- 15000 Q (center: the mean of the values) before coding."""
+    center = x.mean() if center is None else center
+    return torch.maximum(torch.minimum(x, center + CLAMP_STEPS * step), center - CLAMP_STEPS * step)
+
+
+def gaussian_likelihood(x: Tensor, mean: Tensor, scale: Tensor, step: Tensor) -> Tensor:
+    """Probability of the quantisation bin of x (bin width ``step``) under N(mean, scale^2), floored."""
+    scale = torch.clamp(scale, min=SCALE_FLOOR)
+    x = clamp_around(x, step)
+    upper = _normal_cdf((x + 0.5 * step - mean) / scale)
+    lower = _normal_cdf((x - 0.5 * step - mean) / scale)
+    return low_bound(torch.abs(upper - lower))
+
+
+def gaussian_bits(x: Tensor, mean: Tensor, scale: Tensor, step: Tensor) -> Tensor:
+    """Estimated bits per element, -log2 of :func:`gaussian_likelihood`."""
+    return -torch.log2(gaussian_likelihood(x, mean, scale, step))
+
+
+def binary_bits(values01: Tensor) -> Tensor:
+    """Bits to code a {0,1} tensor with one global Bernoulli: N H(p) + 32. Differentiable in p."""
+    n = values01.numel()
+    if n == 0:
+        return values01.new_tensor(0.0)
+    p = values01.float().mean().clamp(1e-6, 1 - 1e-6)
+    entropy = -(p * torch.log2(p) + (1 - p) * torch.log2(1 - p))
+    return n * entropy + 32.0
+
+
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad
+
+
+def quantize(x: Tensor, step: Tensor, mode: str, generator: torch.Generator | None = None) -> Tensor:
+    """Simulated or real quantisation with step Q (broadcast against x).
+
+    mode "noise": x + U(-Q/2, Q/2) (training); "round": round(x/Q) Q with a straight-through gradient
+    (test time and the bitstream); "none": x."""
+    if mode == "none":
+        return x
+    if mode == "noise":
+        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 0.5
+        return x + noise * step
+    if mode == "round":
+        return _RoundSTE.apply(x / step) * step
+    raise ValueError(f"unknown quantisation mode {mode!r}")
+
+
+def adaptive_step(base_step: float, adjustment: Tensor) -> Tensor:
+    """HAC's adaptive quantisation step Q = Q0 (1 + tanh(adj)), in (0, 2 Q0)."""
+    return base_step * (1.0 + torch.tanh(adjustment))
