@@ -16,3 +16,8 @@ class ConfigError(PredictGSError):
 
 class BitstreamError(PredictGSError):
     """A compressed file is corrupt, truncated, or not ours. The message names the section."""
+
+
+class ReportError(PredictGSError):
+    """Results cannot be tabulated or compared: an unreadable metrics.json, a missing field, or too few
+    rate points for a BD-rate. The message names the file, or the method and benchmark concerned."""
