@@ -1,0 +1,114 @@
+"""Rate-distortion plots: quality vs size per benchmark, ours solid with a marker per rate point, the
+published curves dashed beside them.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global backend switch), so this
+works headless and does not disturb a caller's matplotlib state. Sizes are plotted in MiB (bytes / 2**20),
+the unit the published "MB" values use. Each figure is written as PNG and PDF.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from predictgs.report.paper import DIRECT, paper_benchmark_of, published_curves
+from predictgs.report.tables import MIB, PAPER_DEFAULTS, benchmark_means, main_runs, method_name
+
+METRIC_LABELS = {
+    "psnr": "PSNR [dB] ↑",
+    "ssim": "SSIM ↑",
+    "lpips": "LPIPS (VGG) ↓",
+    "lpips_alex": "LPIPS (Alex) ↓",
+}
+METHOD_COLORS = {
+    "scaffold": "tab:green",
+    "hac": "tab:blue",
+    "hacpp": "tab:purple",
+    "predictgs": "tab:red",
+    "3dgs": "tab:gray",
+}
+FORMATS = ("png", "pdf")
+
+
+def plot_rd(
+    means: pd.DataFrame,
+    out_stem: str | Path,
+    *,
+    title: str = "",
+    published: pd.DataFrame | None = None,
+    metrics: Sequence[str] = ("psnr", "ssim", "lpips"),
+) -> list[Path]:
+    """One panel per metric vs size; writes ``<out_stem>.png`` and ``.pdf`` and returns their paths.
+
+    ``means``: one benchmark's rows with method, lmbda, size_bytes and the metrics (``benchmark_means``).
+    ``published``: optional rows with method, size_mib and the metrics (``paper.published_curves``); only
+    the methods that ``means`` also has are drawn. The size axis is logarithmic when sizes span more than
+    a factor of 5 (e.g. Scaffold-GS beside the compressed methods)."""
+    if published is not None:
+        published = published[published["method"].isin(means["method"].unique())]
+    sizes = list(means["size_bytes"] / MIB) + ([] if published is None else list(published["size_mib"]))
+    wide_range = min(sizes) > 0 and max(sizes) / min(sizes) > 5
+    figure = Figure(figsize=(4.2 * len(metrics), 3.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+    for axis, metric in zip(axes, metrics):
+        for method, curve in means.groupby("method", sort=False):
+            if metric not in curve or curve[metric].isna().all():
+                continue
+            curve = curve.sort_values("size_bytes")
+            axis.plot(
+                curve["size_bytes"] / MIB,
+                curve[metric],
+                marker="o",
+                linestyle="-",
+                color=METHOD_COLORS.get(method),
+                label=f"{method_name(method)} (ours)",
+            )
+        if published is not None and not published.empty:
+            for method, curve in published.groupby("method", sort=False):
+                if metric not in curve or curve[metric].isna().all():
+                    continue
+                curve = curve.sort_values("size_mib")
+                axis.plot(
+                    curve["size_mib"],
+                    curve[metric],
+                    marker="s",
+                    markerfacecolor="none",
+                    linestyle="--",
+                    color=METHOD_COLORS.get(method),
+                    label=f"{method_name(method)} (published)",
+                )
+        if wide_range:
+            axis.set_xscale("log")
+        axis.set_xlabel("Size [MiB]")
+        axis.set_ylabel(METRIC_LABELS.get(metric, metric))
+        axis.grid(True, alpha=0.3)
+    axes[0].legend(fontsize="small")
+    if title:
+        figure.suptitle(title)
+    out_stem = Path(out_stem)
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out_stem.with_suffix(f".{fmt}") for fmt in FORMATS]
+    for path in paths:
+        figure.savefig(path, dpi=150)
+    return paths
+
+
+def plot_all_rd(runs: pd.DataFrame, out_dir: str | Path, paper_dir: str | Path | None = None) -> list[Path]:
+    """``rd_<benchmark>.png/.pdf`` for every benchmark in the runs (main configurations only). With
+    ``paper_dir``, the published curves of the matching paper benchmark are drawn too (real benchmarks only:
+    a synthetic stand-in's absolute values are not comparable with the paper's)."""
+    means = benchmark_means(main_runs(runs, PAPER_DEFAULTS))
+    written = []
+    for benchmark, group in means.groupby("benchmark", sort=True):
+        paper_benchmark, kind = paper_benchmark_of(benchmark)
+        published = None
+        if paper_dir is not None and kind == DIRECT:
+            published = published_curves(paper_benchmark, paper_dir)
+        title = benchmark if paper_benchmark is None else f"{benchmark} ({paper_benchmark})"
+        written += plot_rd(group, Path(out_dir) / f"rd_{benchmark}", title=title, published=published)
+    return written

@@ -1,0 +1,670 @@
+"""Collect per-run ``metrics.json`` files and build the paper's tables from them.
+
+Units. Runs store sizes in bytes and tables keep them (``Size [Bytes]``). For reading, tables also give
+``Size [MiB]`` = bytes / 2**20, because the published HAC / HAC++ / Predict-GS tables print "MB" while
+computing bytes / 2**20 (HAC's code divides bits by 8*1024*1024). The column names say MiB so that the
+unit is never ambiguous; the paper's "15.26MB" for HAC is our "15.26" in ``Size [MiB]``. The per-scene
+survey files (3DGS.zip format) use bytes only.
+
+Size of a run: the real file size (``size_bytes``) when the run was encoded; otherwise the entropy
+model's estimate (``estimated_size_bytes``), and the run is marked ``size_estimated``. Tables count the
+scenes whose size is an estimate, so a table built from unencoded runs says so.
+
+Dataset values are plain means over scenes (HAC and the survey do the same); ``Scenes`` says how many.
+
+Feature bits (Table 3). The paper's Table 3 splits the size into **Feature** (anchor features: f in HAC;
+the Spatial Feature Pool together with the residual f_r in Predict-GS) and **Others** (everything else:
+anchor positions, scaling, offsets, the entropy model's hash grid, masks, MLPs). **BSF** is the "Bit rate
+Savings of anchor Features": (Feature - Feature_HAC) / Feature_HAC in percent, HAC's own row being -0%.
+The split uses the entropy model's per-category estimates (``estimated_bits``), as the paper does; a
+category counts as Feature when it is in ``FEATURE_CATEGORIES`` or starts with ``sfp`` (e.g.
+``sfp_hash``, ``sfp_mlp``); unknown categories count as Others.
+
+Variants. Predict-GS runs carry ``residual_dim``, ``schedule`` and ``ds_init``. The main tables use only
+runs at the paper's settings (``PAPER_DEFAULTS``; a run without the field passes) and leave out the
+ablation methods (names starting with ``predictgs_``). The ablation tables hold all but one setting at the
+default and vary the remaining one.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from predictgs.errors import ReportError
+from predictgs.report.bdrate import bd_psnr, bd_rate
+
+MIB = 2**20
+FEATURE_CATEGORIES = frozenset({"feat", "residual"})
+FEATURE_PREFIX = "sfp"
+BITS_PREFIX = "bits_"
+
+REQUIRED_FIELDS = ("method", "benchmark", "scene", "lmbda", "psnr")
+SCALAR_FIELDS = (
+    "method",
+    "benchmark",
+    "scene",
+    "lmbda",
+    "iterations",
+    "psnr",
+    "ssim",
+    "lpips",
+    "lpips_alex",
+    "num_anchors",
+    "num_gaussians",
+    "estimated_size_bytes",
+    "train_seconds",
+    "encode_seconds",
+    "decode_seconds",
+    "fps",
+    "device",
+    "residual_dim",
+    "schedule",
+    "ds_init",
+)
+QUALITY_METRICS = ("psnr", "ssim", "lpips")
+NUMERIC_MEAN_FIELDS = (
+    "psnr",
+    "ssim",
+    "lpips",
+    "lpips_alex",
+    "size_bytes",
+    "num_anchors",
+    "num_gaussians",
+    "train_seconds",
+    "encode_seconds",
+    "decode_seconds",
+    "fps",
+)
+
+# The paper's Predict-GS settings: residual dimension 25, cosine downsampling schedule from scale 0.7.
+PAPER_DEFAULTS: dict[str, object] = {"residual_dim": 25, "schedule": "cosine", "ds_init": 0.7}
+VARIANT_FIELDS = tuple(PAPER_DEFAULTS)
+
+METHOD_NAMES = {
+    "3dgs": "3DGS",
+    "scaffold": "Scaffold-GS",
+    "hac": "HAC",
+    "hacpp": "HAC++",
+    "predictgs": "Predict-GS",
+}
+METHOD_ORDER = ("3dgs", "scaffold", "hac", "hacpp", "predictgs")
+ABLATION_PREFIX = "predictgs_"
+
+# Named rate points (HAC's "highrate"/"lowrate"; Predict-GS's "Ours"/"Ours (high rate)").
+RATE_POINTS = {
+    "hac": {"high": 0.001, "low": 0.004},
+    "predictgs": {"high": 0.0005, "low": 0.004},
+}
+RATE_POINTS_SYNTHETIC = {"hac": {"high": 0.0005, "low": 0.002}}
+SYNTHETIC_BENCHMARKS = frozenset({"synthetic", "nerf_synthetic", "blender"})
+
+# Table 4 rows: (methods that give the row, printed name, w/ SFP, w/ f_r, w/ PT).
+COMPONENT_ABLATION = (
+    (("hac",), "Baseline", False, False, False),
+    (("predictgs_sfp_only",), "Ours w/ SFP", True, False, False),
+    (("predictgs_no_pt", "predictgs_sfp_residual"), "Ours w/ SFP w/ f_r", True, True, False),
+    (("predictgs",), "Ours all", True, True, True),
+)
+# Table 6 rows: accepted spellings of the schedule field -> printed name.
+SCHEDULE_NAMES = {
+    "none": "Non",
+    "non": "Non",
+    "fixed": "Non",
+    "constant": "Non",
+    "linear": "Linear",
+    "cosine": "Ours (Cosine)",
+}
+SCHEDULE_ORDER = ("Non", "Linear", "Ours (Cosine)")
+
+SURVEY_DATASETS = {
+    "mipnerf360": "MipNeRF360",
+    "tandt": "TanksAndTemples",
+    "db": "DeepBlending",
+    "synthetic": "SyntheticNeRF",
+}
+SURVEY_COLUMNS = ["Submethod", "PSNR", "SSIM", "LPIPS", "Size [Bytes]", "#Gaussians"]
+
+# Markdown: decimals per column (anything else numeric: up to 4 significant decimals).
+DECIMALS = {
+    "PSNR": 2,
+    "SSIM": 3,
+    "LPIPS": 3,
+    "LPIPS (Alex)": 3,
+    "Size [MiB]": 2,
+    "Size [Bytes]": 0,
+    "Feature [MiB]": 2,
+    "Others [MiB]": 2,
+    "Total [MiB]": 2,
+    "Feature share [%]": 2,
+    "BSF [%]": 2,
+    "Train time [s]": 0,
+    "Encode time [s]": 2,
+    "Decode time [s]": 2,
+    "Test FPS": 2,
+    "#Anchors": 0,
+    "#Gaussians": 0,
+    "BD-rate [%]": 2,
+    "BD-PSNR [dB]": 3,
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading
+
+
+def find_metrics_files(source: str | Path | Iterable[str | Path]) -> list[Path]:
+    """``metrics.json`` paths from a run folder (recursively), a glob pattern, one file, or a list."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.is_dir():
+            return sorted(path.rglob("metrics.json"))
+        if path.is_file():
+            return [path]
+        return sorted(Path(p) for p in glob.glob(str(source), recursive=True))
+    return [Path(p) for p in source]
+
+
+def load_runs(source: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run: the scalar fields, ``size_bytes`` (real or estimated), ``size_estimated``,
+    ``bits_<category>`` per estimated-bits category, ``section_bytes_<name>``, and ``path``."""
+    paths = find_metrics_files(source)
+    if not paths:
+        raise ReportError(f"no metrics.json found in {source}")
+    rows = [run_row(_read_json(path), path) for path in paths]
+    return pd.DataFrame(rows)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ReportError(f"{path}: cannot read metrics ({error})") from error
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: metrics must be a JSON object")
+    return data
+
+
+def run_row(metrics: Mapping, path: str | Path = "<memory>") -> dict:
+    """Flatten one metrics.json into a table row (see ``load_runs``)."""
+    missing = [name for name in REQUIRED_FIELDS if metrics.get(name) is None]
+    if missing:
+        raise ReportError(f"{path}: missing field(s) {', '.join(missing)}")
+    row: dict[str, object] = {name: metrics.get(name) for name in SCALAR_FIELDS}
+    for name in ("method", "benchmark", "scene"):
+        row[name] = str(row[name])
+    row["lmbda"] = float(row["lmbda"])
+    bits = metrics.get("estimated_bits") or {}
+    for category, value in bits.items():
+        row[BITS_PREFIX + category] = float(value)
+    for section, value in (metrics.get("section_bytes") or {}).items():
+        row["section_bytes_" + section] = float(value)
+    real_size = metrics.get("size_bytes")
+    estimated_size = metrics.get("estimated_size_bytes")
+    if estimated_size is None and bits:
+        estimated_size = sum(bits.values()) / 8
+    if real_size is not None:
+        row["size_bytes"], row["size_estimated"] = float(real_size), False
+    elif estimated_size is not None:
+        row["size_bytes"], row["size_estimated"] = float(estimated_size), True
+    else:
+        raise ReportError(f"{path}: no size_bytes, estimated_size_bytes or estimated_bits")
+    row["path"] = str(path)
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------
+# Selection and aggregation
+
+
+def is_ablation_method(method: str) -> bool:
+    return method.startswith(ABLATION_PREFIX)
+
+
+def at_defaults(
+    runs: pd.DataFrame, fields: Iterable[str] = VARIANT_FIELDS, defaults: Mapping = PAPER_DEFAULTS
+) -> pd.Series:
+    """True where each of ``fields`` is missing or equal to its default (strings compared case-blind)."""
+    keep = pd.Series(True, index=runs.index)
+    for field in fields:
+        if field in runs:
+            default = defaults[field]
+            keep &= pd.Series(
+                [_is_missing(v) or _same(v, default) for v in runs[field]], index=runs.index, dtype=bool
+            )
+    return keep
+
+
+def main_runs(runs: pd.DataFrame, defaults: Mapping = PAPER_DEFAULTS) -> pd.DataFrame:
+    """Runs for the main comparison: no ablation methods, Predict-GS at the paper's settings."""
+    keep = ~runs["method"].map(is_ablation_method) & at_defaults(runs, defaults=defaults)
+    return runs[keep]
+
+
+def benchmark_means(runs: pd.DataFrame, by: Iterable[str] = ("benchmark", "method", "lmbda")) -> pd.DataFrame:
+    """Mean over scenes of every numeric metric per group, with ``n_scenes`` and ``n_estimated_sizes``."""
+    by = list(by)
+    numeric = [
+        c for c in runs.columns if c not in by and (c in NUMERIC_MEAN_FIELDS or c.startswith(BITS_PREFIX))
+    ]
+    grouped = runs.groupby(by, sort=False, dropna=False)
+    means = grouped[numeric].mean()
+    means["n_scenes"] = grouped["scene"].nunique()
+    means["n_estimated_sizes"] = grouped["size_estimated"].sum().astype(int)
+    if "device" in runs:
+        means["device"] = grouped["device"].agg(
+            lambda v: ", ".join(sorted({str(x) for x in v if not _is_missing(x)}))
+        )
+    return _sort_rows(means.reset_index())
+
+
+def rate_label(method: str, benchmark: str, lmbda: float) -> str:
+    """The name of a published rate point ("high" or "low"), or "" for other lambdas."""
+    table = RATE_POINTS_SYNTHETIC if benchmark in SYNTHETIC_BENCHMARKS else RATE_POINTS
+    for label, value in table.get(method, {}).items():
+        if math.isclose(lmbda, value, rel_tol=1e-9):
+            return label
+    return ""
+
+
+def method_name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tables
+
+
+def quality_table(runs: pd.DataFrame, benchmark: str, defaults: Mapping = PAPER_DEFAULTS) -> pd.DataFrame:
+    """Tables 1/2 for one benchmark: one row per (method, lambda), means over scenes."""
+    selected = main_runs(runs[runs["benchmark"] == benchmark], defaults)
+    if selected.empty:
+        raise ReportError(f"no runs for benchmark {benchmark!r}")
+    means = benchmark_means(selected)
+    return pd.DataFrame(
+        {
+            "Method": means["method"].map(method_name),
+            "Rate": [rate_label(m, benchmark, l) for m, l in zip(means["method"], means["lmbda"])],
+            "lambda": means["lmbda"],
+            "PSNR": means["psnr"],
+            "SSIM": means.get("ssim"),
+            "LPIPS": means.get("lpips"),
+            "Size [MiB]": means["size_bytes"] / MIB,
+            "Size [Bytes]": means["size_bytes"],
+            "#Gaussians": means.get("num_gaussians"),
+            "Scenes": means["n_scenes"],
+            "Scenes w/ estimated size": means["n_estimated_sizes"],
+        }
+    )
+
+
+def feature_categories(categories: Iterable[str]) -> list[str]:
+    """The estimated-bits categories that Table 3 counts as anchor features."""
+    return [c for c in categories if c in FEATURE_CATEGORIES or c.startswith(FEATURE_PREFIX)]
+
+
+def bit_allocation_table(
+    runs: pd.DataFrame, baseline: str = "hac", defaults: Mapping = PAPER_DEFAULTS
+) -> pd.DataFrame:
+    """Table 3: Feature / Others bits in MiB per (benchmark, method, lambda), and BSF against ``baseline``.
+
+    Feature and Others are summed per run (a category a run lacks counts as 0), then averaged over scenes."""
+    selected = main_runs(runs, defaults)
+    bit_columns = [c for c in selected.columns if c.startswith(BITS_PREFIX)]
+    if not bit_columns:
+        raise ReportError("no estimated_bits in the runs: cannot split the size into Feature and Others")
+    feature_columns = [
+        BITS_PREFIX + c for c in feature_categories(c[len(BITS_PREFIX) :] for c in bit_columns)
+    ]
+    other_columns = [c for c in bit_columns if c not in feature_columns]
+    per_run = selected[["benchmark", "method", "lmbda", "scene"]].assign(
+        feature_mib=selected[feature_columns].sum(axis=1) / 8 / MIB,
+        others_mib=selected[other_columns].sum(axis=1) / 8 / MIB,
+    )
+    per_run = per_run[selected[bit_columns].notna().any(axis=1)]
+    means = _sort_rows(
+        per_run.groupby(["benchmark", "method", "lmbda"], sort=False)[["feature_mib", "others_mib"]]
+        .mean()
+        .reset_index()
+    )
+    feature_mib, others_mib = means["feature_mib"], means["others_mib"]
+    table = pd.DataFrame(
+        {
+            "Benchmark": means["benchmark"],
+            "Method": means["method"].map(method_name),
+            "lambda": means["lmbda"],
+            "Feature [MiB]": feature_mib,
+            "Others [MiB]": others_mib,
+            "Total [MiB]": feature_mib + others_mib,
+            "Feature share [%]": 100 * feature_mib / (feature_mib + others_mib),
+        }
+    )
+    baseline_feature = {
+        (b, l): f
+        for b, m, l, f in zip(means["benchmark"], means["method"], means["lmbda"], feature_mib)
+        if m == baseline
+    }
+    reference = [baseline_feature.get((b, l), np.nan) for b, l in zip(means["benchmark"], means["lmbda"])]
+    table["BSF [%]"] = 100 * (feature_mib - reference) / reference
+    return table
+
+
+def efficiency_table(runs: pd.DataFrame, defaults: Mapping = PAPER_DEFAULTS) -> pd.DataFrame:
+    """Table 5: size, training / encoding / decoding time and test FPS per (benchmark, method, lambda)."""
+    means = benchmark_means(main_runs(runs, defaults))
+    return pd.DataFrame(
+        {
+            "Benchmark": means["benchmark"],
+            "Method": means["method"].map(method_name),
+            "lambda": means["lmbda"],
+            "Size [MiB]": means["size_bytes"] / MIB,
+            "Train time [s]": means.get("train_seconds"),
+            "Encode time [s]": means.get("encode_seconds"),
+            "Decode time [s]": means.get("decode_seconds"),
+            "Test FPS": means.get("fps"),
+            "Device": means.get("device"),
+            "Scenes": means["n_scenes"],
+        }
+    )
+
+
+def component_ablation_table(runs: pd.DataFrame, defaults: Mapping = PAPER_DEFAULTS) -> pd.DataFrame:
+    """Table 4: HAC baseline, SFP only, SFP + residual, full method (with progressive training).
+
+    The variants are told apart by method name (``COMPONENT_ABLATION``); only the full method is held
+    at the default settings, since a variant may legitimately differ (e.g. no residual)."""
+    rows = []
+    for methods, printed, with_sfp, with_residual, with_pt in COMPONENT_ABLATION:
+        subset = runs[runs["method"].isin(methods)]
+        subset = subset[(subset["method"] != "predictgs") | at_defaults(subset, defaults=defaults)]
+        if subset.empty:
+            continue
+        for _, mean in benchmark_means(subset, by=("benchmark", "lmbda")).iterrows():
+            rows.append(
+                {
+                    "Benchmark": mean["benchmark"],
+                    "Method": printed,
+                    "w/ SFP": with_sfp,
+                    "w/ f_r": with_residual,
+                    "w/ PT": with_pt,
+                    "lambda": mean["lmbda"],
+                    **_quality_columns(mean),
+                }
+            )
+    return (
+        _require_rows(rows, "component ablation (Table 4)")
+        .sort_values(["Benchmark", "lambda"], kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def schedule_table(
+    runs: pd.DataFrame, method: str = "predictgs", defaults: Mapping = PAPER_DEFAULTS
+) -> pd.DataFrame:
+    """Table 6: downsampling schedules (none / linear / cosine) at the default residual size and scale."""
+    if "schedule" not in runs:
+        raise ReportError("no run records 'schedule'")
+    subset = runs[(runs["method"] == method) & at_defaults(runs, ("residual_dim", "ds_init"), defaults)]
+    subset = subset[subset["schedule"].notna()]
+    subset = subset.assign(
+        schedule_name=subset["schedule"].map(lambda s: SCHEDULE_NAMES.get(str(s).lower(), str(s)))
+    )
+    rows = [
+        {
+            "Benchmark": mean["benchmark"],
+            "Schedule": mean["schedule_name"],
+            "lambda": mean["lmbda"],
+            **_quality_columns(mean),
+        }
+        for _, mean in benchmark_means(subset, by=("benchmark", "lmbda", "schedule_name")).iterrows()
+    ]
+    table = _require_rows(rows, "schedule ablation (Table 6)")
+    order = {name: i for i, name in enumerate(SCHEDULE_ORDER)}
+    table["_order"] = table["Schedule"].map(lambda s: order.get(s, len(order)))
+    return (
+        table.sort_values(["Benchmark", "lambda", "_order"], kind="stable")
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
+
+
+def sweep_table(
+    runs: pd.DataFrame, field: str, method: str = "predictgs", defaults: Mapping = PAPER_DEFAULTS
+) -> pd.DataFrame:
+    """A one-parameter sweep (``residual_dim``: Fig. 6, ``ds_init``: Fig. 7) other settings at default."""
+    if field not in VARIANT_FIELDS:
+        raise ReportError(f"unknown sweep field {field!r}; choose one of {', '.join(VARIANT_FIELDS)}")
+    if field not in runs:
+        raise ReportError(f"no run records {field!r}")
+    others = [f for f in VARIANT_FIELDS if f != field]
+    subset = runs[(runs["method"] == method) & at_defaults(runs, others, defaults) & runs[field].notna()]
+    rows = [
+        {
+            "Benchmark": mean["benchmark"],
+            field: mean[field],
+            "lambda": mean["lmbda"],
+            **_quality_columns(mean),
+        }
+        for _, mean in benchmark_means(subset, by=("benchmark", "lmbda", field)).iterrows()
+    ]
+    return (
+        _require_rows(rows, f"{field} sweep")
+        .sort_values(["Benchmark", "lambda", field], kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def bd_table(
+    runs: pd.DataFrame, anchor: str = "hac", interpolation: str = "pchip", defaults: Mapping = PAPER_DEFAULTS
+) -> pd.DataFrame:
+    """BD-rate [%] (PSNR vs size) and BD-PSNR [dB] of every method against ``anchor`` per benchmark.
+
+    A pair without enough rate points or without overlap raises ``ReportError`` naming the method and
+    benchmark."""
+    means = benchmark_means(main_runs(runs, defaults))
+    rows = []
+    for benchmark, group in means.groupby("benchmark", sort=False):
+        anchor_curve = group[group["method"] == anchor]
+        if anchor_curve.empty:
+            continue
+        for method, curve in group.groupby("method", sort=False):
+            if method == anchor:
+                continue
+            names = {
+                "anchor_name": f"{anchor} on {benchmark}",
+                "test_name": f"{method} on {benchmark}",
+                "method": interpolation,
+            }
+            args = (anchor_curve["size_bytes"], anchor_curve["psnr"], curve["size_bytes"], curve["psnr"])
+            rows.append(
+                {
+                    "Benchmark": benchmark,
+                    "Method": method_name(method),
+                    "Anchor": method_name(anchor),
+                    "BD-rate [%]": bd_rate(*args, **names),
+                    "BD-PSNR [dB]": bd_psnr(*args, **names),
+                }
+            )
+    return pd.DataFrame(rows, columns=["Benchmark", "Method", "Anchor", "BD-rate [%]", "BD-PSNR [dB]"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Survey (3DGS.zip) per-scene files
+
+
+def survey_table(scene_runs: pd.DataFrame) -> pd.DataFrame:
+    """One scene of one method in the survey's format, one row per rate point (lambda ascending)."""
+    scene_runs = scene_runs.sort_values("lmbda", kind="stable")
+    return pd.DataFrame(
+        {
+            "Submethod": [
+                f"{method_name(m)}-lambda{l:g}" for m, l in zip(scene_runs["method"], scene_runs["lmbda"])
+            ],
+            "PSNR": scene_runs["psnr"].to_numpy(),
+            "SSIM": scene_runs["ssim"].to_numpy(),
+            "LPIPS": scene_runs["lpips"].to_numpy(),
+            "Size [Bytes]": scene_runs["size_bytes"].round().astype("int64").to_numpy(),
+            "#Gaussians": scene_runs["num_gaussians"].round().astype("int64").to_numpy(),
+        },
+        columns=SURVEY_COLUMNS,
+    )
+
+
+def write_survey_csvs(
+    runs: pd.DataFrame, out_dir: str | Path, defaults: Mapping = PAPER_DEFAULTS
+) -> list[Path]:
+    """Write ``<out_dir>/<method>/<Dataset>/<scene>.csv`` (the survey's layout, per method)."""
+    written = []
+    selected = main_runs(runs, defaults)
+    for (method, benchmark, scene), scene_runs in selected.groupby(
+        ["method", "benchmark", "scene"], sort=True
+    ):
+        if scene_runs["size_estimated"].any():
+            warnings.warn(
+                f"{method}/{benchmark}/{scene}: survey file holds estimated sizes (run not encoded)",
+                stacklevel=2,
+            )
+        path = Path(out_dir) / method / SURVEY_DATASETS.get(benchmark, benchmark) / f"{scene}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        survey_table(scene_runs).to_csv(path, index=False, lineterminator="\n")
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------------
+# Markdown
+
+
+def to_markdown(table: pd.DataFrame, decimals: Mapping[str, int] | None = None, missing: str = "—") -> str:
+    """A GitHub pipe table; numbers rounded per column (``DECIMALS``, updated by ``decimals``)."""
+    places = {**DECIMALS, **(decimals or {})}
+    header = [str(c) for c in table.columns]
+    numeric = [
+        pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
+        for c in table.columns
+    ]
+    lines = [
+        "| " + " | ".join(_escape(h) for h in header) + " |",
+        "|" + "|".join("---:" if is_number else "---" for is_number in numeric) + "|",
+    ]
+    for values in table.itertuples(index=False):
+        cells = [_format_cell(v, places.get(c), missing) for c, v in zip(header, values)]
+        lines.append("| " + " | ".join(_escape(cell) for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _format_cell(value, decimals: int | None, missing: str) -> str:
+    if _is_missing(value):
+        return missing
+    if isinstance(value, (bool, np.bool_)):
+        return "✓" if value else "—"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if decimals is not None:
+            return f"{value:.{decimals}f}"
+        return f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+    return str(value)
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing all tables
+
+
+def write_tables(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Write every table that the runs support as ``<name>.csv`` and ``<name>.md``; returns the paths.
+
+    ``table1_<benchmark>`` per benchmark, ``table3_bit_allocation``, ``table4_ablation``,
+    ``table5_efficiency``, ``table6_schedule``, ``sweep_residual_dim``, ``sweep_ds_init``, ``bd_rate``
+    and the survey files under ``survey/``. Tables whose runs are absent are skipped."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    builders = {
+        f"table1_{b}": (lambda b=b: quality_table(runs, b)) for b in sorted(runs["benchmark"].unique())
+    }
+    builders.update(
+        {
+            "table3_bit_allocation": lambda: bit_allocation_table(runs),
+            "table4_ablation": lambda: component_ablation_table(runs),
+            "table5_efficiency": lambda: efficiency_table(runs),
+            "table6_schedule": lambda: schedule_table(runs),
+            "sweep_residual_dim": lambda: sweep_table(runs, "residual_dim"),
+            "sweep_ds_init": lambda: sweep_table(runs, "ds_init"),
+            "bd_rate": lambda: bd_table(runs),
+        }
+    )
+    # An ablation is written only when its variants were run, not from the default runs alone.
+    has_variants = {
+        "table4_ablation": lambda t: (t["w/ SFP"] & ~t["w/ PT"]).any(),
+        "table6_schedule": lambda t: t["Schedule"].nunique() > 1,
+        "sweep_residual_dim": lambda t: t["residual_dim"].nunique() > 1,
+        "sweep_ds_init": lambda t: t["ds_init"].nunique() > 1,
+    }
+    written = []
+    for name, build in builders.items():
+        try:
+            table = build()
+        except ReportError as error:
+            warnings.warn(f"{name} skipped: {error}", stacklevel=2)
+            continue
+        if table.empty or not has_variants.get(name, lambda t: True)(table):
+            continue
+        table.to_csv(out_dir / f"{name}.csv", index=False, lineterminator="\n")
+        (out_dir / f"{name}.md").write_text(to_markdown(table), encoding="utf-8")
+        written += [out_dir / f"{name}.csv", out_dir / f"{name}.md"]
+    return written + write_survey_csvs(runs, out_dir / "survey")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _quality_columns(mean: pd.Series) -> dict:
+    return {
+        "PSNR": mean.get("psnr"),
+        "SSIM": mean.get("ssim"),
+        "LPIPS": mean.get("lpips"),
+        "Size [MiB]": mean["size_bytes"] / MIB,
+        "Scenes": mean["n_scenes"],
+    }
+
+
+def _require_rows(rows: list[dict], what: str) -> pd.DataFrame:
+    if not rows:
+        raise ReportError(f"no runs for the {what}")
+    return pd.DataFrame(rows)
+
+
+def _sort_rows(means: pd.DataFrame) -> pd.DataFrame:
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    methods = means["method"] if "method" in means else pd.Series("", index=means.index)
+    keys = means.assign(_rank=methods.map(lambda m: rank.get(m, len(rank))))
+    order = [c for c in ("benchmark", "_rank", "method", "lmbda") if c in keys]
+    return keys.sort_values(order, kind="stable").drop(columns="_rank").reset_index(drop=True)
+
+
+def _is_missing(value) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _same(value, default) -> bool:
+    if isinstance(default, str) or isinstance(value, str):
+        return str(value).strip().lower() == str(default).strip().lower()
+    return math.isclose(float(value), float(default), rel_tol=1e-9, abs_tol=1e-12)
