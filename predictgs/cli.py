@@ -35,15 +35,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_protocol_options(parser: argparse.ArgumentParser) -> None:
+def _add_protocol_options(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """Protocol options; with defaults=False unset options stay None (a config file may set them)."""
     group = parser.add_argument_group("evaluation protocol")
-    group.add_argument("--resolution", choices=["hac", "3dgs", "factor"], default="hac",
+    group.add_argument("--resolution", choices=["hac", "3dgs", "factor"], default="hac" if defaults else None,
                        help="hac: images/ capped at --max-width (default, the HAC/Predict-GS tables); "
                             "3dgs: the --images-folder (e.g. images_4); factor: images/ divided by --downscale")
-    group.add_argument("--max-width", type=_positive_int, default=1600)
+    group.add_argument("--max-width", type=_positive_int, default=1600 if defaults else None)
     group.add_argument("--images-folder", help="image folder for --resolution 3dgs, e.g. images_4")
-    group.add_argument("--downscale", type=float, default=1.0, help="factor for --resolution factor")
-    group.add_argument("--llffhold", type=int, default=8, help="every N-th image (sorted by name) is a test view")
+    group.add_argument("--downscale", type=float, default=1.0 if defaults else None,
+                       help="factor for --resolution factor")
+    group.add_argument("--llffhold", type=int, default=8 if defaults else None,
+                       help="every N-th image (sorted by name) is a test view")
     group.add_argument("--white-background", action=argparse.BooleanOptionalAction, default=None,
                        help="default: white for Blender scenes, black otherwise")
 
@@ -74,6 +77,31 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .train.run import run_training
+
+    protocol = _protocol_overrides(args)
+    metrics = run_training(
+        args.method, Path(args.scene), Path(args.out), lmbda=args.lmbda, iterations=args.iterations,
+        config_file=Path(args.config) if args.config else None, protocol=protocol, benchmark=args.benchmark,
+        seed=args.seed, device=args.device, restart=args.restart, progress=not args.quiet,
+    )
+    summary = {k: metrics[k] for k in ("method", "scene", "lmbda", "iterations", "psnr", "ssim", "lpips",
+                                        "num_anchors", "estimated_size_bytes", "train_seconds")}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _protocol_overrides(args) -> dict:
+    """Only the protocol options given on the command line (the config file may set the others)."""
+    given = {}
+    for key in ("resolution", "max_width", "images_folder", "downscale", "llffhold", "white_background"):
+        value = getattr(args, key)
+        if value is not None:
+            given[key] = value
+    return given
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="predictgs", description="Benchmark and reproduction harness for 3DGS compression "
                                                    "(Predict-GS, HAC, Scaffold-GS).")
@@ -98,6 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", type=_positive_int, default=40)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train a method on a scene and write a run directory",
+                       description="Train Scaffold-GS, HAC or Predict-GS on a scene. RUN_DIR receives "
+                                   "config.yaml, train.log, checkpoint.pt, metrics.json and per_view.json. "
+                                   "An interrupted run resumes from its last checkpoint when started again.")
+    p.add_argument("--method", required=True, help="scaffold, hac or predictgs")
+    p.add_argument("--scene", required=True, help="scene folder (COLMAP, LLFF, Blender, instant-ngp)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
+    p.add_argument("--lmbda", type=float, help="rate-distortion weight (hac, predictgs); default 0.001")
+    p.add_argument("--iterations", type=_positive_int, help="training iterations (default 30000)")
+    p.add_argument("--config", metavar="FILE", help="YAML with sections train:, model:, protocol:, benchmark:")
+    p.add_argument("--benchmark", help="benchmark name recorded in metrics.json (e.g. mipnerf360)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--restart", action="store_true", help="discard an existing run in RUN_DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_protocol_options(p, defaults=False)
+    p.set_defaults(func=cmd_train)
     return parser
 
 

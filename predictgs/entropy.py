@@ -48,9 +48,9 @@ def clamp_around(x: Tensor, step: Tensor, center: Tensor | None = None) -> Tenso
 
 
 def gaussian_likelihood(x: Tensor, mean: Tensor, scale: Tensor, step: Tensor) -> Tensor:
-    """Probability of the quantisation bin of x (bin width ``step``) under N(mean, scale^2), floored."""
+    """Probability of the quantisation bin of x (bin width ``step``) under N(mean, scale^2), floored.
+    Callers apply HAC's range clamp (:func:`clamp_around`) first, with the centre they need."""
     scale = torch.clamp(scale, min=SCALE_FLOOR)
-    x = clamp_around(x, step)
     upper = _normal_cdf((x + 0.5 * step - mean) / scale)
     lower = _normal_cdf((x - 0.5 * step - mean) / scale)
     return low_bound(torch.abs(upper - lower))

@@ -21,3 +21,7 @@ class BitstreamError(PredictGSError):
 class ReportError(PredictGSError):
     """Results cannot be tabulated or compared: an unreadable metrics.json, a missing field, or too few
     rate points for a BD-rate. The message names the file, or the method and benchmark concerned."""
+
+
+class TrainingError(PredictGSError):
+    """Training cannot go on (e.g. the loss became NaN). The message says where to resume from."""

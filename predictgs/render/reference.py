@@ -38,40 +38,36 @@ def _gaussian_power(dx: Tensor, dy: Tensor, conic: Tensor) -> Tensor:
 
 @torch.no_grad()
 def _find_fragments(proj: Projection, opacities: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
-    """(pixel index, Gaussian index) of every fragment that contributes, sorted by pixel then depth."""
+    """(pixel index, Gaussian index) of every fragment that contributes, sorted by pixel then depth.
+
+    Gaussians are grouped by their integer radius r; each group is tested against its (2r+1)^2 square of
+    pixel centres by broadcasting, so no per-candidate gathers or integer divisions are needed."""
     device = proj.means2d.device
     visible = torch.nonzero(proj.radii > 0).squeeze(1)
-    mean = proj.means2d[visible]
-    radius = proj.radii[visible].to(mean.dtype)
-    # Pixel i has its centre at i + 0.5: candidates are the centres within [u - r, u + r].
-    x0 = torch.ceil(mean[:, 0] - radius - 0.5).clamp(0, width - 1).long()
-    x1 = torch.floor(mean[:, 0] + radius - 0.5).clamp(0, width - 1).long()
-    y0 = torch.ceil(mean[:, 1] - radius - 0.5).clamp(0, height - 1).long()
-    y1 = torch.floor(mean[:, 1] + radius - 0.5).clamp(0, height - 1).long()
-    span_x = (x1 - x0 + 1).clamp(min=0)
-    counts = span_x * (y1 - y0 + 1).clamp(min=0)
-
+    radius_of_visible = proj.radii[visible]
     pixels, gaussians = [], []
-    ends = torch.cumsum(counts, 0)
-    chunk_start = 0
-    while chunk_start < visible.numel():
-        # Largest run of Gaussians whose candidates fit the chunk budget (at least one Gaussian).
-        base = ends[chunk_start - 1] if chunk_start else 0
-        chunk_end = int(torch.searchsorted(ends, base + CANDIDATES_PER_CHUNK, right=True))
-        chunk_end = max(chunk_end, chunk_start + 1)
-        idx = torch.arange(chunk_start, chunk_end, device=device)
-        cand = torch.repeat_interleave(idx, counts[idx])
-        # Position of each candidate inside its Gaussian's square (global candidate index - first index).
-        local = torch.arange(cand.numel(), device=device) + base - (ends[cand] - counts[cand])
-        px = x0[cand] + local % span_x[cand]
-        py = y0[cand] + local // span_x[cand]
-        g = visible[cand]
-        power = _gaussian_power(px + 0.5 - mean[cand, 0], py + 0.5 - mean[cand, 1], proj.conics[g])
-        alpha = torch.clamp(opacities[g] * torch.exp(power), max=ALPHA_MAX)
-        keep = (power <= 0) & (power >= -0.5 * SIGMA_CUTOFF**2) & (alpha >= ALPHA_MIN)
-        pixels.append(py[keep] * width + px[keep])
-        gaussians.append(g[keep])
-        chunk_start = chunk_end
+    for r in torch.unique(radius_of_visible).tolist():
+        members = visible[radius_of_visible == r]
+        side = 2 * r + 1
+        per_chunk = max(1, CANDIDATES_PER_CHUNK // (side * side))
+        local = torch.arange(side, device=device)
+        for start in range(0, members.numel(), per_chunk):
+            g = members[start:start + per_chunk]
+            mean = proj.means2d[g]
+            conic = proj.conics[g]
+            # Pixel i has its centre at i + 0.5; the square holds the centres within about r of the mean.
+            px = torch.ceil(mean[:, 0:1] - r - 0.5).long() + local  # [G, side]
+            py = torch.ceil(mean[:, 1:2] - r - 0.5).long() + local
+            dx = (px + 0.5 - mean[:, 0:1])[:, None, :]  # [G, 1, side]
+            dy = (py + 0.5 - mean[:, 1:2])[:, :, None]  # [G, side, 1]
+            power = (-0.5 * (conic[:, 0, None, None] * dx * dx + conic[:, 2, None, None] * dy * dy)
+                     - conic[:, 1, None, None] * dx * dy)
+            alpha = torch.clamp(opacities[g, None, None] * torch.exp(power), max=ALPHA_MAX)
+            keep = (power <= 0) & (power >= -0.5 * SIGMA_CUTOFF**2) & (alpha >= ALPHA_MIN)
+            keep &= ((px >= 0) & (px < width))[:, None, :] & ((py >= 0) & (py < height))[:, :, None]
+            gi, yi, xi = torch.nonzero(keep, as_tuple=True)
+            pixels.append(py[gi, yi] * width + px[gi, xi])
+            gaussians.append(g[gi])
     if not pixels:
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return empty, empty

@@ -1,0 +1,95 @@
+"""Scaffold-GS's neural Gaussians: K Gaussians per visible anchor, their attributes decoded by MLPs from
+the anchor feature, the viewing direction and (HAC, Predict-GS) the viewing distance.
+
+Per anchor i and offset k (Scaffold-GS ``generate_neural_gaussians``):
+    centre    = x_i + o_ik * l_i[0:3]
+    scale     = l_i[3:6] * sigmoid(cov_ik[0:3])
+    rotation  = normalise(cov_ik[3:7])            (quaternion, w first)
+    opacity   = tanh output; Gaussians with opacity <= 0 are not spawned
+    colour    = sigmoid output
+where l_i is the activated (exp) 6-d anchor scaling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+def view_inputs(anchor_positions: Tensor, camera_center: Tensor) -> tuple[Tensor, Tensor]:
+    """Unit direction camera -> anchor [N,3] and distance [N,1]."""
+    ob_view = anchor_positions - camera_center
+    dist = ob_view.norm(dim=1, keepdim=True)
+    return ob_view / dist.clamp_min(1e-12), dist
+
+
+class ScaffoldDecoder(nn.Module):
+    """mlp_opacity (tanh), mlp_cov (7 per Gaussian, no activation), mlp_color (sigmoid); one hidden layer
+    of width ``feat_dim`` each, as in Scaffold-GS."""
+
+    def __init__(self, feat_dim: int, n_offsets: int, use_distance: bool):
+        super().__init__()
+        self.n_offsets = n_offsets
+        self.use_distance = use_distance
+        in_dim = feat_dim + 3 + int(use_distance)
+        self.mlp_opacity = nn.Sequential(nn.Linear(in_dim, feat_dim), nn.ReLU(True),
+                                         nn.Linear(feat_dim, n_offsets), nn.Tanh())
+        self.mlp_cov = nn.Sequential(nn.Linear(in_dim, feat_dim), nn.ReLU(True),
+                                     nn.Linear(feat_dim, 7 * n_offsets))
+        self.mlp_color = nn.Sequential(nn.Linear(in_dim, feat_dim), nn.ReLU(True),
+                                       nn.Linear(feat_dim, 3 * n_offsets), nn.Sigmoid())
+
+    def inputs(self, features: Tensor, dirs: Tensor, dist: Tensor) -> Tensor:
+        parts = [features, dirs] + ([dist] if self.use_distance else [])
+        return torch.cat(parts, dim=1)
+
+    def forward(self, features: Tensor, dirs: Tensor, dist: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> opacity [N,K], cov [N,K,7], colour [N,K,3]."""
+        x = self.inputs(features, dirs, dist)
+        n, k = x.shape[0], self.n_offsets
+        return self.mlp_opacity(x), self.mlp_cov(x).reshape(n, k, 7), self.mlp_color(x).reshape(n, k, 3)
+
+
+@dataclass
+class NeuralGaussians:
+    """Spawned Gaussians of the visible anchors, ready for the rasterizer."""
+
+    means: Tensor  # [M,3]
+    quats: Tensor  # [M,4]
+    scales: Tensor  # [M,3]
+    opacities: Tensor  # [M]
+    colors: Tensor  # [M,3]
+    visible_anchors: Tensor  # [V] indices into the anchor set
+    spawned: Tensor  # [V*K] bool: which of the visible anchors' Gaussians were spawned
+    neural_opacity: Tensor  # [V,K] (after masks), for the densification statistics
+
+    @property
+    def count(self) -> int:
+        return self.means.shape[0]
+
+
+def assemble_gaussians(
+    visible_anchors: Tensor,
+    anchor_positions: Tensor,
+    offsets: Tensor,
+    scaling: Tensor,
+    opacity: Tensor,
+    scale_logits: Tensor,
+    rotations: Tensor,
+    colors: Tensor,
+) -> NeuralGaussians:
+    """Spawn Gaussians with opacity > 0. Inputs are per visible anchor: positions [V,3], raw offsets
+    [V,K,3], activated scaling [V,6], opacity [V,K], scale logits [V,K,3], quaternions [V,K,4], colours
+    [V,K,3]."""
+    v, k = opacity.shape
+    spawned = (opacity > 0).reshape(-1)
+    means = (anchor_positions[:, None, :] + offsets * scaling[:, None, 0:3]).reshape(-1, 3)
+    scales = (scaling[:, None, 3:6] * torch.sigmoid(scale_logits)).reshape(-1, 3)
+    quats = nn.functional.normalize(rotations.reshape(-1, 4), dim=-1)
+    return NeuralGaussians(
+        means=means[spawned], quats=quats[spawned], scales=scales[spawned],
+        opacities=opacity.reshape(-1)[spawned], colors=colors.reshape(-1, 3)[spawned],
+        visible_anchors=visible_anchors, spawned=spawned, neural_opacity=opacity,
+    )
