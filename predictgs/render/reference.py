@@ -2,14 +2,15 @@
 
 Algorithm (vectorised, no Python loop over pixels or Gaussians):
 1. project every Gaussian (``projection.py``);
-2. list the candidate (pixel, Gaussian) fragments inside each Gaussian's 3-sigma square, in bounded
-   chunks, and keep those inside 3 sigma (Mahalanobis) with alpha = min(0.99, o exp(-d^T conic d / 2))
-   >= 1/255 — the Inria kernel skips the others;
+2. list the candidate (pixel, Gaussian) fragments inside each Gaussian's 3-sigma square (Gaussians
+   grouped by radius, tested by broadcasting, in bounded chunks) and keep those inside 3 sigma
+   (Mahalanobis) with alpha = min(0.99, o exp(-d^T conic d / 2)) >= 1/255 — the Inria kernel skips the
+   others;
 3. sort the fragments by pixel, then by view-space depth;
-4. composite front to back with a segmented scan of log(1 - alpha) over each pixel's fragments, in
-   float64 so the scan over all fragments loses no precision;
-5. early termination as in the Inria kernel: a Gaussian whose contribution would bring the transmittance
-   below 1e-4, and everything behind it, is dropped.
+4. early termination as in the Inria kernel: a Gaussian whose contribution would bring the
+   transmittance below 1e-4, and everything behind it, is dropped (decided without gradients);
+5. composite the surviving fragments front to back with a segmented scan of log(1 - alpha) over each
+   pixel's fragments, in float64 so the scan over all fragments loses no precision.
 
 Work is proportional to the number of fragments (the total footprint of the Gaussians), not to
 pixels x Gaussians. Only the surviving fragments enter the autograd graph.
@@ -37,15 +38,16 @@ def _gaussian_power(dx: Tensor, dy: Tensor, conic: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _find_fragments(proj: Projection, opacities: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
-    """(pixel index, Gaussian index) of every fragment that contributes, sorted by pixel then depth.
+def _find_fragments(proj: Projection, opacities: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(pixel index, Gaussian index, alpha) of every fragment that passes the 3-sigma and 1/255 tests,
+    sorted by pixel then depth.
 
     Gaussians are grouped by their integer radius r; each group is tested against its (2r+1)^2 square of
     pixel centres by broadcasting, so no per-candidate gathers or integer divisions are needed."""
     device = proj.means2d.device
     visible = torch.nonzero(proj.radii > 0).squeeze(1)
     radius_of_visible = proj.radii[visible]
-    pixels, gaussians = [], []
+    pixels, gaussians, alphas = [], [], []
     for r in torch.unique(radius_of_visible).tolist():
         members = visible[radius_of_visible == r]
         side = 2 * r + 1
@@ -68,15 +70,16 @@ def _find_fragments(proj: Projection, opacities: Tensor, width: int, height: int
             gi, yi, xi = torch.nonzero(keep, as_tuple=True)
             pixels.append(py[gi, yi] * width + px[gi, xi])
             gaussians.append(g[gi])
+            alphas.append(alpha[gi, yi, xi])
     if not pixels:
         empty = torch.zeros(0, dtype=torch.long, device=device)
-        return empty, empty
-    pixel, gaussian = torch.cat(pixels), torch.cat(gaussians)
+        return empty, empty, torch.zeros(0, dtype=proj.means2d.dtype, device=device)
+    pixel, gaussian, alpha = torch.cat(pixels), torch.cat(gaussians), torch.cat(alphas)
 
     depth_rank = torch.empty(proj.depths.numel(), dtype=torch.long, device=device)
     depth_rank[torch.argsort(proj.depths, stable=True)] = torch.arange(proj.depths.numel(), device=device)
     order = torch.argsort(pixel * proj.depths.numel() + depth_rank[gaussian])
-    return pixel[order], gaussian[order]
+    return pixel[order], gaussian[order], alpha[order]
 
 
 def rasterize_reference(
@@ -90,7 +93,17 @@ def rasterize_reference(
     """Composite projected Gaussians. Returns image [3,H,W] and alpha [1,H,W]."""
     device, dtype = colors.device, colors.dtype
     num_pixels = width * height
-    pixel, gaussian = _find_fragments(proj, opacities.detach(), width, height)
+    pixel, gaussian, alpha = _find_fragments(proj, opacities.detach(), width, height)
+
+    with torch.no_grad():
+        # Early termination: stop before a Gaussian would bring T below 1e-4 (and drop all behind it).
+        # Only the fragments in front of that point enter the differentiable pass.
+        log_keep = torch.log1p(-alpha.double())
+        inclusive = torch.cumsum(log_keep, 0)
+        first = torch.searchsorted(pixel, torch.arange(num_pixels, device=device))
+        before = _value_before(inclusive, log_keep, first)[pixel]
+        alive = (inclusive - before) >= math.log(TRANSMITTANCE_MIN)
+        pixel, gaussian = pixel[alive], gaussian[alive]
 
     px = (pixel % width).to(dtype) + 0.5
     py = torch.div(pixel, width, rounding_mode="floor").to(dtype) + 0.5
@@ -100,13 +113,6 @@ def rasterize_reference(
 
     # Segmented scan over each pixel's fragments (sorted front to back).
     first = torch.searchsorted(pixel, torch.arange(num_pixels, device=device))
-    with torch.no_grad():
-        log_keep = torch.log1p(-alpha.double())
-        inclusive = torch.cumsum(log_keep, 0)
-        before = _value_before(inclusive, log_keep, first)[pixel]
-        # Early termination: stop before a Gaussian would bring T below 1e-4 (and drop all behind it).
-        alive = (inclusive - before) >= math.log(TRANSMITTANCE_MIN)
-    alpha = alpha * alive
     log_keep = torch.log1p(-alpha.double())
     inclusive = torch.cumsum(log_keep, 0)
     before = _value_before(inclusive, log_keep, first)[pixel]
