@@ -106,9 +106,12 @@ class HAC(AnchorMethod):
     def base_steps(self) -> dict:
         return {g: torch.tensor(self.context.base_step(g)) for g in ("attributes", "scaling", "offsets")}
 
-    def decoder_features(self, view, visible, positions, values):
-        """What the Scaffold-GS MLPs read: the (quantised) feature f itself in HAC."""
-        return values["attributes"]
+    def neural_gaussians(self, view, visible, positions, values: dict, masks, iteration: int, total: int,
+                         training: bool):
+        """Scaffold-GS's MLPs read the (quantised) feature f itself in HAC."""
+        k = self.config.n_offsets
+        return self.decode(view, visible, positions, values["attributes"], values["offsets"].reshape(-1, k, 3),
+                           values["scaling"], masks)
 
     # -- forward -------------------------------------------------------------------------------------
     def forward(self, view, iteration: int, total: int, training: bool):
@@ -127,10 +130,7 @@ class HAC(AnchorMethod):
             else:
                 values = quantise_groups(values, dist.step, "noise")
                 losses = self.rate_losses(values, dist, masks)
-        k = self.config.n_offsets
-        features = self.decoder_features(view, visible, positions[visible], values)
-        neural = self.decode(view, visible, positions[visible], features,
-                             values["offsets"].reshape(-1, k, 3), values["scaling"], masks)
+        neural = self.neural_gaussians(view, visible, positions[visible], values, masks, iteration, total, training)
         return neural, losses
 
     def rate_losses(self, values: dict, dist, masks) -> dict:
@@ -139,7 +139,7 @@ class HAC(AnchorMethod):
         anchor_rate = keeps_gaussian.float().mean().detach()
         chosen = (torch.rand(keeps_gaussian.shape[0], device=masks.device) <= c.entropy_sample_rate) & keeps_gaussian
         losses = {"mask": c.mask_loss_weight * torch.sigmoid(self.anchors.masks).mean()}
-        hash_bits = binary_bits((self.context.encoding.binary_params() + 1) / 2)
+        hash_bits = self.hash_bits()
         per_anchor_params = sum(self.context.dims.values())
         hash_term = hash_bits / (self.anchors.num_anchors * per_anchor_params)
         if not chosen.any():
@@ -152,6 +152,10 @@ class HAC(AnchorMethod):
         total_elems = sum(b.numel() for b in bits.values())
         losses["rate"] = c.lmbda * (total_bits / total_elems * anchor_rate + hash_term)
         return losses
+
+    def hash_bits(self):
+        """Bits of the binarised hash tables (the context's; Predict-GS adds its SFP)."""
+        return binary_bits((self.context.encoding.binary_params() + 1) / 2)
 
     @staticmethod
     def mask_offset_bits(bits: dict, masks) -> dict:

@@ -9,7 +9,9 @@ def registry() -> dict[str, type]:
     from baselines.hac import HAC
     from baselines.scaffold import ScaffoldGS
 
-    return {cls.name: cls for cls in (ScaffoldGS, HAC)}
+    from .predict_gs import PredictGS, PredictGSNoProgressive, PredictGSSFPOnly
+
+    return {cls.name: cls for cls in (ScaffoldGS, HAC, PredictGS, PredictGSSFPOnly, PredictGSNoProgressive)}
 
 
 def method_class(name: str) -> type:

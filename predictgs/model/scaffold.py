@@ -34,22 +34,27 @@ class ScaffoldDecoder(nn.Module):
         self.n_offsets = n_offsets
         self.use_distance = use_distance
         in_dim = feat_dim + 3 + int(use_distance)
-        self.mlp_opacity = nn.Sequential(nn.Linear(in_dim, feat_dim), nn.ReLU(True),
-                                         nn.Linear(feat_dim, n_offsets), nn.Tanh())
-        self.mlp_cov = nn.Sequential(nn.Linear(in_dim, feat_dim), nn.ReLU(True),
-                                     nn.Linear(feat_dim, 7 * n_offsets))
-        self.mlp_color = nn.Sequential(nn.Linear(in_dim, feat_dim), nn.ReLU(True),
-                                       nn.Linear(feat_dim, 3 * n_offsets), nn.Sigmoid())
+        # Output activations (tanh, sigmoid) are applied in forward() so that Predict-GS can add its
+        # residual corrections to the pre-activation values (see logits()).
+        self.mlp_opacity = nn.Sequential(nn.Linear(in_dim, feat_dim), nn.ReLU(True), nn.Linear(feat_dim, n_offsets))
+        self.mlp_cov = nn.Sequential(nn.Linear(in_dim, feat_dim), nn.ReLU(True), nn.Linear(feat_dim, 7 * n_offsets))
+        self.mlp_color = nn.Sequential(nn.Linear(in_dim, feat_dim), nn.ReLU(True), nn.Linear(feat_dim, 3 * n_offsets))
 
     def inputs(self, features: Tensor, dirs: Tensor, dist: Tensor) -> Tensor:
         parts = [features, dirs] + ([dist] if self.use_distance else [])
         return torch.cat(parts, dim=1)
 
-    def forward(self, features: Tensor, dirs: Tensor, dist: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """-> opacity [N,K], cov [N,K,7], colour [N,K,3]."""
+    def logits(self, features: Tensor, dirs: Tensor, dist: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Pre-activation outputs: opacity [N,K] (before tanh), cov [N,K,7], colour [N,K,3] (before
+        sigmoid)."""
         x = self.inputs(features, dirs, dist)
         n, k = x.shape[0], self.n_offsets
         return self.mlp_opacity(x), self.mlp_cov(x).reshape(n, k, 7), self.mlp_color(x).reshape(n, k, 3)
+
+    def forward(self, features: Tensor, dirs: Tensor, dist: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> opacity [N,K] (tanh), cov [N,K,7], colour [N,K,3] (sigmoid), as in Scaffold-GS."""
+        opacity, cov, color = self.logits(features, dirs, dist)
+        return torch.tanh(opacity), cov, torch.sigmoid(color)
 
 
 @dataclass

@@ -163,7 +163,8 @@ class AnchorGrowth:
                 if level == 0:
                     break
                 continue
-            parent_attr = anchors.attributes.detach()[:, None, :].expand(-1, k, -1).reshape(-1, anchors.attributes.shape[1])
+            attr_dim = anchors.attributes.shape[1]
+            parent_attr = anchors.attributes.detach()[:, None, :].expand(-1, k, -1).reshape(anchors.num_anchors * k, attr_dim)
             pooled = torch.full((cells.shape[0], parent_attr.shape[1]), -math.inf, device=parent_attr.device)
             pooled = pooled.scatter_reduce(0, inverse[:, None].expand(-1, parent_attr.shape[1]),
                                            parent_attr[candidates], reduce="amax", include_self=True)

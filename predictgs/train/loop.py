@@ -328,15 +328,17 @@ def _json_default(value):
 
 
 def _file_logger(path: Path) -> logging.Logger:
+    """A logger appending to the run's train.log (one handler, reopened for every trainer)."""
     logger = logging.getLogger(f"predictgs.run.{path.parent.resolve()}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve()
-               for h in logger.handlers):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        logger.addHandler(handler)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.addHandler(handler)
     return logger
 
 

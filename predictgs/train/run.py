@@ -62,6 +62,9 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
     scene = load_scene(Path(scene_path), spec.protocol)
     model = method_class(method).from_points(model_config, scene.points, scene.extent, seed=spec.train.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:  # a new run starts from a clean directory
+        for stale in (CHECKPOINT, "train.log", "metrics.json", "per_view.json"):
+            (run_dir / stale).unlink(missing_ok=True)
     trainer = Trainer(spec, model, scene, run_dir, progress=progress)
     if resume:
         trainer.load_checkpoint(checkpoint)

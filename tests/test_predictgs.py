@@ -1,0 +1,137 @@
+"""Predict-GS: the progressive downsampling schedule, the residual decoder, and short CPU training runs
+against HAC and the SFP-only ablation."""
+
+import math
+
+import pytest
+import torch
+import yaml
+
+from predictgs.data.synth import generate_scene
+from predictgs.predict_gs import PredictGS, PredictGSConfig, downsampling_scale
+from predictgs.train.run import run_training
+
+# --- the schedule (eq. 6 and its ablation variants) ------------------------------------------------
+
+
+def test_cosine_schedule_starts_at_ds_init_rises_monotonically_and_ends_at_full_resolution():
+    T = 9000
+    values = [downsampling_scale("cosine", t, T, 0.7) for t in range(0, 12000, 50)]
+    assert values[0] == pytest.approx(0.7)
+    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert all(v == 1.0 for t, v in zip(range(0, 12000, 50), values) if t >= T)
+    # Eq. 6 at the half-way point: delta_e + (delta_s - delta_e) / 2.
+    assert downsampling_scale("cosine", T // 2, T, 0.7) == pytest.approx(0.85)
+    assert downsampling_scale("cosine", T // 4, T, 0.5) == pytest.approx(1.0 - 0.25 * (1 + math.cos(math.pi / 4)))
+
+
+def test_linear_none_and_off_variants():
+    T, stage1 = 9000, 5000
+    assert downsampling_scale("linear", 0, T, 0.6) == pytest.approx(0.6)
+    assert downsampling_scale("linear", T // 2, T, 0.6) == pytest.approx(0.8)
+    assert downsampling_scale("linear", T, T, 0.6) == 1.0
+    # none: the initial scale through stage 1, full resolution in stage 2.
+    assert downsampling_scale("none", 0, T, 0.7, stage1_end=stage1) == 0.7
+    assert downsampling_scale("none", stage1 - 1, T, 0.7, stage1_end=stage1) == 0.7
+    assert downsampling_scale("none", stage1, T, 0.7, stage1_end=stage1) == 1.0
+    assert all(downsampling_scale("off", t, T, 0.7) == 1.0 for t in (0, 100, 9000))
+    with pytest.raises(ValueError):
+        downsampling_scale("exponential", 0, T, 0.7)
+
+
+def test_training_scale_follows_the_paper_milestones_as_fractions():
+    anchors_model = PredictGS.from_points(PredictGSConfig(), torch.rand(200, 3).numpy(), extent=1.0)
+    total = 300  # 9k/30k -> 90 iterations of downsampling
+    assert anchors_model.training_scale(1, total) == pytest.approx(0.7)
+    assert anchors_model.training_scale(91, total) == 1.0
+    assert anchors_model.training_scale(45, total) < anchors_model.training_scale(60, total) < 1.0
+
+
+# --- the residual branch ------------------------------------------------------------------------------
+
+
+def test_residual_branch_is_off_in_stage_one_and_starts_as_the_identity():
+    # Quantisation noise starts only after both iterations compared below (it would differ between them).
+    config = PredictGSConfig(noise_from=0.5, entropy_from=0.6)
+    model = PredictGS.from_points(config, torch.rand(300, 3).numpy() * 2 - 1, extent=2.0)
+    total = 600  # stage 1 = first 100 iterations
+    assert not model.residual_active(100, total, training=True)
+    assert model.residual_active(101, total, training=True)
+    assert model.residual_active(1, total, training=False)  # the test-time model always refines
+    # Zero-initialised output layers: enabling the branch does not change the prediction.
+    from predictgs.model.view import View
+
+    view = View(name="v", viewmat=torch.eye(4), K=torch.tensor([[30.0, 0, 16], [0, 30.0, 12], [0, 0, 1]]),
+                width=32, height=24, center=torch.zeros(3))
+    view.viewmat[2, 3] = 4.0
+    view.center[2] = -4.0
+    with torch.no_grad():
+        model.anchors.attributes.normal_()
+        before, _ = model(view, 50, total, training=True)
+        after, _ = model(view, 150, total, training=True)
+    assert before.count > 0
+    torch.testing.assert_close(before.colors, after.colors)
+    torch.testing.assert_close(before.scales, after.scales)
+    # Once MGRD has learned something, the residual changes the Gaussians.
+    with torch.no_grad():
+        model.mgrd.appearance_head[-1].bias.view(-1, 4)[:, 1:].fill_(0.5)  # colour corrections only
+        changed, _ = model(view, 150, total, training=True)
+    assert not torch.allclose(changed.colors, before.colors)
+
+
+def test_bit_categories_split_the_feature_into_sfp_and_residual():
+    model = PredictGS.from_points(PredictGSConfig(), torch.rand(300, 3).numpy(), extent=1.0)
+    bits = model.estimated_bits()
+    assert list(bits) == ["anchor", "residual", "sfp", "scaling", "offsets", "hash", "masks", "mlps"]
+    sfp_entries = model.sfp.encoding.num_binary_params()
+    assert 32 <= bits["sfp"] <= sfp_entries + 32
+
+
+# --- short training runs on a tiny synthetic scene --------------------------------------------------
+
+ITERATIONS = 240
+# Hash tables scaled to a scene of a few thousand anchors (the paper's 2^13 / 2^15 tables are sized for
+# ~500k anchors; on a tiny scene their fixed cost would swamp every per-anchor saving).
+SMALL_TABLES = {"log2_grid": 9, "log2_plane": 9}
+MODEL = {"noise_from": 0.1, "entropy_from": 0.2, "bbox_update_at": 0.2, "context": SMALL_TABLES}
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    path = tmp_path_factory.mktemp("scene") / "outdoor"
+    generate_scene("outdoor", 1, path, width=48, height=36, num_views=10, num_points=400)
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(scene, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    results = {}
+    for method in ("hac", "predictgs", "predictgs_no_pt", "predictgs_sfp_only"):
+        model = dict(MODEL)
+        if method.startswith("predictgs"):
+            model["sfp"] = SMALL_TABLES
+        config = root / f"{method}.yaml"
+        config.write_text(yaml.safe_dump({"train": {"lpips": False}, "model": model}))
+        results[method] = run_training(method, scene, root / method, lmbda=0.002, iterations=ITERATIONS,
+                                       config_file=config, progress=False)
+    return results
+
+
+@pytest.mark.slow
+def test_predictgs_trains(runs):
+    metrics = runs["predictgs"]
+    assert metrics["psnr"] > 16.0
+    assert metrics["residual_dim"] == 25 and metrics["schedule"] == "cosine" and metrics["ds_init"] == 0.7
+
+
+@pytest.mark.slow
+def test_residual_compensation_beats_prediction_alone(runs):
+    assert runs["predictgs_no_pt"]["psnr"] > runs["predictgs_sfp_only"]["psnr"]
+
+
+@pytest.mark.slow
+def test_predictgs_feature_bits_are_lower_than_hacs(runs):
+    ours = runs["predictgs"]["estimated_bits"]
+    hac = runs["hac"]["estimated_bits"]
+    assert ours["residual"] + ours["sfp"] < hac["feat"]
