@@ -207,24 +207,12 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def render_views(self, cameras) -> list[torch.Tensor]:
-        self.model.eval()
-        renders = []
-        for camera in cameras:
-            view = View.from_camera(camera, self.device)
-            neural, _ = self.model(view, self.total, self.total, training=False)
-            out = rasterize(neural.means, neural.quats, neural.scales, neural.opacities, neural.colors,
-                            background=self.background, **view.render_args())
-            renders.append(out.image.clamp(0, 1).cpu())
-        self.model.train()
-        return renders
-
-    @torch.no_grad()
     def evaluate(self) -> tuple[dict, dict]:
-        cameras = self.scene.test_cameras or self.scene.train_cameras
-        renders = self.render_views(cameras)
-        targets = [self.scene.load_image(c) for c in cameras]
-        return evaluate_images(renders, targets, [c.image_name for c in cameras], lpips=self.spec.train.lpips)
+        self.model.eval()
+        try:
+            return evaluate_model(self.model, self.scene, self.device, lpips=self.spec.train.lpips)
+        finally:
+            self.model.train()
 
     def metrics(self) -> tuple[dict, dict]:
         summary, per_view = self.evaluate()
@@ -303,6 +291,25 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.order_rng.bit_generator.state = state["rng"]["order"]
         self._order = list(state["rng"]["pending"])
+
+
+@torch.no_grad()
+def render_test_view(model, camera, background: torch.Tensor, device: torch.device):
+    """Render one camera with the test-time (quantised) model; returns the rasterizer output."""
+    view = View.from_camera(camera, device)
+    neural, _ = model(view, 1, 1, training=False)
+    return rasterize(neural.means, neural.quats, neural.scales, neural.opacities, neural.colors,
+                     background=background, **view.render_args())
+
+
+@torch.no_grad()
+def evaluate_model(model, scene: Scene, device: torch.device, lpips: bool = True) -> tuple[dict, dict]:
+    """Test-view metrics of a model (the scene's test split; its training views if it has none)."""
+    cameras = scene.test_cameras or scene.train_cameras
+    background = torch.as_tensor(scene.background, dtype=torch.float32, device=device)
+    renders = [render_test_view(model, c, background, device).image.clamp(0, 1).cpu() for c in cameras]
+    targets = [scene.load_image(c) for c in cameras]
+    return evaluate_images(renders, targets, [c.image_name for c in cameras], lpips=lpips)
 
 
 def scene_name(path: str | Path) -> str:
