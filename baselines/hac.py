@@ -22,6 +22,7 @@ from predictgs.entropy import binary_bits
 from predictgs.model.anchor_method import BITS_PER_FLOAT, AnchorConfig, AnchorMethod, lr
 from predictgs.model.anchors import AnchorBounds
 from predictgs.model.context import ContextConfig, ContextModel, group_bits, quantise_groups
+from predictgs.render import visible_mask
 from predictgs.train.densify import DensifyConfig
 from predictgs.train.optim import ParamGroup
 from predictgs.train.schedule import at_fraction, paper_fraction
@@ -61,6 +62,7 @@ class HAC(AnchorMethod):
         super().__init__(config, anchors, extent, voxel_size)
         self.context = ContextModel(self.attr_dim(config), config.n_offsets, config.context)
         self.bounds = AnchorBounds.around(anchors.positions) if anchors.num_anchors else None
+        self.decoded = None  # decoded mode (predictgs.codec): see forward_decoded
 
     # -- optimisation --------------------------------------------------------------------------------
     def param_groups(self) -> list[ParamGroup]:
@@ -115,6 +117,8 @@ class HAC(AnchorMethod):
 
     # -- forward -------------------------------------------------------------------------------------
     def forward(self, view, iteration: int, total: int, training: bool):
+        if self.decoded is not None and not training:
+            return self.forward_decoded(view, iteration, total)
         positions = self.anchor_positions()
         visible = self.visible_anchors(view, positions)
         values = self.coded_values(visible)
@@ -132,6 +136,22 @@ class HAC(AnchorMethod):
                 losses = self.rate_losses(values, dist, masks)
         neural = self.neural_gaussians(view, visible, positions[visible], values, masks, iteration, total, training)
         return neural, losses
+
+    # -- decoded mode (added for predictgs.codec) ---------------------------------------------------
+    # A model rebuilt from a bitstream holds in ``self.decoded`` (predictgs.codec.decoded.DecodedAnchors)
+    # the decoded, already quantised values of every anchor, and its anchor positions are already the
+    # 16-bit grid positions. Test-time rendering uses them as they are: re-quantising per view would
+    # recompute Q with the context on another batch of anchors, whose float results can differ in the
+    # last bit from those the bitstream was coded with.
+    def forward_decoded(self, view, iteration: int, total: int):
+        d = self.decoded
+        positions = self.anchors.positions
+        visible = torch.nonzero(visible_mask(positions, d.scaling[:, 0:3], **view.render_args())).squeeze(1)
+        values = {"attributes": d.attributes[visible], "scaling": d.scaling[visible],
+                  "offsets": d.offsets[visible].reshape(visible.shape[0], -1)}
+        neural = self.neural_gaussians(view, visible, positions[visible], values, d.masks[visible], iteration,
+                                       total, training=False)
+        return neural, {}
 
     def rate_losses(self, values: dict, dist, masks) -> dict:
         c = self.config

@@ -92,6 +92,34 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_encode(args) -> int:
+    from .codec.run import encode_run
+
+    entries = encode_run(Path(args.run_dir), Path(args.output), evaluate=not args.no_eval, device=args.device,
+                         chunk_anchors=args.chunk_anchors)
+    keys = ("size_bytes", "section_bytes", "encode_seconds", "decode_seconds", "coding_gap_percent", "psnr",
+            "prequant_psnr", "ssim", "lpips")
+    print(json.dumps({k: entries[k] for k in keys if k in entries}, indent=2))
+    return 0
+
+
+def cmd_decode(args) -> int:
+    from .codec.run import decode_file
+
+    print(json.dumps(decode_file(Path(args.file), Path(args.output)), indent=2))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .codec.run import evaluate_decoded
+
+    metrics = evaluate_decoded(Path(args.decoded_dir), Path(args.scene), protocol=_protocol_overrides(args),
+                               device=args.device, lpips=not args.no_lpips)
+    keys = ("method", "psnr", "ssim", "lpips", "num_anchors", "fps", "device")
+    print(json.dumps({k: metrics[k] for k in keys}, indent=2))
+    return 0
+
+
 def _protocol_overrides(args) -> dict:
     """Only the protocol options given on the command line (the config file may set the others)."""
     given = {}
@@ -144,6 +172,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_protocol_options(p, defaults=False)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("encode", help="write a run's model as a .pgs bitstream and record its size",
+                       description="Encode the trained model of RUN_DIR into one file (format: docs/bitstream.md), "
+                                   "decode it again and evaluate the decoded model on the run's scene. Adds "
+                                   "size_bytes, section_bytes, encode_seconds, decode_seconds, coded_bits, "
+                                   "coding_gap_percent and the decoded model's psnr/ssim/lpips to "
+                                   "RUN_DIR/metrics.json (the pre-encode values are kept as prequant_*).")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `predictgs train`")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="bitstream to write, e.g. scene.pgs")
+    p.add_argument("--chunk-anchors", type=_positive_int, default=3000,
+                   help="anchors per context evaluation (stored in the file; default 3000, HAC's)")
+    p.add_argument("--no-eval", action="store_true", help="skip evaluating the decoded model")
+    p.add_argument("--device", help="device for evaluating the decoded model (default: the run's)")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="decode a .pgs bitstream into a model directory",
+                       description="Decode FILE into DECODED_DIR (model.pt + config.yaml), which "
+                                   "`predictgs eval` evaluates. A corrupt or foreign file is refused with one "
+                                   "line naming the damaged section.")
+    p.add_argument("file", metavar="FILE", help=".pgs bitstream written by `predictgs encode`")
+    p.add_argument("-o", "--output", required=True, metavar="DECODED_DIR", help="directory to write")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("eval", help="evaluate a decoded model on a scene",
+                       description="Render the test views of SCENE with a decoded model and write "
+                                   "DECODED_DIR/metrics.json (psnr, ssim, lpips, lpips_alex, num_anchors, fps "
+                                   "at test resolution on the device used, device) and per_view.json. The "
+                                   "evaluation protocol is the encoded run's unless overridden.")
+    p.add_argument("decoded_dir", metavar="DECODED_DIR", help="directory written by `predictgs decode`")
+    p.add_argument("--scene", required=True, help="scene folder")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-lpips", action="store_true", help="PSNR and SSIM only")
+    _add_protocol_options(p, defaults=False)
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -1,0 +1,114 @@
+"""Anchor positions: the 16-bit codes per axis (HAC's quantisation inside the stored box), stored in
+Morton (Z-order) order as the differences of consecutive 48-bit Morton keys, LEB128 varints, deflated.
+
+Why Morton order: sorted keys of N points in a 2^48 lattice differ by about 2^48 / N on average, so a
+difference needs about 48 - log2(N) bits instead of 48, and neighbouring anchors (which lie on the
+voxel lattice) give repetitive differences that deflate further. The anchors of the decoded model are
+in this order; nothing in rendering depends on the order of anchors.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .container import ByteReader
+
+AXIS_BITS = 16
+KEY_BITS = 3 * AXIS_BITS
+MAX_VARINT_BYTES = 7  # ceil(48 / 7)
+
+
+_SPREAD = ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F),
+           (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249))
+
+
+def _spread(values: np.ndarray) -> np.ndarray:
+    """Insert two zero bits between the bits of each 16-bit value (uint64)."""
+    x = values.astype(np.uint64) & np.uint64(0xFFFF)
+    for shift, mask in _SPREAD:
+        x = (x | (x << np.uint64(shift))) & np.uint64(mask)
+    return x
+
+
+def _compact(keys: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_spread`: every third bit of the keys, packed."""
+    x = keys & np.uint64(_SPREAD[-1][1])
+    masks = [m for _, m in _SPREAD[:-1]][::-1] + [0x1FFFFF]
+    for (shift, _), mask in zip(_SPREAD[::-1], masks):
+        x = (x ^ (x >> np.uint64(shift))) & np.uint64(mask)
+    return x & np.uint64(0xFFFF)
+
+
+def morton_keys(codes: Tensor) -> np.ndarray:
+    """[N, 3] 16-bit codes -> uint64 keys with x in the lowest bit of each triple."""
+    c = codes.cpu().numpy()
+    return _spread(c[:, 0]) | (_spread(c[:, 1]) << np.uint64(1)) | (_spread(c[:, 2]) << np.uint64(2))
+
+
+def codes_from_keys(keys: np.ndarray) -> Tensor:
+    axes = [_compact(keys >> np.uint64(a)) for a in range(3)]
+    return torch.from_numpy(np.stack(axes, axis=1).astype(np.int64))
+
+
+def morton_order(codes: Tensor) -> Tensor:
+    """The permutation that sorts anchors by Morton key (ties in their original order)."""
+    return torch.from_numpy(np.argsort(morton_keys(codes), kind="stable").astype(np.int64))
+
+
+def _varints(values: np.ndarray) -> bytes:
+    """LEB128 of uint64 values < 2^49."""
+    n = values.shape[0]
+    groups = np.zeros((n, MAX_VARINT_BYTES), dtype=np.uint8)
+    length = np.ones(n, dtype=np.int64)
+    for k in range(MAX_VARINT_BYTES):
+        groups[:, k] = ((values >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8)
+        if k:
+            length += (values >> np.uint64(7 * k)) > 0
+    used = np.arange(MAX_VARINT_BYTES)[None, :] < length[:, None]
+    more = np.arange(MAX_VARINT_BYTES)[None, :] < (length[:, None] - 1)
+    groups |= (more * 0x80).astype(np.uint8)
+    return groups[used].tobytes()
+
+
+def _parse_varints(data: bytes, count: int, reader: ByteReader) -> np.ndarray:
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero((raw & 0x80) == 0)
+    if ends.shape[0] != count or (count and ends[-1] != raw.shape[0] - 1) or (not count and raw.size):
+        raise reader.error(f"expected {count} position differences, found {ends.shape[0]} "
+                           f"in {raw.shape[0]} bytes")
+    if count == 0:
+        return np.zeros(0, dtype=np.uint64)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    if (ends - starts + 1 > MAX_VARINT_BYTES).any():
+        raise reader.error("a position difference is longer than 48 bits")
+    position = np.arange(raw.shape[0]) - np.repeat(starts, ends - starts + 1)
+    parts = (raw & 0x7F).astype(np.uint64) << (np.uint64(7) * position.astype(np.uint64))
+    return np.bitwise_or.reduceat(parts, starts)
+
+
+def encode_positions(codes: Tensor) -> bytes:
+    """Codes [N, 3] already in Morton order -> deflated varint differences of their keys."""
+    keys = morton_keys(codes)
+    deltas = np.diff(keys, prepend=np.uint64(0))
+    return zlib.compress(_varints(deltas), 9)
+
+
+def decode_positions(reader: ByteReader, count: int) -> Tensor:
+    """The codes [count, 3] (int64) of a section written by :func:`encode_positions`."""
+    compressed = bytes(reader.take(reader.remaining, "deflated positions"))
+    inflater = zlib.decompressobj()
+    try:
+        data = inflater.decompress(compressed, count * MAX_VARINT_BYTES + 1)  # bounded output
+    except zlib.error as err:
+        raise reader.error(f"deflate stream is corrupt ({err})") from None
+    if not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
+        raise reader.error("deflate stream is truncated, too long, or followed by junk")
+    keys = np.cumsum(_parse_varints(data, count, reader), dtype=np.uint64)
+    # Sorted keys never decrease, so a decrease means the sum wrapped around 2^64.
+    if count and ((keys[-1] >> np.uint64(KEY_BITS)) != 0 or (keys[1:] < keys[:-1]).any()):
+        raise reader.error("a position lies outside the 16-bit grid")
+    return codes_from_keys(keys)

@@ -1,0 +1,71 @@
+"""HAC models with random parameters of any anchor count, for codec benchmarks and tests: no training,
+but values distributed as the model's own entropy model predicts, so that streams have realistic
+alphabets and rates.
+
+The context's output layer is set so that, per element, sigma = SIGMA_STEPS[group] x Q0 (about 3 bits
+per attribute and offset value, ~5 per scaling value), every step is Q0, and the predicted means vary
+from anchor to anchor; the values are then drawn from those Gaussians (activated scaling kept
+positive). About 70% of the offsets are masked on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from ..model.context import GROUPS
+
+SIGMA_STEPS = {"attributes": 2.0, "scaling": 8.0, "offsets": 2.0}
+MEAN_SCALING = 0.05
+
+
+def random_hac(num_anchors: int, seed: int = 0, config=None, method_class=None):
+    """A HAC-family model (``method_class``, default HAC) with about ``num_anchors`` anchors on a
+    lattice inside [-1, 1]^3."""
+    from baselines.hac import HAC, HACConfig
+
+    cls = method_class or HAC
+    voxel = 2.0 / 256
+    config = dataclasses.replace(config or HACConfig(), voxel_size=voxel)
+    rng = np.random.default_rng(seed)
+    cells = np.unique(rng.integers(0, 256**3, size=int(num_anchors * 1.1) + 16))
+    cells = rng.permutation(cells)[:num_anchors]
+    points = np.stack(np.unravel_index(cells, (256,) * 3), axis=1) * voxel - 1.0 + voxel / 2
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = cls.from_points(config, points.astype(np.float32), extent=2.0, seed=seed)
+        _shape_context(model)
+        _draw_values(model)
+    return model.eval()
+
+
+@torch.no_grad()
+def _shape_context(model) -> None:
+    ctx = model.context
+    last = ctx.mlp_grid[-1]
+    last.weight.mul_(0.1)
+    last.bias.zero_()
+    start = 0
+    for group in GROUPS:  # [mean, scale] per group, then one step adjustment per group (left at 0)
+        dim = ctx.dims[group]
+        if group == "scaling":
+            last.bias[start:start + dim] = MEAN_SCALING
+        last.bias[start + dim:start + 2 * dim] = SIGMA_STEPS[group] * ctx.base_step(group)
+        last.weight[start + dim:start + 2 * dim].mul_(ctx.base_step(group))  # sigma stays positive
+        start += 2 * dim
+
+
+@torch.no_grad()
+def _draw_values(model) -> None:
+    a = model.anchors
+    positions = model.anchor_positions()
+    for start in range(0, a.num_anchors, 4096):
+        rows = slice(start, start + 4096)
+        dist = model.context(model.bounds.normalise(positions[rows]))
+        draw = {g: dist.mean[g] + dist.scale[g].abs() * torch.randn_like(dist.mean[g]) for g in GROUPS}
+        a.attributes[rows] = draw["attributes"]
+        a.scaling[rows] = torch.log(draw["scaling"].clamp_min(1e-3))
+        a.offsets[rows] = draw["offsets"].reshape(-1, a.n_offsets, 3)
+    a.masks.copy_(torch.where(torch.rand_like(a.masks) < 0.7, 4.0, -8.0))
