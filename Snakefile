@@ -1,32 +1,88 @@
-# predictgs workflow. `snakemake --cores all reproduce_tables` (or `make reproduce`).
-# The default configuration (config/config.yaml) runs on the embedded synthetic benchmark.
+# predictgs workflow: trains, encodes, decodes and evaluates every method x scene x rate point, then
+# writes the paper's tables, R-D curves, BD-rates and the comparison with the published numbers.
+#
+#   snakemake --cores all reproduce_tables        # the embedded synthetic benchmark (`make reproduce`)
+#   snakemake --cores all ablations               # Table 4, Table 6, Fig. 6 and Fig. 7 grids
+#   snakemake --configfile config/paper.yaml --config data_dir=/datasets ... all
+#   snakemake --report report.html                # tables and plots of the finished runs
+#
+# Targets: reproduce_tables (default), rd_curves, bdrate, compare_paper, ablations, all.
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# A config file given with --configfile replaces the default one entirely (no merging of benchmarks).
+# The default: config/config.yaml of the working directory, else the one beside this Snakefile.
+DEFAULT_CONFIG = "config/config.yaml"
+if not os.path.exists(DEFAULT_CONFIG):
+    DEFAULT_CONFIG = os.path.join(workflow.basedir, DEFAULT_CONFIG)
+if "benchmarks" not in config:
+
+    configfile: DEFAULT_CONFIG
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
 
-RESULTS = config["results_dir"]
-SCENES = {
-    f"{benchmark}_seed{seed}": dict(family=spec["family"], seed=seed, benchmark=benchmark)
-    for benchmark, spec in config["benchmarks"].items()
-    for seed in spec["seeds"]
-}
 
+report: "workflow/report/workflow.rst"
 
 
 wildcard_constraints:
-    scene="[A-Za-z0-9_-]+",
+    benchmark="[A-Za-z0-9][A-Za-z0-9_-]*",
+    scene="[A-Za-z0-9][A-Za-z0-9_-]*",
+    method="[a-z0-9_]+",
+    variant="default|(schedule|residual_dim|ds_init)-[A-Za-z0-9.]+",
+    lmbda="[0-9][0-9.e+-]*",
 
 
+include: "workflow/rules/common.smk"
 include: "workflow/rules/scenes.smk"
+include: "workflow/rules/runs.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/ablations.smk"
+
+
+localrules:
+    reproduce_tables,
+    rd_curves,
+    bdrate,
+    compare_paper,
+    ablations,
+    all,
+    train_config,
+    run_summary,
+    runs_table,
+    benchmark_tables,
+    bdrate_table,
+    rd_plot,
+    paper_comparison,
+    scene_table,
+    ablation_table,
+    ablation_runs_table,
+    sweep_plot,
 
 
 rule reproduce_tables:
     default_target: True
     input:
         f"{RESULTS}/scenes.csv",
+        f"{RESULTS}/runs.csv",
+        expand(
+            f"{TABLES}/{{table}}.{{ext}}",
+            benchmark=config["benchmarks"],
+            table=["table1", "table3_bit_allocation", "table5_efficiency"],
+            ext=["csv", "md"],
+        ),
+        expand(f"{TABLES}/survey", benchmark=config["benchmarks"]),
+        rules.rd_curves.input,
+        rules.bdrate.input,
+        rules.compare_paper.input,
+
+
+rule all:
+    input:
+        rules.reproduce_tables.input,
+        rules.ablations.input,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from predictgs.report.bdrate import bd_psnr, bd_rate
 from predictgs.report.paper import PAPER_DIR, compare_with_paper, published_curves, read_paper_table
-from predictgs.report.plots import plot_all_rd, plot_rd
+from predictgs.report.plots import plot_all_rd, plot_rd, plot_sweep
 from predictgs.report.tables import (
     bd_table,
     benchmark_means,
@@ -41,6 +41,7 @@ __all__ = [
     "load_runs",
     "plot_all_rd",
     "plot_rd",
+    "plot_sweep",
     "published_curves",
     "quality_table",
     "read_paper_table",

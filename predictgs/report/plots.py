@@ -112,3 +112,42 @@ def plot_all_rd(runs: pd.DataFrame, out_dir: str | Path, paper_dir: str | Path |
         title = benchmark if paper_benchmark is None else f"{benchmark} ({paper_benchmark})"
         written += plot_rd(group, Path(out_dir) / f"rd_{benchmark}", title=title, published=published)
     return written
+
+
+def plot_sweep(
+    table: pd.DataFrame,
+    field: str,
+    out_stem: str | Path,
+    *,
+    title: str = "",
+    message: str | None = None,
+) -> list[Path]:
+    """A one-parameter sweep (``tables.sweep_table``: Fig. 6 residual dimension, Fig. 7 initial scale):
+    PSNR and size against the swept value, one line per (benchmark, lambda); writes ``<out_stem>.png``
+    and ``.pdf``. With ``message`` (e.g. why the sweep has no rows) the figure shows only that text."""
+    figure = Figure(figsize=(8.4, 3.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2, squeeze=False)[0]
+    if message is not None or table.empty:
+        for axis in axes:
+            axis.set_axis_off()
+        axes[0].text(0.0, 0.5, message or "no runs", wrap=True, va="center")
+    else:
+        for (benchmark, lmbda), curve in table.groupby(["Benchmark", "lambda"], sort=True):
+            curve = curve.sort_values(field)
+            label = f"{benchmark}, λ={lmbda:g}"
+            axes[0].plot(curve[field], curve["PSNR"], marker="o", label=label)
+            axes[1].plot(curve[field], curve["Size [MiB]"], marker="o", label=label)
+        for axis, ylabel in zip(axes, (METRIC_LABELS["psnr"], "Size [MiB] ↓")):
+            axis.set_xlabel(field)
+            axis.set_ylabel(ylabel)
+            axis.grid(True, alpha=0.3)
+        axes[0].legend(fontsize="small")
+    if title:
+        figure.suptitle(title)
+    out_stem = Path(out_stem)
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out_stem.with_suffix(f".{fmt}") for fmt in FORMATS]
+    for path in paths:
+        figure.savefig(path, dpi=150)
+    return paths

@@ -1,46 +1,52 @@
-# Scenes of the embedded benchmark and their summaries.
+# Scenes: the embedded benchmark's generated scenes, and a summary table of every configured scene.
 
 
 rule synth_scene:
     output:
         directory(f"{RESULTS}/scenes/{{scene}}"),
     params:
-        family=lambda wc: SCENES[wc.scene]["family"],
-        seed=lambda wc: SCENES[wc.scene]["seed"],
-        width=config["synth"]["width"],
-        height=config["synth"]["height"],
-        views=config["synth"]["views"],
+        family=lambda wc: SYNTH_SCENES[wc.scene]["family"],
+        seed=lambda wc: SYNTH_SCENES[wc.scene]["seed"],
+        width=config.get("synth", {}).get("width"),
+        height=config.get("synth", {}).get("height"),
+        views=config.get("synth", {}).get("views"),
     conda:
-        "../../environment.yml"
+        ENV
     log:
         f"{RESULTS}/logs/synth_{{scene}}.log",
     shell:
-        "predictgs synth --family {params.family} --seed {params.seed} --out {output} "
-        "--width {params.width} --height {params.height} --views {params.views} --quiet > {log} 2>&1"
+        "predictgs synth --family {params.family} --seed {params.seed} --out {output:q} "
+        "--width {params.width} --height {params.height} --views {params.views} --quiet > {log:q} 2>&1"
 
 
 rule scene_info:
     input:
-        f"{RESULTS}/scenes/{{scene}}",
+        scene_path,
     output:
-        f"{RESULTS}/scene_info/{{scene}}.json",
+        f"{RESULTS}/scene_info/{{benchmark}}/{{scene}}.json",
+    params:
+        protocol=lambda wc: protocol_flags(wc.benchmark),
     conda:
-        "../../environment.yml"
+        ENV
     log:
-        f"{RESULTS}/logs/scene_info_{{scene}}.log",
+        f"{RESULTS}/logs/scene_info_{{benchmark}}_{{scene}}.log",
     shell:
-        "predictgs scene-info {input} > {output} 2> {log}"
+        "predictgs scene-info {input:q} {params.protocol} > {output:q} 2> {log:q}"
 
 
 rule scene_table:
     input:
-        expand(f"{RESULTS}/scene_info/{{scene}}.json", scene=sorted(SCENES)),
+        [f"{RESULTS}/scene_info/{benchmark}/{scene}.json" for (benchmark, scene) in SCENES],
     output:
-        f"{RESULTS}/scenes.csv",
+        report(
+            f"{RESULTS}/scenes.csv",
+            caption="../report/scenes.rst",
+            category="Benchmark",
+        ),
     params:
-        benchmarks={name: spec["benchmark"] for name, spec in SCENES.items()},
+        scenes=[dict(benchmark=benchmark, scene=scene) for (benchmark, scene) in SCENES],
     conda:
-        "../../environment.yml"
+        ENV
     log:
         f"{RESULTS}/logs/scene_table.log",
     script:

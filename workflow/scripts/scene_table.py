@@ -1,18 +1,24 @@
-"""Collect the scene-info JSON files of the benchmark into one CSV (one row per scene)."""
+"""Collect the scene-info JSON files of the configured benchmarks into one CSV (one row per scene)."""
 
 import json
 from pathlib import Path
 
 import pandas as pd
 
-rows = []
-for path in snakemake.input:  # noqa: F821 - injected by Snakemake
-    info = json.loads(Path(path).read_text())
-    scene = Path(path).stem
-    width, height = info["image_size"]
-    rows.append(dict(
-        benchmark=snakemake.params.benchmarks[scene], scene=scene, format=info["format"],  # noqa: F821
-        images=info["num_images"], train=info["num_train"], test=info["num_test"], width=width,
-        height=height, points=info["num_points"], extent=round(info["extent"], 4),
-    ))
-pd.DataFrame(rows).to_csv(snakemake.output[0], index=False)  # noqa: F821
+
+def scene_table(info_paths, scenes):
+    """``scenes``: dicts with benchmark and scene, in the order of ``info_paths``."""
+    rows = []
+    for path, names in zip(info_paths, scenes):
+        info = json.loads(Path(path).read_text())
+        width, height = info["image_size"]
+        rows.append(dict(
+            benchmark=names["benchmark"], scene=names["scene"], format=info["format"],
+            images=info["num_images"], train=info["num_train"], test=info["num_test"], width=width,
+            height=height, points=info["num_points"], extent=round(info["extent"], 4),
+        ))
+    return pd.DataFrame(rows)
+
+
+if "snakemake" in globals():
+    scene_table(snakemake.input, snakemake.params.scenes).to_csv(snakemake.output[0], index=False)  # noqa: F821

@@ -1,0 +1,590 @@
+"""The Snakemake workflow: DAGs of the default and the paper configuration (dry runs), the config schema,
+the aggregation scripts on fixture metrics, and the whole DAG run end to end with a stand-in `predictgs`
+command (tests/fixtures/workflow/fake_predictgs.py) instead of training. No test trains a model."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from predictgs.report import bd_table, load_runs
+from predictgs.report.tables import PAPER_DEFAULTS
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
+PAPER_CONFIG = REPO / "config" / "paper.yaml"
+FIXTURE_RUNS = REPO / "tests" / "fixtures" / "report" / "runs"
+FAKE_CLI = REPO / "tests" / "fixtures" / "workflow" / "fake_predictgs.py"
+RUN_RULES = ("train", "encode", "decode", "evaluate_decoded", "run_summary")
+
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+import aggregate  # noqa: E402
+import run_summary  # noqa: E402
+
+pytest.importorskip("snakemake", reason="the workflow tests need snakemake (make install)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def job_counts(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """The "Job stats" table of a (dry) run: rule -> number of jobs."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    match = re.search(r"Job stats:\s*\njob\s+count\s*\n[-\s]+\n(.*?)\ntotal\s+(\d+)", output, re.S)
+    assert match, output[-3000:]
+    counts = {}
+    for line in match.group(1).splitlines():
+        name, count = line.split()
+        counts[name] = int(count)
+    assert sum(counts.values()) == int(match.group(2))
+    return counts
+
+
+def read_config(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def scenes(config: dict, benchmark: str) -> list[str]:
+    spec = config["benchmarks"][benchmark]
+    if "family" in spec:
+        return [f"{benchmark}_seed{seed}" for seed in spec["seeds"]]
+    return list(spec["scenes"])
+
+
+def main_run_keys(config: dict) -> set:
+    return {
+        (benchmark, scene, method, "default", float(lmbda))
+        for benchmark in config["benchmarks"]
+        for scene in scenes(config, benchmark)
+        for method, spec in config["methods"].items()
+        for lmbda in (spec.get("lambdas") or [0])
+    }
+
+
+def ablation_run_keys(config: dict) -> set:
+    """The runs behind the ablations, written independently of the workflow's own helpers."""
+    keys = set()
+    for kind, spec in config.get("ablations", {}).items():
+        for benchmark in spec["benchmarks"]:
+            for scene in scenes(config, benchmark):
+                for lmbda in spec["lambdas"]:
+                    if kind == "components":
+                        keys |= {(benchmark, scene, m, "default", float(lmbda)) for m in spec["methods"]}
+                        continue
+                    for value in spec["values"]:
+                        default = PAPER_DEFAULTS[kind]
+                        same = str(value) == default if isinstance(default, str) else float(value) == float(default)
+                        variant = "default" if same else (kind, value)
+                        keys.add((benchmark, scene, "predictgs", variant, float(lmbda)))
+    return keys
+
+
+def fake_data_dir(root: Path, config: dict) -> Path:
+    """Empty scene folders where a real-data configuration expects them (enough for a dry run)."""
+    for spec in config["benchmarks"].values():
+        names = spec["scenes"]
+        folders = names.values() if isinstance(names, dict) else names
+        for folder in folders:
+            (root / spec.get("root", "") / folder).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def metrics_files(method=None, lmbda=None) -> list[Path]:
+    files = sorted(FIXTURE_RUNS.rglob("metrics.json"))
+    if method:
+        files = [f for f in files if f.parts[-5] == method]
+    if lmbda:
+        files = [f for f in files if f.parent.name == f"lambda{lmbda}"]
+    return files
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dry runs
+
+
+def test_default_config_dry_run_lists_every_run(tmp_path):
+    config = read_config(DEFAULT_CONFIG)
+    counts = job_counts(snakemake(tmp_path, "-n", "reproduce_tables"))
+    runs = len(main_run_keys(config))
+    n_benchmarks = len(config["benchmarks"])
+    n_scenes = sum(len(scenes(config, b)) for b in config["benchmarks"])
+    assert runs == n_scenes * sum(len(s.get("lambdas") or [0]) for s in config["methods"].values())
+    for rule in RUN_RULES:
+        assert counts[rule] == runs, rule
+    assert counts["synth_scene"] == counts["scene_info"] == n_scenes
+    for rule in ("benchmark_tables", "bdrate_table", "rd_plot"):
+        assert counts[rule] == n_benchmarks, rule
+    assert counts["paper_comparison"] == counts["runs_table"] == counts["scene_table"] == 1
+    assert not {"ablation_table", "sweep_plot"} & set(counts)
+
+
+def test_dry_run_commands(tmp_path):
+    """The command lines the rules run (printed by a dry run with -p)."""
+    result = snakemake(tmp_path, "-n", "-p", "reproduce_tables")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    scaffold = re.search(r"args=\(--method scaffold .*?\)", output, re.S).group(0)
+    assert "--lmbda" not in scaffold and "--config results/embedded/configs/" in scaffold
+    hac = re.search(r"args=\(--method hac .*?\)", output, re.S).group(0)
+    assert re.search(r"--lmbda 0\.00[14]\b", hac)
+    encode = re.findall(r"predictgs encode (\S+) -o (\S+) (.*?) >", output)
+    assert encode and all(out == f"{run}/scene.pgs" and "--no-eval" in extra for run, out, extra in encode)
+    evaluate = re.findall(r"predictgs eval (\S+) --scene (\S+) --device (\S+)", output)
+    assert evaluate and all(d.endswith("/decoded") and scene.startswith("results/embedded/scenes/") and device == "cpu"
+                            for d, scene, device in evaluate)
+
+
+def test_a_method_without_codec_is_only_trained(tmp_path):
+    config = read_config(DEFAULT_CONFIG)
+    config["methods"]["scaffold"]["codec"] = False
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    counts = job_counts(snakemake(tmp_path, "-n", "reproduce_tables", "--configfile", str(path)))
+    n_scaffold = sum(len(scenes(config, b)) for b in config["benchmarks"])
+    assert counts["train"] == counts["run_summary"] == len(main_run_keys(config))
+    assert counts["encode"] == counts["decode"] == counts["evaluate_decoded"] == counts["train"] - n_scaffold
+
+
+def test_default_config_dry_run_of_the_ablations(tmp_path):
+    config = read_config(DEFAULT_CONFIG)
+    counts = job_counts(snakemake(tmp_path, "-n", "ablations"))
+    assert counts["train"] == len(ablation_run_keys(config))
+    assert counts["ablation_table"] == len(config["ablations"])
+    assert counts["sweep_plot"] == len({"residual_dim", "ds_init"} & set(config["ablations"]))
+    everything = job_counts(snakemake(tmp_path, "-n", "all"))
+    assert everything["train"] == len(main_run_keys(config) | ablation_run_keys(config))
+
+
+def test_paper_config_dry_run(tmp_path):
+    config = read_config(PAPER_CONFIG)
+    data = fake_data_dir(tmp_path / "datasets", config)
+    args = ("--configfile", str(PAPER_CONFIG), "--config", f"data_dir={data}")
+    counts = job_counts(snakemake(tmp_path / "work", "-n", "all", *args))
+    # 9 + 2 + 2 scenes; Scaffold-GS once, HAC and Predict-GS at five rate points each.
+    assert len(main_run_keys(config)) == 13 * 11
+    expected = main_run_keys(config) | ablation_run_keys(config)
+    for rule in RUN_RULES:
+        assert counts[rule] == len(expected), rule
+    assert "synth_scene" not in counts  # real scenes are read where they are
+    assert counts["scene_info"] == 13
+    assert counts["benchmark_tables"] == counts["bdrate_table"] == counts["rd_plot"] == 3
+    assert counts["ablation_table"] == 4 and counts["sweep_plot"] == 2
+
+
+def test_paper_config_needs_the_datasets(tmp_path):
+    result = snakemake(tmp_path, "-n", "reproduce_tables", "--configfile", str(PAPER_CONFIG),
+                       "--config", f"data_dir={tmp_path}/none")
+    assert result.returncode != 0
+    assert "Missing input files" in result.stdout + result.stderr
+
+
+def test_a_config_file_replaces_the_default_one(tmp_path):
+    """--configfile must not be merged with config/config.yaml (that would add the synthetic benchmarks)."""
+    config = read_config(PAPER_CONFIG)
+    data = fake_data_dir(tmp_path / "datasets", config)
+    result = snakemake(tmp_path / "work", "-n", "reproduce_tables", "--configfile", str(PAPER_CONFIG),
+                       "--config", f"data_dir={data}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "synth_" not in result.stdout
+
+
+def test_training_configs_written_per_benchmark_and_method(tmp_path):
+    """The train_config rule (no training): per-benchmark voxel sizes, the protocol, per-method model keys."""
+    config = read_config(PAPER_CONFIG)
+    data = fake_data_dir(tmp_path / "datasets", config)
+    root = "results/paper_protocol/configs"
+    targets = [f"{root}/tandt/predictgs/default.yaml", f"{root}/db/scaffold/default.yaml",
+               f"{root}/tandt/predictgs/residual_dim-10.yaml"]
+    result = snakemake(tmp_path / "work", "--cores", "1", *targets, "--configfile", str(PAPER_CONFIG),
+                       "--config", f"data_dir={data}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = {t: yaml.safe_load((tmp_path / "work" / t).read_text()) for t in targets}
+    tandt = written[targets[0]]
+    assert tandt["benchmark"] == "tandt"
+    assert tandt["train"] == {"iterations": 30000, "seed": 0, "device": "cuda"}
+    assert tandt["model"] == {"voxel_size": 0.01}
+    assert tandt["protocol"]["resolution"] == "hac"
+    assert written[targets[1]]["model"] == {"voxel_size": 0.005}
+    assert written[targets[2]]["model"] == {"voxel_size": 0.01, "residual_dim": 10}
+
+
+def test_default_training_configs_give_each_method_its_own_keys(tmp_path):
+    root = "results/embedded/configs/synth_object"
+    targets = [f"{root}/{m}/default.yaml" for m in ("scaffold", "hac", "predictgs", "predictgs_sfp_only")]
+    targets.append(f"{root}/predictgs/schedule-linear.yaml")
+    result = snakemake(tmp_path, "--cores", "1", *targets)
+    assert result.returncode == 0, result.stderr[-3000:]
+    models = {t: yaml.safe_load((tmp_path / t).read_text()).get("model", {}) for t in targets}
+    scaffold, hac, predictgs, sfp_only, linear = (models[t] for t in targets)
+    assert "context" not in scaffold and "sfp" not in scaffold and "densify" in scaffold
+    assert "context" in hac and "sfp" not in hac
+    assert "context" in predictgs and "sfp" in predictgs
+    assert sfp_only == predictgs  # an ablation variant uses its base method's entry
+    assert linear == {**predictgs, "schedule": "linear"}
+
+
+def test_lint_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--lint"],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_workflow_defaults_equal_the_report_defaults():
+    """A sweep value equal to the paper's default is the main run: both modules must agree on them."""
+    source = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    literal = re.search(r"^PREDICTGS_DEFAULTS = (\{.*?\})$", source, re.M).group(1)
+    assert ast.literal_eval(literal) == PAPER_DEFAULTS
+
+
+# ---------------------------------------------------------------------------------------------------
+# Config schema
+
+
+def validate(config: dict) -> dict:
+    from snakemake.utils import validate as snakemake_validate
+
+    config = copy.deepcopy(config)
+    snakemake_validate(config, str(SCHEMA))
+    return config
+
+
+@pytest.mark.parametrize("path", [DEFAULT_CONFIG, PAPER_CONFIG])
+def test_schema_accepts_the_shipped_configs(path):
+    config = validate(read_config(path))
+    assert config["threads"]["train"] >= 1
+    assert config["bdrate"]["anchor"] == "hac"
+
+
+def test_schema_fills_defaults():
+    config = read_config(DEFAULT_CONFIG)
+    for key in ("threads", "bdrate", "ablations", "device", "train_seed", "data_dir"):
+        config.pop(key, None)
+    config = validate(config)
+    assert config["device"] == "cpu" and config["train_seed"] == 0 and config["data_dir"] == "data"
+    assert config["ablations"] == {}
+    assert config["methods"]["hac"]["codec"] is True
+
+
+def _bad(mutate):
+    config = read_config(DEFAULT_CONFIG)
+    mutate(config)
+    return config
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda c: c["methods"].update(foo={}), id="unknown-method"),
+        pytest.param(lambda c: c.update(iterations=-5), id="negative-iterations"),
+        pytest.param(lambda c: c.update(iterations=0), id="zero-iterations"),
+        pytest.param(lambda c: c["methods"]["scaffold"].update(lambdas=[0.001]), id="scaffold-with-lambda"),
+        pytest.param(lambda c: c["methods"]["hac"].update(lambdas=[0.0, 0.001]), id="zero-lambda"),
+        pytest.param(lambda c: c["methods"]["hac"].update(lambdas=[]), id="no-lambdas"),
+        pytest.param(lambda c: c.update(device="gpu"), id="bad-device"),
+        pytest.param(lambda c: c.update(iteration=10), id="unknown-key"),
+        pytest.param(lambda c: c["benchmarks"]["synth_object"].update(family="forest"), id="unknown-family"),
+        pytest.param(lambda c: c["benchmarks"]["synth_object"].pop("seeds"), id="synthetic-without-seeds"),
+        pytest.param(lambda c: c["ablations"]["ds_init"].update(values=[0.5, 1.5]), id="ds-init-above-1"),
+        pytest.param(lambda c: c["ablations"]["schedule"].update(values=["sine"]), id="unknown-schedule"),
+        pytest.param(lambda c: c["ablations"]["components"].update(method=["hac"]), id="ablation-typo"),
+        pytest.param(lambda c: c["train_config"].update(optimiser={}), id="unknown-train-config-section"),
+        pytest.param(lambda c: c["bdrate"].update(interpolation="linear"), id="bad-interpolation"),
+    ],
+)
+def test_schema_rejects_a_bad_config(mutate):
+    from snakemake.exceptions import WorkflowError
+
+    with pytest.raises(WorkflowError):
+        validate(_bad(mutate))
+
+
+def test_a_bad_config_stops_the_workflow_with_a_message(tmp_path):
+    config = read_config(DEFAULT_CONFIG)
+    config["ablations"]["components"]["benchmarks"] = ["nope"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "all", "--configfile", str(path))
+    assert result.returncode != 0
+    assert "ablations.components.benchmarks: unknown benchmark(s) nope" in result.stdout + result.stderr
+    config = read_config(DEFAULT_CONFIG)
+    config["methods"]["predictgs"]["lambdas"] = [-0.004]
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "all", "--configfile", str(path))
+    assert result.returncode != 0
+    assert "-0.004" in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# Aggregation scripts on fixture metrics
+
+
+def benchmark_outputs(out: Path) -> dict:
+    outputs = {}
+    for name in ("table1", "table3_bit_allocation", "table5_efficiency"):
+        outputs[name] = out / f"{name}.csv"
+        outputs[f"{name}_md"] = out / f"{name}.md"
+    outputs["survey"] = out / "survey"
+    return outputs
+
+
+ESTIMATED_SIZE_WARNING = "ignore:.*survey file holds estimated sizes:UserWarning"  # one fixture run is not encoded
+
+
+@pytest.mark.filterwarnings(ESTIMATED_SIZE_WARNING)
+def test_benchmark_tables_from_fixture_metrics(tmp_path):
+    outputs = benchmark_outputs(tmp_path)
+    aggregate.benchmark_tables(metrics_files(), "tandt", outputs)
+    table1 = pd.read_csv(outputs["table1"])
+    assert list(table1["Method"]) == ["HAC"] * 4 + ["Predict-GS"] * 4
+    assert set(table1["Scenes"]) == {2}
+    hac_low = table1[(table1["Method"] == "HAC") & (table1["lambda"] == 0.004)].iloc[0]
+    assert hac_low["Rate"] == "low"
+    runs = load_runs(metrics_files("hac", "0.004"))
+    assert hac_low["PSNR"] == pytest.approx(runs["psnr"].mean())
+    assert hac_low["Size [MiB]"] == pytest.approx(runs["size_bytes"].mean() / 2**20)
+    table3 = pd.read_csv(outputs["table3_bit_allocation"])
+    assert set(table3["Method"]) == {"HAC", "Predict-GS"}
+    assert (table3.loc[table3["Method"] == "HAC", "BSF [%]"].abs() < 1e-9).all()
+    table5 = pd.read_csv(outputs["table5_efficiency"])
+    assert {"Train time [s]", "Encode time [s]", "Decode time [s]", "Test FPS", "Device"} <= set(table5.columns)
+    markdown = outputs["table1_md"].read_text()
+    assert markdown.startswith("# Table 1/2 — tandt")
+    assert "| Predict-GS |" in markdown and "MiB" in markdown
+    survey = pd.read_csv(outputs["survey"] / "hac" / "TanksAndTemples" / "train.csv")
+    assert list(survey.columns) == ["Submethod", "PSNR", "SSIM", "LPIPS", "Size [Bytes]", "#Gaussians"]
+    assert len(survey) == 4
+
+
+@pytest.mark.filterwarnings(ESTIMATED_SIZE_WARNING)
+def test_table_the_runs_cannot_support_becomes_a_note(tmp_path):
+    """Runs without entropy-model estimates: no Table 3, but the other tables and a note saying why."""
+    runs = tmp_path / "runs"
+    for index, path in enumerate(metrics_files()):
+        metrics = json.loads(path.read_text())
+        metrics.pop("estimated_bits")
+        (runs / str(index)).mkdir(parents=True)
+        (runs / str(index) / "summary.json").write_text(json.dumps(metrics))
+    outputs = benchmark_outputs(tmp_path / "tables")
+    aggregate.benchmark_tables(sorted(runs.rglob("summary.json")), "tandt", outputs)
+    table3 = pd.read_csv(outputs["table3_bit_allocation"])
+    assert list(table3.columns) == ["note"] and "estimated_bits" in table3["note"].iloc[0]
+    assert "not available" in outputs["table3_bit_allocation_md"].read_text()
+    assert len(pd.read_csv(outputs["table1"])) == 8
+
+
+def test_bdrate_from_fixture_metrics(tmp_path):
+    table = aggregate.write_bdrate(metrics_files(), "tandt", "hac", ["predictgs"], "pchip",
+                                   tmp_path / "bdrate.csv", tmp_path / "bdrate.md")
+    row = table.iloc[0]
+    reference = bd_table(load_runs(metrics_files())).iloc[0]
+    assert row["BD-rate [%]"] == pytest.approx(reference["BD-rate [%]"])
+    assert row["BD-PSNR [dB]"] == pytest.approx(reference["BD-PSNR [dB]"])
+    assert row["Method points"] == row["Anchor points"] == 4 and row["Note"] == ""
+    assert pd.read_csv(tmp_path / "bdrate.csv")["BD-rate [%]"].iloc[0] == pytest.approx(row["BD-rate [%]"])
+    assert "BD-rate — tandt" in (tmp_path / "bdrate.md").read_text()
+
+
+def test_bdrate_with_too_few_rate_points_writes_why(tmp_path):
+    one_point = metrics_files(lmbda="0.004")
+    table = aggregate.write_bdrate(one_point, "tandt", "hac", ["predictgs"], "pchip",
+                                   tmp_path / "bdrate.csv", tmp_path / "bdrate.md")
+    row = table.iloc[0]
+    assert math.isnan(row["BD-rate [%]"]) and math.isnan(row["BD-PSNR [dB]"])
+    assert "needs at least 2 rate points" in row["Note"]
+    written = pd.read_csv(tmp_path / "bdrate.csv", keep_default_na=False)
+    assert "needs at least 2 rate points" in written["Note"].iloc[0]
+    markdown = (tmp_path / "bdrate.md").read_text()
+    assert "not computed" in markdown and "add lambdas" in markdown
+    # cubic (VCEG-M33) needs four points; a missing anchor is named
+    table = aggregate.bdrate_table(load_runs(metrics_files(lmbda="0.001") + metrics_files(lmbda="0.004")),
+                                   "tandt", "hac", ["predictgs"], "cubic")
+    assert "needs at least 4 rate points" in table["Note"].iloc[0]
+    table = aggregate.bdrate_table(load_runs(metrics_files("predictgs")), "tandt", "hac", ["predictgs"])
+    assert table["Note"].iloc[0] == "not computed: no hac runs on tandt"
+
+
+def test_paper_comparison_runs_table_and_rd_plot_from_fixture_metrics(tmp_path):
+    from predictgs.report import PAPER_DIR
+
+    table = aggregate.paper_comparison(metrics_files(), PAPER_DIR, tmp_path / "cmp.csv", tmp_path / "cmp.md")
+    assert set(table["comparison"]) == {"direct"}
+    hac = table[(table["method"] == "hac") & (table["lmbda"] == 0.004) & (table["scene"] == "(mean)")
+                & (table["metric"] == "psnr")].iloc[0]
+    assert hac["paper"] == pytest.approx(24.036) and hac["delta"] == pytest.approx(hac["ours"] - hac["paper"])
+    assert "delta = ours - paper" in (tmp_path / "cmp.md").read_text()
+    runs = aggregate.runs_table(metrics_files(), tmp_path / "runs.csv")
+    assert len(runs) == 16 and len(pd.read_csv(tmp_path / "runs.csv")) == 16
+    written = aggregate.rd_plot(metrics_files(), "tandt", tmp_path / "plots", PAPER_DIR)
+    assert sorted(p.name for p in written) == ["rd_tandt.pdf", "rd_tandt.png"]
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_ablation_tables_and_sweep_plot(tmp_path):
+    base = json.loads(metrics_files("predictgs", "0.004")[0].read_text())
+    runs = tmp_path / "runs"
+    for index, (field, value) in enumerate([("residual_dim", 10), ("residual_dim", 25), ("residual_dim", 50),
+                                            ("schedule", "linear"), ("schedule", "none")]):
+        metrics = {**base, field: value, "psnr": base["psnr"] + index * 0.1}
+        (runs / str(index)).mkdir(parents=True)
+        (runs / str(index) / "summary.json").write_text(json.dumps(metrics))
+    summaries = sorted(runs.rglob("summary.json"))
+    sweep = aggregate.ablation_table("residual_dim", summaries, tmp_path / "rd.csv", tmp_path / "rd.md")
+    assert list(sweep["residual_dim"]) == [10, 25, 50]
+    schedule = aggregate.ablation_table("schedule", summaries, tmp_path / "s.csv", tmp_path / "s.md")
+    assert list(schedule["Schedule"]) == ["Non", "Linear", "Ours (Cosine)"]
+    assert (tmp_path / "s.md").read_text().startswith("# Table 6")
+    paths = aggregate.sweep_plot("residual_dim", tmp_path / "rd.csv", tmp_path / "residual_dim")
+    assert all(p.exists() and p.stat().st_size > 1000 for p in paths)
+    # an ablation without its variant runs: a note, and a plot saying so
+    components = aggregate.ablation_table("ds_init", summaries[:1], tmp_path / "ds.csv", tmp_path / "ds.md")
+    assert aggregate.is_note(components) or len(components) == 1
+    paths = aggregate.sweep_plot("ds_init", tmp_path / "ds.csv", tmp_path / "ds_init")
+    assert all(p.exists() for p in paths)
+
+
+def test_run_summary_merges_the_decoded_evaluation(tmp_path):
+    metrics = json.loads(metrics_files("hac", "0.004")[0].read_text())
+    metrics["scene"] = "folder_name"
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "scene.pgs").write_bytes(b"x" * int(metrics["size_bytes"]))
+    decoded = {"psnr": metrics["psnr"] - 0.2, "ssim": 0.5, "lpips": 0.4, "lpips_alex": 0.2, "fps": 123.0,
+               "device": "NVIDIA H100", "num_anchors": 7}
+    (tmp_path / "decoded.json").write_text(json.dumps(decoded))
+    (tmp_path / "train.tsv").write_text(
+        "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+        "12.5\t0:00:12\t512.0\t900\t400\t450\t1\t2\t95.0\t11.0\n"
+    )
+    warnings = []
+    summary = run_summary.summarize(
+        tmp_path / "metrics.json", benchmark="tandt", scene="train", method="hac", variant="default",
+        decoded_path=tmp_path / "decoded.json", bitstream_path=tmp_path / "scene.pgs",
+        job_benchmarks={"train": tmp_path / "train.tsv", "encode": tmp_path / "missing.tsv"},
+        warn=warnings.append,
+    )
+    assert summary["scene"] == "train" and summary["variant"] == "default"
+    assert summary["psnr"] == decoded["psnr"] and summary["trained"]["psnr"] == metrics["psnr"]
+    assert summary["fps"] == 123.0 and summary["device"] == "NVIDIA H100" and summary["train_device"] == "cpu"
+    assert summary["num_anchors"] == 7 and summary["quality_from"] == "decoded"
+    assert summary["decoded_psnr_change"] == pytest.approx(-0.2)
+    assert summary["jobs"] == {"train": {"seconds": 12.5, "max_rss_mib": 512.0, "cpu_seconds": 11.0}}
+    assert len(warnings) == 1 and "decoded PSNR" in warnings[0]  # 0.2 dB lost in the codec is reported
+    row = load_runs([_write(tmp_path / "summary.json", summary)]).iloc[0]
+    assert row["fps"] == 123.0 and not row["size_estimated"]
+
+
+def test_run_summary_without_codec_keeps_the_training_metrics(tmp_path):
+    metrics = json.loads(metrics_files("hac", "0.004")[0].read_text())
+    del metrics["size_bytes"]
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    summary = run_summary.summarize(tmp_path / "metrics.json", benchmark="b", scene="s", method="hac",
+                                    variant="default")
+    assert summary["quality_from"] == "trained" and summary["psnr"] == metrics["psnr"]
+    assert load_runs([_write(tmp_path / "summary.json", summary)]).iloc[0]["size_estimated"]
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole DAG with a stand-in `predictgs`
+
+
+SMALL_CONFIG = {
+    "results_dir": "results",
+    "iterations": 10,
+    "threads": {"train": 1},
+    "synth": {"width": 32, "height": 24, "views": 8},
+    "methods": {"scaffold": {}, "hac": {"lambdas": [0.001, 0.004]}, "predictgs": {"lambdas": [0.0005, 0.004]}},
+    "train_config": {
+        "model": {"densify": {"grad_threshold": 0.002}},
+        "model_by_method": {"hac": {"context": {"log2_grid": 9}}, "predictgs": {"sfp": {"log2_grid": 9}}},
+    },
+    "benchmarks": {"synth_object": {"family": "object", "seeds": [0]}},
+    "ablations": {
+        "components": {"benchmarks": ["synth_object"], "lambdas": [0.004],
+                       "methods": ["hac", "predictgs_sfp_only", "predictgs_no_pt", "predictgs"]},
+        "schedule": {"benchmarks": ["synth_object"], "lambdas": [0.004], "values": ["none", "cosine"]},
+        "residual_dim": {"benchmarks": ["synth_object"], "lambdas": [0.004], "values": [10, 25]},
+    },
+}
+
+
+@pytest.fixture
+def fake_cli(tmp_path) -> dict:
+    """An environment whose `predictgs` is the stand-in."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    command = bin_dir / "predictgs"
+    command.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.argv[0] = 'predictgs'\n"
+                       f"runpy.run_path({str(FAKE_CLI)!r}, run_name='__main__')\n")
+    command.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+@pytest.mark.slow  # ~60 jobs; about 20-30 s on an idle 2-core CPU
+def test_whole_workflow_with_a_stand_in_cli(tmp_path, fake_cli):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "config.yaml").write_text(yaml.safe_dump(SMALL_CONFIG))
+    result = snakemake(work, "--cores", "2", "all", "--configfile", str(work / "config.yaml"),
+                       env=fake_cli, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    results = work / "results"
+    tables = results / "tables" / "synth_object"
+
+    run = results / "runs/synth_object/synth_object_seed0/hac/default/lambda0.004"
+    for name in ("config.yaml", "checkpoint.pt", "metrics.json", "per_view.json", "scene.pgs", "decoded",
+                 "decoded_metrics.json", "summary.json", "logs/train.log", "benchmarks/train.tsv",
+                 "benchmarks/encode.tsv", "benchmarks/decode.tsv", "benchmarks/eval.tsv"):
+        assert (run / name).exists(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["fps"] == 50.0 and summary["device"] == "fake-gpu" and summary["scene"] == "synth_object_seed0"
+    assert summary["size_bytes"] == (run / "scene.pgs").stat().st_size
+    assert set(summary["jobs"]) == {"train", "encode", "decode", "eval"}
+    scaffold = results / "runs/synth_object/synth_object_seed0/scaffold/default/lambda0/summary.json"
+    assert json.loads(scaffold.read_text())["lmbda"] == 0.0
+
+    table1 = pd.read_csv(tables / "table1.csv")
+    assert list(table1["Method"]) == ["Scaffold-GS", "HAC", "HAC", "Predict-GS", "Predict-GS"]
+    assert (table1["Scenes w/ estimated size"] == 0).all()
+    bdrate = pd.read_csv(tables / "bdrate.csv", keep_default_na=False)
+    assert bdrate["Note"].iloc[0] == "" and float(bdrate["BD-rate [%]"].iloc[0]) < 0
+    assert (tables / "survey" / "predictgs" / "synth_object" / "synth_object_seed0.csv").exists()
+    assert (results / "plots" / "rd_synth_object.png").stat().st_size > 1000
+    comparison = pd.read_csv(results / "paper_comparison.csv")
+    assert set(comparison["comparison"]) == {"shape only (synthetic stand-in)"}
+    assert len(pd.read_csv(results / "runs.csv")) == 5
+    assert len(pd.read_csv(results / "scenes.csv")) == 1
+
+    components = pd.read_csv(results / "ablations" / "components.csv")
+    assert list(components["Method"]) == ["Baseline", "Ours w/ SFP", "Ours w/ SFP w/ f_r", "Ours all"]
+    schedule = pd.read_csv(results / "ablations" / "schedule.csv")
+    assert list(schedule["Schedule"]) == ["Non", "Ours (Cosine)"]
+    assert list(pd.read_csv(results / "ablations" / "residual_dim.csv")["residual_dim"]) == [10, 25]
+    assert (results / "ablations" / "residual_dim.pdf").exists()
+
+    again = snakemake(work, "-n", "all", "--configfile", str(work / "config.yaml"), env=fake_cli)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -1,0 +1,254 @@
+# Shared definitions: scenes, runs, rate points, ablation variants and the per-run training config.
+# The DAG is fully determined by the configuration; nothing here reads results.
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+RESULTS = config["results_dir"]
+ENV = "../../environment.yml"
+PAPER_DIR = config.get("paper_dir") or os.path.join(workflow.basedir, "results", "paper")
+PAPER_TABLES = sorted(str(p) for p in Path(PAPER_DIR).glob("*.csv"))
+
+# One run = (benchmark, scene, method, variant, lambda); one directory holds all of its files.
+RUN = f"{RESULTS}/runs/{{benchmark}}/{{scene}}/{{method}}/{{variant}}/lambda{{lmbda}}"
+TRAIN_CONFIG = f"{RESULTS}/configs/{{benchmark}}/{{method}}/{{variant}}.yaml"
+TABLES = f"{RESULTS}/tables/{{benchmark}}"
+NO_RATE = "0"  # lambda tag of methods without an entropy model (scaffold): no --lmbda
+
+# GPU rules declare resources gpu=1 only when a GPU is configured, so CPU runs are never throttled.
+GPU = 1 if str(config["device"]).startswith("cuda") else 0
+THREADS = {step: config["threads"].get(step, 1) for step in ("train", "encode", "decode", "eval")}
+EXTRA_ARGS = {step: config["extra_args"].get(step, "") for step in ("train", "encode", "decode", "eval")}
+
+# Predict-GS settings of the paper. A sweep value equal to its default is the main run (variant
+# "default"); must equal predictgs.report.tables.PAPER_DEFAULTS (checked by tests/test_workflow.py).
+PREDICTGS_DEFAULTS = {"residual_dim": 25, "schedule": "cosine", "ds_init": 0.7}
+SWEEPS = tuple(PREDICTGS_DEFAULTS)
+SWEEP_TYPES = {"residual_dim": int, "schedule": str, "ds_init": float}
+ABLATIONS = ("components",) + SWEEPS
+
+# Jobs call the `predictgs` command; make the one installed beside this Python findable when the
+# environment is not activated (e.g. `.venv/bin/snakemake`). An activated one keeps precedence.
+envvars:
+    "PATH",
+
+
+if shutil.which("predictgs") is None and (Path(sys.executable).parent / "predictgs").exists():
+    os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + str(Path(sys.executable).parent)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scenes
+
+
+def _scene_registry():
+    """(benchmark, scene) -> dict(path, family, seed); family/seed only for generated scenes."""
+    scenes = {}
+    for benchmark, spec in config["benchmarks"].items():
+        if "family" in spec:
+            if "synth" not in config:
+                raise WorkflowError(f"benchmark {benchmark} is synthetic: the config needs a synth section")
+            for seed in spec["seeds"]:
+                name = f"{benchmark}_seed{seed}"
+                scenes[(benchmark, name)] = dict(
+                    path=f"{RESULTS}/scenes/{name}", family=spec["family"], seed=seed
+                )
+        else:
+            root = Path(config["data_dir"]) / spec.get("root", "")
+            names = spec["scenes"]
+            folders = names.items() if isinstance(names, dict) else ((n, n) for n in names)
+            for name, folder in folders:
+                scenes[(benchmark, name)] = dict(path=str(root / folder), family=None, seed=None)
+    return scenes
+
+
+SCENES = _scene_registry()
+SYNTH_SCENES = {scene: info for (_, scene), info in SCENES.items() if info["family"]}
+
+
+def scenes_of(benchmark):
+    return [scene for (b, scene) in SCENES if b == benchmark]
+
+
+def scene_path(wildcards):
+    key = (wildcards.benchmark, wildcards.scene)
+    if key not in SCENES:
+        raise WorkflowError(f"unknown scene {wildcards.scene!r} of benchmark {wildcards.benchmark!r}")
+    return SCENES[key]["path"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rate points and ablation variants
+
+
+def lambda_tag(value):
+    return f"{float(value):g}"
+
+
+def method_lambdas(method, benchmark):
+    """Lambda tags of a method's main runs on a benchmark (NO_RATE for methods without lambdas)."""
+    per_benchmark = config["benchmarks"][benchmark].get("lambdas", {})
+    values = per_benchmark.get(method, config["methods"].get(method, {}).get("lambdas"))
+    return [lambda_tag(v) for v in values] if values else [NO_RATE]
+
+
+def variant_name(field, value):
+    """Run variant of a sweep value; the paper's default value is the main run."""
+    default = PREDICTGS_DEFAULTS[field]
+    if isinstance(default, str):
+        same = str(value).lower() == default
+    else:
+        same = float(value) == float(default)
+    if same:
+        return "default"
+    return f"{field}-{value}" if isinstance(value, str) else f"{field}-{value:g}"
+
+
+def variant_overrides(variant):
+    """Model keys of a run variant ("default", "schedule-linear", "residual_dim-10", "ds_init-0.5")."""
+    if variant == "default":
+        return {}
+    field, _, text = variant.partition("-")
+    if field not in SWEEP_TYPES or not text:
+        raise WorkflowError(f"unknown run variant {variant!r} (default or <{'|'.join(SWEEPS)}>-<value>)")
+    try:
+        return {field: SWEEP_TYPES[field](text)}
+    except ValueError:
+        raise WorkflowError(f"run variant {variant!r}: {text!r} is not a valid {field}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Runs
+
+
+def run_file(benchmark, scene, method, variant, lmbda, name="summary.json"):
+    run = RUN.format(benchmark=benchmark, scene=scene, method=method, variant=variant, lmbda=lmbda)
+    return f"{run}/{name}"
+
+
+def main_runs(benchmark=None, name="summary.json"):
+    """Files of the main runs (every method x scene x lambda, paper settings), optionally one benchmark."""
+    return [
+        run_file(b, scene, method, "default", lmbda, name)
+        for (b, scene) in SCENES
+        if benchmark is None or b == benchmark
+        for method in config["methods"]
+        for lmbda in method_lambdas(method, b)
+    ]
+
+
+def ablation_runs(kind, name="summary.json"):
+    """Files of the runs behind one ablation (Table 4: one row per method; sweeps: Predict-GS variants)."""
+    spec = config["ablations"].get(kind)
+    if not spec:
+        return []
+    if kind == "components":
+        combos = [(method, "default") for method in spec["methods"]]
+    else:
+        combos = [("predictgs", variant_name(kind, value)) for value in spec["values"]]
+    files = [
+        run_file(benchmark, scene, method, variant, lambda_tag(lmbda), name)
+        for benchmark in spec["benchmarks"]
+        for scene in scenes_of(benchmark)
+        for lmbda in spec["lambdas"]
+        for method, variant in combos
+    ]
+    return list(dict.fromkeys(files))
+
+
+def configured_ablations():
+    return [kind for kind in ABLATIONS if config["ablations"].get(kind)]
+
+
+def uses_codec(method):
+    return config["methods"].get(method, {}).get("codec", True)
+
+
+def summary_inputs(wildcards):
+    run = RUN.format(**dict(wildcards.items()))
+    inputs = {"metrics": f"{run}/metrics.json"}
+    if uses_codec(wildcards.method):
+        inputs.update(bitstream=f"{run}/scene.pgs", decoded=f"{run}/decoded_metrics.json")
+    return inputs
+
+
+# ---------------------------------------------------------------------------------------------------
+# The training configuration of a run: defaults < train_config < benchmark's train_config < variant
+
+
+def deep_merge(base, update):
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def method_entry(by_method, method):
+    """A method's entry of model_by_method, else its base method's (predictgs_sfp_only -> predictgs)."""
+    if method in by_method:
+        return by_method[method]
+    bases = [name for name in by_method if method.startswith(name + "_")]
+    return by_method[max(bases, key=len)] if bases else {}
+
+
+def train_config(benchmark, method, variant):
+    """The YAML written for `predictgs train --config` (sections benchmark, train, protocol, model)."""
+    fragment = {
+        "benchmark": benchmark,
+        "train": {"iterations": config["iterations"], "seed": config["train_seed"], "device": config["device"]},
+        "protocol": {},
+        "model": {},
+    }
+    for layer in (config.get("train_config", {}), config["benchmarks"][benchmark].get("train_config", {})):
+        for section in ("train", "protocol", "model"):
+            fragment[section] = deep_merge(fragment[section], layer.get(section, {}))
+        fragment["model"] = deep_merge(fragment["model"], method_entry(layer.get("model_by_method", {}), method))
+    fragment["model"] = deep_merge(fragment["model"], variant_overrides(variant))
+    return {key: value for key, value in fragment.items() if value != {}}
+
+
+PROTOCOL_FLAGS = {
+    "resolution": "--resolution",
+    "max_width": "--max-width",
+    "images_folder": "--images-folder",
+    "downscale": "--downscale",
+    "llffhold": "--llffhold",
+}
+
+
+def protocol_flags(benchmark):
+    """The benchmark's evaluation protocol as `predictgs scene-info` options."""
+    protocol = train_config(benchmark, "scaffold", "default").get("protocol", {})
+    flags = [f"{flag} {protocol[key]}" for key, flag in PROTOCOL_FLAGS.items() if protocol.get(key) is not None]
+    if protocol.get("white_background") is not None:
+        flags.append("--white-background" if protocol["white_background"] else "--no-white-background")
+    return " ".join(flags)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checks the schema cannot express
+
+
+def _check_config():
+    benchmarks = set(config["benchmarks"])
+    for kind in configured_ablations():
+        unknown = sorted(set(config["ablations"][kind]["benchmarks"]) - benchmarks)
+        if unknown:
+            raise WorkflowError(f"ablations.{kind}.benchmarks: unknown benchmark(s) {', '.join(unknown)}")
+    for benchmark, spec in config["benchmarks"].items():
+        unknown = sorted(set(spec.get("lambdas", {})) - set(config["methods"]))
+        if unknown:
+            raise WorkflowError(f"benchmarks.{benchmark}.lambdas: method(s) {', '.join(unknown)} not in methods")
+        if "scaffold" in spec.get("lambdas", {}):
+            raise WorkflowError(f"benchmarks.{benchmark}.lambdas: scaffold has no entropy model (no lambdas)")
+    if "scaffold" in config["ablations"].get("components", {}).get("methods", []):
+        raise WorkflowError("ablations.components.methods: scaffold has no entropy model (no lambdas)")
+
+
+_check_config()

@@ -1,0 +1,7 @@
+"""One ablation table: Table 4 (components), Table 6 (schedule), Fig. 6 / 7 sweeps (see aggregate.py)."""
+
+from aggregate import ablation_table, logging_to
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+with logging_to(sm.log[0]):
+    ablation_table(sm.wildcards.ablation, sm.input.runs, sm.output.csv, sm.output.md)

@@ -1,0 +1,297 @@
+"""Aggregation steps of the workflow: run summaries in, tables (CSV + Markdown) and plots out.
+
+Each function takes paths and writes files; the small scripts beside this module adapt them to
+Snakemake's ``script:`` directive, and the tests call them directly. The numbers come from
+``predictgs.report``; this module only selects runs, names files and explains the tables.
+
+A table the runs cannot support (``ReportError``: e.g. a BD-rate with too few rate points, a bit
+allocation without entropy-model estimates) is written as a one-column ``note`` CSV and a Markdown file
+saying why, so that one missing table never stops the other outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from predictgs.errors import ReportError
+from predictgs.report import (
+    bd_psnr,
+    bd_rate,
+    benchmark_means,
+    bit_allocation_table,
+    compare_with_paper,
+    component_ablation_table,
+    efficiency_table,
+    load_runs,
+    plot_all_rd,
+    plot_sweep,
+    quality_table,
+    schedule_table,
+    sweep_table,
+    to_markdown,
+    write_survey_csvs,
+)
+from predictgs.report.tables import main_runs, method_name
+
+NOTE = "note"
+SIZE_NOTE = "Size [MiB] = bytes / 2^20 (what the HAC / Predict-GS tables print as \"MB\")."
+QUALITY_NOTE = (
+    "PSNR, SSIM and LPIPS (VGG, 3DGS convention) on the test views, of the decoded model when the run "
+    "was encoded; dataset values are plain means over scenes."
+)
+
+TITLES = {
+    "table1": "Table 1/2 — {benchmark}: quality and size per method and rate point",
+    "table3_bit_allocation": "Table 3 — {benchmark}: bit allocation (Feature vs Others) and BSF",
+    "table5_efficiency": "Table 5 — {benchmark}: size, training / encoding / decoding time, rendering speed",
+    "bdrate": "BD-rate — {benchmark}: size saving at equal PSNR (Bjøntegaard)",
+}
+NOTES = {
+    "table1": [QUALITY_NOTE, SIZE_NOTE, "Rate: HAC's and Predict-GS's named rate points (high / low)."],
+    "table3_bit_allocation": [
+        "Feature: the anchor features (HAC: f; Predict-GS: Spatial Feature Pool + residual f_r); Others: "
+        "everything else (anchor positions, scaling, offsets, hash grid, masks, MLPs), from the entropy "
+        "model's bit estimates, as in the paper.",
+        "BSF: (Feature - Feature of HAC at the same lambda) / Feature of HAC.",
+        SIZE_NOTE,
+    ],
+    "table5_efficiency": [
+        "Train time: the training loop's own clock; encode / decode: `predictgs encode`; FPS: the decoded "
+        "model at test resolution on the device named (Device).",
+        SIZE_NOTE,
+    ],
+    "bdrate": [
+        "Negative BD-rate: the method needs fewer bytes than the anchor at equal PSNR; positive BD-PSNR: "
+        "higher PSNR at equal size. Computed on the dataset means of each rate point.",
+    ],
+}
+BDRATE_COLUMNS = [
+    "Benchmark", "Method", "Anchor", "Interpolation", "Method points", "Anchor points", "BD-rate [%]",
+    "BD-PSNR [dB]", "Note",
+]
+ABLATION_TITLES = {
+    "components": "Table 4 — component ablation (SFP, residual f_r, progressive training)",
+    "schedule": "Table 6 — downsampling schedule of the progressive training",
+    "residual_dim": "Fig. 6 — dimension of the residual f_r",
+    "ds_init": "Fig. 7 — initial downsampling scale",
+}
+ABLATION_BUILDERS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
+    "components": component_ablation_table,
+    "schedule": schedule_table,
+    "residual_dim": lambda runs: sweep_table(runs, "residual_dim"),
+    "ds_init": lambda runs: sweep_table(runs, "ds_init"),
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Helpers
+
+
+@contextmanager
+def logging_to(path):
+    """Send stderr (and so warnings) of a Snakemake script to its log file."""
+    if path is None:
+        yield
+        return
+    with open(path, "w", encoding="utf-8") as log:
+        previous, sys.stderr = sys.stderr, log
+        try:
+            yield
+        finally:
+            sys.stderr = previous
+
+
+def load(paths: Iterable[str | Path]) -> pd.DataFrame:
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ReportError("no runs given")
+    return load_runs(paths)
+
+
+def note_table(reason: str) -> pd.DataFrame:
+    return pd.DataFrame({NOTE: [reason]})
+
+
+def is_note(table: pd.DataFrame) -> bool:
+    return list(table.columns) == [NOTE]
+
+
+def build(builder: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """The table, or a note saying why it cannot be built."""
+    try:
+        table = builder()
+    except ReportError as error:
+        print(f"table not built: {error}", file=sys.stderr)
+        return note_table(f"not available: {error}")
+    if table.empty:
+        return note_table("not available: no rows")
+    return table
+
+
+def write_table(table: pd.DataFrame, csv_path, md_path, title: str, notes: Iterable[str] = ()) -> None:
+    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(csv_path, index=False, lineterminator="\n")
+    if is_note(table):
+        body = f"_{table[NOTE].iloc[0]}_\n"
+    else:
+        body = to_markdown(table)
+        estimated = table.get("Scenes w/ estimated size")
+        if estimated is not None and (estimated > 0).any():
+            notes = [*notes, "Some sizes are the entropy model's estimates (runs not encoded): see the column."]
+    lines = [f"# {title}", "", body.rstrip("\n"), ""]
+    lines += [f"- {note}" for note in notes]
+    Path(md_path).write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Per benchmark
+
+
+def benchmark_tables(summaries: Iterable[str | Path], benchmark: str, outputs: Mapping[str, str | Path]) -> None:
+    """Tables 1/2, 3 and 5 of one benchmark and its per-scene survey files.
+
+    ``outputs``: table1, table1_md, table3_bit_allocation, table3_bit_allocation_md, table5_efficiency,
+    table5_efficiency_md, survey (a folder: <method>/<Dataset>/<scene>.csv)."""
+    runs = load(summaries)
+    runs = runs[runs["benchmark"] == benchmark]
+    builders = {
+        "table1": lambda: quality_table(runs, benchmark),
+        "table3_bit_allocation": lambda: bit_allocation_table(runs),
+        "table5_efficiency": lambda: efficiency_table(runs),
+    }
+    for name, builder in builders.items():
+        write_table(
+            build(builder), outputs[name], outputs[f"{name}_md"], TITLES[name].format(benchmark=benchmark),
+            NOTES[name],
+        )
+    survey = Path(outputs["survey"])
+    survey.mkdir(parents=True, exist_ok=True)
+    if not runs.empty:
+        write_survey_csvs(runs, survey)
+
+
+def bdrate_table(
+    runs: pd.DataFrame, benchmark: str, anchor: str, methods: Iterable[str], interpolation: str = "pchip"
+) -> pd.DataFrame:
+    """BD-rate [%] and BD-PSNR [dB] of each method against the anchor on one benchmark (dataset means of
+    the main runs). A pair that cannot be computed gets NaN and a ``Note`` saying why."""
+    means = benchmark_means(main_runs(runs[runs["benchmark"] == benchmark])) if len(runs) else runs
+    rows = []
+    for method in methods:
+        anchor_curve = means[means["method"] == anchor] if len(means) else means
+        test_curve = means[means["method"] == method] if len(means) else means
+        row = {
+            "Benchmark": benchmark,
+            "Method": method_name(method),
+            "Anchor": method_name(anchor),
+            "Interpolation": interpolation,
+            "Method points": len(test_curve),
+            "Anchor points": len(anchor_curve),
+            "BD-rate [%]": math.nan,
+            "BD-PSNR [dB]": math.nan,
+            "Note": "",
+        }
+        if anchor_curve.empty:
+            row["Note"] = f"not computed: no {anchor} runs on {benchmark}"
+        elif test_curve.empty:
+            row["Note"] = f"not computed: no {method} runs on {benchmark}"
+        else:
+            args = (anchor_curve["size_bytes"], anchor_curve["psnr"], test_curve["size_bytes"], test_curve["psnr"])
+            names = dict(anchor_name=f"{anchor} on {benchmark}", test_name=f"{method} on {benchmark}",
+                         method=interpolation)
+            try:
+                row["BD-rate [%]"] = bd_rate(*args, **names)
+                row["BD-PSNR [dB]"] = bd_psnr(*args, **names)
+            except ReportError as error:
+                row["BD-rate [%]"] = row["BD-PSNR [dB]"] = math.nan
+                row["Note"] = f"not computed: {error}"
+                print(f"BD-rate not computed: {error}", file=sys.stderr)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=BDRATE_COLUMNS)
+
+
+def write_bdrate(summaries, benchmark, anchor, methods, interpolation, csv_path, md_path) -> pd.DataFrame:
+    runs = load(summaries)
+    table = bdrate_table(runs, benchmark, anchor, list(methods), interpolation)
+    notes = list(NOTES["bdrate"])
+    if table["Note"].astype(bool).any():
+        notes.append(
+            f"BD-rate needs, per curve, at least {2 if interpolation == 'pchip' else 4} rate points and PSNR "
+            "ranges that overlap: add lambdas to the methods (config: methods.<method>.lambdas)."
+        )
+    write_table(table, csv_path, md_path, TITLES["bdrate"].format(benchmark=benchmark), notes)
+    return table
+
+
+def rd_plot(summaries, benchmark, out_dir, paper_dir=None) -> list[Path]:
+    """``<out_dir>/rd_<benchmark>.png`` and ``.pdf``: every method's rate points (and the published
+    curves of a real benchmark)."""
+    runs = load(summaries)
+    return plot_all_rd(runs[runs["benchmark"] == benchmark], out_dir, paper_dir)
+
+
+# ---------------------------------------------------------------------------------------------------
+# All benchmarks
+
+
+def runs_table(summaries, csv_path) -> pd.DataFrame:
+    """One row per run (the flattened summaries), sorted."""
+    runs = load(summaries)
+    order = [c for c in ("benchmark", "method", "lmbda", "scene") if c in runs]
+    runs = runs.sort_values(order, kind="stable").reset_index(drop=True)
+    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+    runs.to_csv(csv_path, index=False, lineterminator="\n")
+    return runs
+
+
+def paper_comparison(summaries, paper_dir, csv_path, md_path) -> pd.DataFrame:
+    runs = load(summaries)
+    table = build(lambda: compare_with_paper(runs, paper_dir))
+    if not is_note(table) and table.empty:
+        table = note_table("not available: no run matches a published point")
+    notes = [
+        "delta = ours - paper; sizes in MiB (the papers' \"MB\" are bytes / 2^20).",
+        "comparison \"direct\": the same benchmark as the paper; \"shape only\": a synthetic stand-in, "
+        "whose absolute values are not comparable (only the relations between methods are).",
+        "Published numbers: results/paper/ (each row names its source).",
+    ]
+    write_table(table, csv_path, md_path, "Our results beside the published numbers", notes)
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ablations
+
+
+def ablation_table(kind: str, summaries, csv_path, md_path) -> pd.DataFrame:
+    if kind not in ABLATION_BUILDERS:
+        raise ReportError(f"unknown ablation {kind!r}; choose one of {', '.join(ABLATION_BUILDERS)}")
+    runs = load(summaries)
+    table = build(lambda: ABLATION_BUILDERS[kind](runs))
+    write_table(table, csv_path, md_path, ABLATION_TITLES[kind], [QUALITY_NOTE, SIZE_NOTE])
+    return table
+
+
+def sweep_plot(field: str, table_csv, out_stem) -> list[Path]:
+    table = pd.read_csv(table_csv)
+    message = table[NOTE].iloc[0] if is_note(table) else None
+    return plot_sweep(table, field, out_stem, title=ABLATION_TITLES.get(field, field), message=message)
+
+
+__all__ = [
+    "ablation_table",
+    "benchmark_tables",
+    "bdrate_table",
+    "logging_to",
+    "paper_comparison",
+    "rd_plot",
+    "runs_table",
+    "sweep_plot",
+    "write_bdrate",
+]

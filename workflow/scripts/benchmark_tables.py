@@ -1,0 +1,7 @@
+"""Tables 1/2, 3 and 5 and the per-scene survey files of one benchmark (see aggregate.py)."""
+
+from aggregate import benchmark_tables, logging_to
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+with logging_to(sm.log[0]):
+    benchmark_tables(sm.input.runs, sm.wildcards.benchmark, dict(sm.output.items()))

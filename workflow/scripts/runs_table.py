@@ -1,0 +1,7 @@
+"""One row per run: every field of the runs' summaries, flattened (see aggregate.py)."""
+
+from aggregate import logging_to, runs_table
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+with logging_to(sm.log[0]):
+    runs_table(sm.input.runs, sm.output[0])
