@@ -652,3 +652,15 @@ def test_paper_dir_can_be_replaced(tmp_path, runs):
     (copy / "hac_per_lambda.csv").unlink()
     with pytest.raises(ReportError, match="hac_per_lambda.csv"):
         compare_with_paper(runs, copy)
+
+
+def test_decoded_model_evaluations_are_not_counted_as_runs(tmp_path):
+    from predictgs.report.tables import load_runs
+
+    run = {"method": "hac", "benchmark": "tandt", "scene": "train", "lmbda": 0.001, "psnr": 24.0, "ssim": 0.85,
+           "lpips": 0.18, "estimated_size_bytes": 1000.0}
+    (tmp_path / "run" / "decoded").mkdir(parents=True)
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(run))
+    (tmp_path / "run" / "decoded" / "metrics.json").write_text(json.dumps({"kind": "decoded_model", "psnr": 24.0}))
+    runs = load_runs(tmp_path)
+    assert len(runs) == 1 and runs.iloc[0]["method"] == "hac"

@@ -27,6 +27,9 @@ SUMMARY_KEYS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "lpips_vgg": "
 MAX_FILE_BYTES = 1 << 34  # refuse to read anything larger into memory
 
 
+DECODED_KIND = "decoded_model"  # metrics of `predictgs eval`; the run's own metrics.json is the table row
+
+
 def read_bitstream(path: Path) -> bytes:
     path = Path(path)
     if path.is_dir():
@@ -186,6 +189,7 @@ def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None
     background = torch.as_tensor(scene.background, dtype=torch.float32, device=torch_device)
     fps, frames = measure_fps(model, cameras, background, torch_device)
     metrics = {
+        "kind": DECODED_KIND,
         "method": info.get("method"),
         "scene": str(scene_path),
         "source": info.get("source"),

@@ -50,23 +50,27 @@ def _find_fragments(proj: Projection, opacities: Tensor, width: int, height: int
     pixels, gaussians, alphas = [], [], []
     for r in torch.unique(radius_of_visible).tolist():
         members = visible[radius_of_visible == r]
-        side = 2 * r + 1
-        per_chunk = max(1, CANDIDATES_PER_CHUNK // (side * side))
-        local = torch.arange(side, device=device)
+        # The square of side 2r+1 clipped to the image: a window of at most W x H pixels that still holds
+        # every in-image pixel of the square (large Gaussians would otherwise test ~(2r)^2 candidates).
+        side_x, side_y = min(2 * r + 1, width), min(2 * r + 1, height)
+        per_chunk = max(1, CANDIDATES_PER_CHUNK // (side_x * side_y))
+        local_x = torch.arange(side_x, device=device)
+        local_y = torch.arange(side_y, device=device)
         for start in range(0, members.numel(), per_chunk):
             g = members[start:start + per_chunk]
             mean = proj.means2d[g]
             conic = proj.conics[g]
             # Pixel i has its centre at i + 0.5; the square holds the centres within about r of the mean.
-            px = torch.ceil(mean[:, 0:1] - r - 0.5).long() + local  # [G, side]
-            py = torch.ceil(mean[:, 1:2] - r - 0.5).long() + local
+            x0 = torch.ceil(mean[:, 0:1] - r - 0.5).long().clamp(0, width - side_x)
+            y0 = torch.ceil(mean[:, 1:2] - r - 0.5).long().clamp(0, height - side_y)
+            px = x0 + local_x  # [G, side_x]
+            py = y0 + local_y  # [G, side_y]
             dx = (px + 0.5 - mean[:, 0:1])[:, None, :]  # [G, 1, side]
             dy = (py + 0.5 - mean[:, 1:2])[:, :, None]  # [G, side, 1]
             power = (-0.5 * (conic[:, 0, None, None] * dx * dx + conic[:, 2, None, None] * dy * dy)
                      - conic[:, 1, None, None] * dx * dy)
             alpha = torch.clamp(opacities[g, None, None] * torch.exp(power), max=ALPHA_MAX)
             keep = (power <= 0) & (power >= -0.5 * SIGMA_CUTOFF**2) & (alpha >= ALPHA_MIN)
-            keep &= ((px >= 0) & (px < width))[:, None, :] & ((py >= 0) & (py < height))[:, :, None]
             gi, yi, xi = torch.nonzero(keep, as_tuple=True)
             pixels.append(py[gi, yi] * width + px[gi, xi])
             gaussians.append(g[gi])

@@ -178,7 +178,12 @@ def load_runs(source: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     paths = find_metrics_files(source)
     if not paths:
         raise ReportError(f"no metrics.json found in {source}")
-    rows = [run_row(_read_json(path), path) for path in paths]
+    # A decoded model's evaluation (`predictgs eval`, kind "decoded_model") sits beside its run's own
+    # metrics.json, which already carries the decoded quality; it is not a run of its own.
+    records = [(path, _read_json(path)) for path in paths]
+    rows = [run_row(data, path) for path, data in records if data.get("kind") != "decoded_model"]
+    if not rows:
+        raise ReportError(f"no run metrics.json found in {source} (only decoded-model evaluations)")
     return pd.DataFrame(rows)
 
 
