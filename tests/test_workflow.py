@@ -424,6 +424,18 @@ def test_bdrate_with_too_few_rate_points_writes_why(tmp_path):
     assert table["Note"].iloc[0] == "not computed: no hac runs on tandt"
 
 
+def test_bdrate_warns_when_a_curve_is_not_monotone():
+    runs = load_runs(metrics_files())
+    assert aggregate.bdrate_table(runs, "tandt", "hac", ["predictgs"])["Note"].iloc[0] == ""
+    # Predict-GS's largest rate point loses quality: the value is still computed, with a warning.
+    ours = runs["method"] == "predictgs"
+    largest = runs[ours].groupby("lmbda")["size_bytes"].mean().idxmax()
+    runs.loc[ours & (runs["lmbda"] == largest), "psnr"] = runs.loc[ours, "psnr"].min() - 1.0
+    row = aggregate.bdrate_table(runs, "tandt", "hac", ["predictgs"]).iloc[0]
+    assert not math.isnan(row["BD-rate [%]"])
+    assert row["Note"].startswith("warning: predictgs's PSNR does not rise with size")
+
+
 def test_paper_comparison_runs_table_and_rd_plot_from_fixture_metrics(tmp_path):
     from predictgs.report import PAPER_DIR
 

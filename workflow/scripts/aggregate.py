@@ -176,6 +176,12 @@ def benchmark_tables(summaries: Iterable[str | Path], benchmark: str, outputs: M
         write_survey_csvs(runs, survey)
 
 
+def _monotone(curve: pd.DataFrame) -> bool:
+    """Whether PSNR rises strictly with size along a curve's rate points (what an R-D curve should do)."""
+    psnr = curve.sort_values("size_bytes")["psnr"].to_numpy()
+    return bool((psnr[1:] > psnr[:-1]).all())
+
+
 def bdrate_table(
     runs: pd.DataFrame, benchmark: str, anchor: str, methods: Iterable[str], interpolation: str = "pchip"
 ) -> pd.DataFrame:
@@ -208,6 +214,10 @@ def bdrate_table(
             try:
                 row["BD-rate [%]"] = bd_rate(*args, **names)
                 row["BD-PSNR [dB]"] = bd_psnr(*args, **names)
+                row["Note"] = "; ".join(
+                    f"warning: {name}'s PSNR does not rise with size, so this value rests on a non-monotone curve"
+                    for name, curve in ((method, test_curve), (anchor, anchor_curve)) if not _monotone(curve)
+                )
             except ReportError as error:
                 row["BD-rate [%]"] = row["BD-PSNR [dB]"] = math.nan
                 row["Note"] = f"not computed: {error}"
