@@ -88,14 +88,7 @@ def plot_rd(
         axis.set_ylabel(METRIC_LABELS.get(metric, metric))
         axis.grid(True, alpha=0.3)
     axes[0].legend(fontsize="small")
-    if title:
-        figure.suptitle(title)
-    out_stem = Path(out_stem)
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out_stem.with_suffix(f".{fmt}") for fmt in FORMATS]
-    for path in paths:
-        figure.savefig(path, dpi=150)
-    return paths
+    return _save(figure, title, out_stem)
 
 
 def plot_all_rd(runs: pd.DataFrame, out_dir: str | Path, paper_dir: str | Path | None = None) -> list[Path]:
@@ -143,6 +136,11 @@ def plot_sweep(
             axis.set_ylabel(ylabel)
             axis.grid(True, alpha=0.3)
         axes[0].legend(fontsize="small")
+    return _save(figure, title, out_stem)
+
+
+def _save(figure: Figure, title: str, out_stem: str | Path) -> list[Path]:
+    """Write the figure as ``<out_stem>.png`` and ``.pdf`` (with ``title`` above it, if any)."""
     if title:
         figure.suptitle(title)
     out_stem = Path(out_stem)
