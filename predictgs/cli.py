@@ -96,7 +96,7 @@ def cmd_encode(args) -> int:
     from .codec.run import encode_run
 
     entries = encode_run(Path(args.run_dir), Path(args.output), evaluate=not args.no_eval, device=args.device,
-                         chunk_anchors=args.chunk_anchors)
+                         chunk_anchors=args.chunk_anchors, mlp_precision=args.mlp_precision)
     keys = ("size_bytes", "section_bytes", "encode_seconds", "decode_seconds", "coding_gap_percent", "psnr",
             "prequant_psnr", "ssim", "lpips")
     print(json.dumps({k: entries[k] for k in keys if k in entries}, indent=2))
@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="bitstream to write, e.g. scene.pgs")
     p.add_argument("--chunk-anchors", type=_positive_int, default=3000,
                    help="anchors per context evaluation (stored in the file; default 3000, HAC's)")
+    p.add_argument("--mlp-precision", choices=("fp32", "fp16"), default="fp32",
+                   help="storage of the network weights (default fp32, as HAC counts them); fp16 halves "
+                        "that section and changed test PSNR by at most 0.0014 dB on the embedded benchmark")
     p.add_argument("--no-eval", action="store_true", help="skip evaluating the decoded model")
     p.add_argument("--device", help="device for evaluating the decoded model (default: the run's)")
     p.set_defaults(func=cmd_encode)

@@ -217,6 +217,49 @@ def test_encode_decode_eval_commands(runs, scene, method, tmp_path, capsys):
     assert type(model).name == method
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_half_precision_mlps_round_trip_exactly_and_halve_their_section(encoded, method):
+    from predictgs.codec.layout import mlp_tensors
+
+    model, spec, full = encoded[method]
+    trained = {name: t.clone() for name, t in mlp_tensors(model)}
+    half = encode_model(model, method, spec["model"], mlp_precision="fp16")
+    assert all(torch.equal(t, trained[name]) for name, t in mlp_tensors(model))  # the caller's model is kept
+    assert half.section_bytes["mlps"] <= 0.55 * full.section_bytes["mlps"]
+    decoded = decode_model(half.data).model
+    for name, t in mlp_tensors(decoded):  # the trained weights rounded to float16, exactly
+        assert torch.equal(t, trained[name].half().float()), name
+    if method != "scaffold":  # the per-anchor values are coded with the rounded context model
+        for name in ("attributes", "scaling", "offsets", "masks"):
+            assert torch.equal(getattr(decoded.decoded, name), getattr(half.expected["decoded"], name)), name
+    with pytest.raises(Exception, match="mlp precision"):
+        encode_model(model, method, spec["model"], mlp_precision="int8")
+
+
+def test_half_precision_keeps_quality_and_is_recorded(runs, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(runs["hac"], run_dir)
+    assert main(["encode", str(run_dir), "-o", str(tmp_path / "half.pgs"), "--mlp-precision", "fp16"]) == 0
+    capsys.readouterr()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["mlp_precision"] == "fp16"
+    assert abs(metrics["decoded_psnr"] - metrics["prequant_psnr"]) < 0.01
+
+
+def test_weights_outside_the_half_range_are_refused(encoded):
+    from predictgs.codec.layout import mlp_tensors
+    from predictgs.errors import ConfigError
+
+    model, spec, _ = encoded["hac"]
+    import copy
+
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        mlp_tensors(model)[0][1].view(-1)[0] = 1e6
+    with pytest.raises(ConfigError, match="float16 range"):
+        encode_model(model, "hac", spec["model"], mlp_precision="fp16")
+
+
 @pytest.mark.parametrize("command", ["encode", "decode", "eval"])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:

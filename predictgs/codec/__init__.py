@@ -12,16 +12,21 @@ Every corrupt or foreign input raises :class:`predictgs.errors.BitstreamError` n
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
-from ..errors import BitstreamError
+from ..errors import BitstreamError, ConfigError
 from .container import Container, read_container, write_container
-from .layout import MAX_ANCHORS, build_model, has_entropy_model, header_field, parse_config, section_names
+from .layout import (MAX_ANCHORS, build_model, has_entropy_model, header_field, mlp_tensors, parse_config,
+                     section_names)
 from .scaffold import decode_scaffold, decode_scaffold_positions, encode_scaffold
 from .streams import DEFAULT_CHUNK_ANCHORS, decode_anchor_codes, decode_entropy_model, encode_entropy_model
+from .tensors import round_to_half_
+
+MLP_PRECISIONS = ("fp32", "fp16")
 
 __all__ = ["EncodedModel", "DecodedModel", "encode_model", "decode_model", "BitstreamError",
-           "DEFAULT_CHUNK_ANCHORS"]
+           "DEFAULT_CHUNK_ANCHORS", "MLP_PRECISIONS"]
 
 
 @dataclass
@@ -40,16 +45,26 @@ class DecodedModel:
 
 
 def encode_model(model, method: str, model_config: dict, info: dict | None = None,
-                 chunk_anchors: int = DEFAULT_CHUNK_ANCHORS) -> EncodedModel:
+                 chunk_anchors: int = DEFAULT_CHUNK_ANCHORS, mlp_precision: str = "fp32") -> EncodedModel:
     """Encode a trained model. ``model_config`` is the run's model configuration (config.yaml's
-    ``model``), ``info`` optional JSON-able facts carried in the header (scene, protocol, ...)."""
+    ``model``), ``info`` optional JSON-able facts carried in the header (scene, protocol, ...).
+
+    ``mlp_precision="fp16"`` stores every network weight as float16: the encoder codes with a copy of
+    the model whose weights are rounded to float16 (the context model's CDFs included), so the file still
+    decodes exactly to the model it describes; that model differs from the trained one by the rounding."""
+    if mlp_precision not in MLP_PRECISIONS:
+        raise ConfigError(f"mlp precision must be one of {', '.join(MLP_PRECISIONS)}, got {mlp_precision!r}")
+    half = mlp_precision == "fp16"
+    if half:
+        model = copy.deepcopy(model)
+        round_to_half_([t for _, t in mlp_tensors(model)])
     header = {"model": model_config, "extent": float(model.extent), "voxel_size": float(model.voxel_size)}
     if info:
         header["run"] = info
     if has_entropy_model(model):
-        fields, sections, expected = encode_entropy_model(model, chunk_anchors)
+        fields, sections, expected = encode_entropy_model(model, chunk_anchors, half_mlps=half)
     else:
-        (fields, sections), expected = encode_scaffold(model), {}
+        (fields, sections), expected = encode_scaffold(model, half_mlps=half), {}
     header.update(fields)
     data = write_container(Container(method, header, sections))
     sizes = {name: len(payload) for name, payload in sections.items()}

@@ -63,7 +63,7 @@ def coding_report(estimated: dict[str, float], section_bytes: dict[str, int]) ->
 
 
 def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: str | None = None,
-               chunk_anchors: int = DEFAULT_CHUNK_ANCHORS, progress=None) -> dict:
+               chunk_anchors: int = DEFAULT_CHUNK_ANCHORS, mlp_precision: str = "fp32", progress=None) -> dict:
     """Encode RUN_DIR's model into ``out_path``; returns the entries added to RUN_DIR/metrics.json."""
     from ..data import load_scene
     from ..train.loop import evaluate_model, resolve_device, scene_name
@@ -74,7 +74,8 @@ def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: 
     info = {"scene": scene_name(spec["scene"]), "benchmark": spec.get("benchmark"), "protocol": spec["protocol"]}
     torchac()  # loaded (and on first use compiled, ~20 s) outside the timed coding
     start = time.perf_counter()
-    encoded = encode_model(model, spec["method"], spec["model"], info, chunk_anchors=chunk_anchors)
+    encoded = encode_model(model, spec["method"], spec["model"], info, chunk_anchors=chunk_anchors,
+                           mlp_precision=mlp_precision)
     encode_seconds = time.perf_counter() - start
     _write_atomic(out_path, encoded.data)
 
@@ -93,6 +94,7 @@ def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: 
         "encode_seconds": encode_seconds,
         "decode_seconds": decode_seconds,
         "codec_device": "cpu",
+        "mlp_precision": mlp_precision,
         "coded_bits": coded,
         "coding_gap_percent": gaps,
         # The estimate with the entropy model's 1e-6 likelihood floor replaced by the coder's 2^-16,

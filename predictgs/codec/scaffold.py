@@ -12,14 +12,14 @@ from .tensors import decode_floats, encode_floats
 
 
 @torch.no_grad()
-def encode_scaffold(model) -> tuple[dict, dict]:
+def encode_scaffold(model, half_mlps: bool = False) -> tuple[dict, dict]:
     a = model.anchors
     sections = {
         "anchor": encode_floats([a.positions]),
         "feat": encode_floats([a.attributes]),
         "scaling": encode_floats([a.scaling]),
         "offsets": encode_floats([a.offsets]),
-        "mlps": encode_floats([t for _, t in mlp_tensors(model)]),
+        "mlps": encode_floats([t for _, t in mlp_tensors(model)], half=half_mlps),
     }
     return {"num_anchors": a.num_anchors}, sections
 

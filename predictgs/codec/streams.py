@@ -90,7 +90,8 @@ def _chunks(count: int, size: int):
 
 # -- encoding ----------------------------------------------------------------------------------------
 @torch.no_grad()
-def encode_entropy_model(model, chunk_anchors: int = DEFAULT_CHUNK_ANCHORS) -> tuple[dict, dict, dict]:
+def encode_entropy_model(model, chunk_anchors: int = DEFAULT_CHUNK_ANCHORS,
+                         half_mlps: bool = False) -> tuple[dict, dict, dict]:
     """-> (header fields, sections, quantised values in file order [the decoder's expected output]).
     Coding runs on the CPU (torchac is CPU-only; the decoder's numbers must be reproducible)."""
     if anchors_device(model).type != "cpu":
@@ -140,7 +141,7 @@ def encode_entropy_model(model, chunk_anchors: int = DEFAULT_CHUNK_ANCHORS) -> t
     sections[attribute_section(model)] = writers["attributes"].getvalue()
     sections["scaling"] = writers["scaling"].getvalue()
     sections["offsets"] = writers["offsets"].getvalue()
-    sections["mlps"] = encode_floats([t for _, t in mlp_tensors(model)])
+    sections["mlps"] = encode_floats([t for _, t in mlp_tensors(model)], half=half_mlps)
 
     header = {"num_anchors": int(rows.shape[0]), "chunk_anchors": int(chunk_anchors), "bounds": box_json(bounds)}
     if has_sfp(model):
