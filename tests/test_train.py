@@ -166,3 +166,24 @@ def test_cli_train_writes_a_run(tiny_scene, scaffold_config, tmp_path, capsys):
     assert main(["train", "--method", "scaffold", "--scene", str(tiny_scene), "--out", str(run_dir),
                  "--iterations", "13", "--config", str(scaffold_config), "--quiet"]) == 2
     assert "another configuration" in capsys.readouterr().err
+
+
+def test_cell_deduplication_equals_torch_unique_on_rows():
+    """Anchor growing deduplicates voxel cells through 1-D keys; the result must be torch.unique's."""
+    from predictgs.train.densify import _rows_in, _unique_rows
+
+    generator = torch.Generator().manual_seed(0)
+    cells = torch.randint(-40, 40, (3000, 3), generator=generator).float()
+    cells = torch.cat([cells, cells[:700]])
+    expected, expected_inverse = torch.unique(cells, dim=0, return_inverse=True)
+    unique, inverse = _unique_rows(cells)
+    assert torch.equal(unique, expected) and torch.equal(inverse, expected_inverse)
+    table = torch.randint(-40, 40, (2000, 3), generator=generator).float()
+    queries = torch.cat([table[:300], torch.randint(-50, 50, (500, 3), generator=generator).float()])
+    brute = (queries[:, None, :] == table[None, :, :]).all(-1).any(1)
+    assert torch.equal(_rows_in(queries, table), brute) and brute[:300].all()
+    # Cells too far apart for 63-bit keys fall back to torch.unique.
+    far = torch.tensor([[0.0, 0.0, 0.0], [4e6, -4e6, 4e6], [0.0, 0.0, 0.0]])
+    unique, inverse = _unique_rows(far)
+    assert unique.shape == (2, 3) and inverse.tolist() == [0, 1, 0]
+    assert _rows_in(far[:1], far[1:2]).tolist() == [False]

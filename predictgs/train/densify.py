@@ -156,7 +156,7 @@ class AnchorGrowth:
                 if level == 0:
                     break
                 continue
-            cells, inverse = torch.unique(cells, dim=0, return_inverse=True)
+            cells, inverse = _unique_rows(cells)
             occupied = _rows_in(cells, torch.round(anchors.positions / size))
             new_cells = ~occupied
             if not new_cells.any():
@@ -181,10 +181,42 @@ class AnchorGrowth:
         return anchors.num_anchors - n_before
 
 
+def _cell_keys(*cell_sets: Tensor) -> list[Tensor] | None:
+    """One int64 key per integer-valued row (x, y, z), ordered like the rows lexicographically, with a
+    common origin for all sets; None if the cells span too many values for 63 bits."""
+    stacked = torch.cat(cell_sets)
+    low = stacked.min(0).values
+    span = (stacked.max(0).values - low + 1).to(torch.float64)
+    if float(span.prod()) >= 2.0**62:
+        return None
+    span = span.long()
+    keys = []
+    for cells in cell_sets:
+        c = (cells - low).long()
+        keys.append((c[:, 0] * span[1] + c[:, 1]) * span[2] + c[:, 2])
+    return keys
+
+
+def _unique_rows(cells: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.unique(cells, dim=0, return_inverse=True)`` for integer-valued [N, 3] rows, through 1-D
+    keys (the same result: unique sorts rows lexicographically, and so do the keys); unique with dim=0
+    compares rows one by one on the CPU, which made anchor growing ~10% of a training step."""
+    keys = _cell_keys(cells)
+    if keys is None:
+        return torch.unique(cells, dim=0, return_inverse=True)
+    unique_keys, inverse = torch.unique(keys[0], return_inverse=True)
+    first = torch.full((unique_keys.shape[0],), cells.shape[0], dtype=torch.long, device=cells.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(cells.shape[0], device=cells.device), reduce="amin")
+    return cells.index_select(0, first), inverse
+
+
 def _rows_in(queries: Tensor, table: Tensor) -> Tensor:
-    """For each query row, whether it equals some row of ``table``."""
+    """For each integer-valued query row, whether it equals some row of ``table``."""
     if table.shape[0] == 0 or queries.shape[0] == 0:
         return torch.zeros(queries.shape[0], dtype=torch.bool, device=queries.device)
+    keys = _cell_keys(table, queries)
+    if keys is not None:
+        return torch.isin(keys[1], keys[0])
     _, ids = torch.unique(torch.cat([table, queries]), dim=0, return_inverse=True)
     in_table = torch.zeros(int(ids.max()) + 1, dtype=torch.bool, device=queries.device)
     in_table[ids[: table.shape[0]]] = True
