@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from predictgs.entropy import binary_bits
+from predictgs.entropy import binary_bits, hash_table_bits
 from predictgs.model.anchor_method import BITS_PER_FLOAT, AnchorConfig, AnchorMethod, lr
 from predictgs.model.anchors import AnchorBounds
 from predictgs.model.context import ContextConfig, ContextModel, group_bits, quantise_groups
@@ -175,7 +175,7 @@ class HAC(AnchorMethod):
 
     def hash_bits(self):
         """Bits of the binarised hash tables (the context's; Predict-GS adds its SFP)."""
-        return binary_bits((self.context.encoding.binary_params() + 1) / 2)
+        return hash_table_bits(self.context.encoding)
 
     @staticmethod
     def mask_offset_bits(bits: dict, masks) -> dict:
@@ -226,7 +226,7 @@ class HAC(AnchorMethod):
             "feat": coded["attributes"],
             "scaling": coded["scaling"],
             "offsets": coded["offsets"],
-            "hash": float(binary_bits((self.context.encoding.binary_params() + 1) / 2)),
+            "hash": float(hash_table_bits(self.context.encoding)),
             "masks": float(binary_bits(mask_bits)),
             "mlps": float(self.mlp_parameter_count() * BITS_PER_FLOAT),
         }

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from baselines.hac import HAC, HACConfig
-from predictgs.entropy import binary_bits
+from predictgs.entropy import hash_table_bits
 from predictgs.model.anchor_method import lr
 from predictgs.model.anchors import AnchorBounds
 from predictgs.model.scaffold import assemble_gaussians, view_inputs
@@ -184,7 +184,7 @@ class PredictGS(HAC):
                                   opacity, scale_logits, rotations, torch.sigmoid(color))
 
     def hash_bits(self):
-        return super().hash_bits() + binary_bits((self.sfp.encoding.binary_params() + 1) / 2)
+        return super().hash_bits() + hash_table_bits(self.sfp.encoding)
 
     # -- size ----------------------------------------------------------------------------------------
     def mlp_parameter_count(self) -> int:
@@ -197,7 +197,7 @@ class PredictGS(HAC):
     def estimated_bits(self) -> dict[str, float]:
         bits = super().estimated_bits()
         bits["residual"] = bits.pop("feat")
-        bits["sfp"] = float(binary_bits((self.sfp.encoding.binary_params() + 1) / 2))
+        bits["sfp"] = float(hash_table_bits(self.sfp.encoding))
         order = ("anchor", "residual", "sfp", "scaling", "offsets", "hash", "masks", "mlps")
         return {key: bits[key] for key in order}
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..config import dump_yaml, load_yaml, update_dataclass
+from ..config import dump_yaml, load_yaml
 from ..errors import ConfigError
-from ..methods import method_class
+from ..methods import new_model
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.yaml"
@@ -37,18 +37,6 @@ class DecodedAnchors(nn.Module):
     def zeros(cls, num_anchors: int, attr_dim: int, n_offsets: int) -> "DecodedAnchors":
         return cls(torch.zeros(num_anchors, attr_dim), torch.zeros(num_anchors, 6),
                    torch.zeros(num_anchors, n_offsets, 3), torch.zeros(num_anchors, n_offsets, 1))
-
-
-def new_model(method: str, model_config: dict, extent: float, voxel_size: float, num_anchors: int):
-    """An instance of the method with ``num_anchors`` zero anchors, its networks' initial values drawn
-    without touching the caller's random state."""
-    cls = method_class(method)
-    config = update_dataclass(cls.config_class(), model_config, prefix="model.")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = cls.empty(config, extent, voxel_size)
-    model.anchors.resize(num_anchors)
-    return model
 
 
 def save_decoded(model, method: str, model_config: dict, out_dir: Path, info: dict | None = None) -> None:

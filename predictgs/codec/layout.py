@@ -18,7 +18,7 @@ import torch
 
 from ..config import update_dataclass
 from ..errors import BitstreamError, ConfigError, PredictGSError
-from ..methods import method_class
+from ..methods import method_class, new_model
 from ..nn.hashgrid import HAC_GRID_RESOLUTIONS, HAC_PLANE_RESOLUTIONS, level_table_sizes
 
 MAX_ANCHORS = 1 << 24
@@ -119,8 +119,6 @@ def parse_config(method: str, header: dict, num_anchors: int):
 
 def build_model(method: str, config, extent: float, voxel: float, num_anchors: int):
     """A fresh model to decode into (this is where the decoder's big allocations happen)."""
-    from .decoded import new_model
-
     try:
         return new_model(method, dataclasses.asdict(config), extent, voxel, num_anchors)
     except PredictGSError as err:

@@ -26,8 +26,6 @@ QUALITY_KEYS = ("psnr", "ssim", "lpips", "lpips_vgg", "lpips_alex")
 SUMMARY_KEYS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "lpips_vgg": "LPIPS_VGG",
                 "lpips_alex": "LPIPS_ALEX"}
 MAX_FILE_BYTES = 1 << 34  # refuse to read anything larger into memory
-
-
 DECODED_KIND = "decoded_model"  # metrics of `predictgs eval`; the run's own metrics.json is the table row
 
 
@@ -187,10 +185,10 @@ def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None
     run_info = info.get("run") or {}
     merged = {**(run_info.get("protocol") or {}), **(protocol or {})}
     scene = load_scene(Path(scene_path), merged)
-    summary, per_view = evaluate_model(model, scene, torch_device, lpips=lpips)
     cameras = scene.test_cameras or scene.train_cameras
     if not cameras:
         raise ConfigError(f"{scene_path} has no cameras to evaluate")
+    summary, per_view = evaluate_model(model, scene, torch_device, lpips=lpips)
     background = torch.as_tensor(scene.background, dtype=torch.float32, device=torch_device)
     fps, frames = measure_fps(model, cameras, background, torch_device)
     metrics = {

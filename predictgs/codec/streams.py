@@ -56,6 +56,9 @@ class Distribution:
     scale: Tensor
     step: Tensor
 
+    def select(self, keep: Tensor) -> "Distribution":
+        return Distribution(self.mean[keep], self.scale[keep], self.step[keep])
+
 
 def anchors_device(model) -> torch.device:
     return model.anchors.positions.device
@@ -76,6 +79,11 @@ def chunk_distributions(context64, bounds: AnchorBounds, positions: Tensor) -> d
         step = dist.step[group].float().expand_as(mean)
         out[group] = Distribution(mean.reshape(-1), scale.reshape(-1), step.reshape(-1))
     return out
+
+
+def group_section(model, group: str) -> str:
+    """The section holding a coded group: "feat" or "residual" for the attributes, else the group's name."""
+    return attribute_section(model) if group == "attributes" else group
 
 
 def offset_element_mask(masks: Tensor) -> Tensor:
@@ -121,7 +129,7 @@ def encode_entropy_model(model, chunk_anchors: int = DEFAULT_CHUNK_ANCHORS,
             flat, dist = symbols.reshape(-1), dists[group]
             if group == "offsets":
                 keep = offset_element_mask(masks[chunk])
-                flat, dist = flat[keep], Distribution(dist.mean[keep], dist.scale[keep], dist.step[keep])
+                flat, dist = flat[keep], dist.select(keep)
             if not torch.isfinite(flat).all() or (flat.abs() >= 2**31).any():
                 raise BitstreamError(f"cannot encode: {group} has non-finite or out-of-range quantised values "
                                      "(a zero quantisation step?)")
@@ -138,9 +146,8 @@ def encode_entropy_model(model, chunk_anchors: int = DEFAULT_CHUNK_ANCHORS,
     }
     if has_sfp(model):
         sections["sfp"] = encode_bernoulli(model.sfp.encoding.binary_params() > 0)
-    sections[attribute_section(model)] = writers["attributes"].getvalue()
-    sections["scaling"] = writers["scaling"].getvalue()
-    sections["offsets"] = writers["offsets"].getvalue()
+    for group in GROUPS:
+        sections[group_section(model, group)] = writers[group].getvalue()
     sections["mlps"] = encode_floats([t for _, t in mlp_tensors(model)], half=half_mlps)
 
     header = {"num_anchors": int(rows.shape[0]), "chunk_anchors": int(chunk_anchors), "bounds": box_json(bounds)}
@@ -149,7 +156,7 @@ def encode_entropy_model(model, chunk_anchors: int = DEFAULT_CHUNK_ANCHORS,
     k = model.config.n_offsets
     decoded = DecodedAnchors(quantised["attributes"], quantised["scaling"],
                              quantised["offsets"].reshape(-1, k, 3), masks.float())
-    floor_bits = {attribute_section(model) if g == "attributes" else g: b for g, b in floor_bits.items()}
+    floor_bits = {group_section(model, g): b for g, b in floor_bits.items()}
     return header, sections, {"positions": positions, "decoded": decoded, "rows": rows,
                               "coder_floor_bits": floor_bits}
 
@@ -196,14 +203,14 @@ def decode_entropy_model(model, header: dict, sections: dict[str, bytes], codes:
     context64 = float64_context(model)
     dims = model.context.dims
     decoded = {g: torch.zeros(n, dims[g]) for g in GROUPS}
-    readers = {g: _reader(sections, attribute_section(model) if g == "attributes" else g) for g in GROUPS}
+    readers = {g: _reader(sections, group_section(model, g)) for g in GROUPS}
     for chunk in _chunks(n, chunk_anchors):
         dists = chunk_distributions(context64, model.bounds, positions[chunk])
         for group in GROUPS:
             dist = dists[group]
             keep = offset_element_mask(masks[chunk]) if group == "offsets" else None
             if keep is not None:
-                dist = Distribution(dist.mean[keep], dist.scale[keep], dist.step[keep])
+                dist = dist.select(keep)
             symbols = decode_gaussian(readers[group], dist.mean, dist.scale, dist.step)
             values = symbols.to(torch.float32) * dist.step
             rows = chunk.stop - chunk.start

@@ -10,7 +10,7 @@ import torch
 from ..config import load_yaml, plain, to_dict, update_dataclass
 from ..data import Protocol, load_scene
 from ..errors import ConfigError
-from ..methods import method_class
+from ..methods import method_class, new_model
 from .loop import CHECKPOINT, CONFIG, RunSpec, TrainConfig, Trainer, read_spec, save_spec
 
 CONFIG_SECTIONS = ("train", "model", "protocol", "benchmark")
@@ -81,7 +81,6 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
     return trainer.finish()
 
 
-
 def load_run(run_dir: Path, device: str | torch.device = "cpu"):
     """The spec (dict, as saved) and the trained model of a run directory, from its checkpoint."""
     run_dir = Path(run_dir)
@@ -89,11 +88,9 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu"):
     if not checkpoint.is_file() or not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir} is not a run directory (needs {CONFIG} and {CHECKPOINT})")
     spec = read_spec(run_dir)
-    cls = method_class(spec["method"])
-    config = update_dataclass(cls.config_class(), spec["model"], prefix="model.")
     state = torch.load(checkpoint, map_location=device, weights_only=False)
-    model = cls.empty(config, state["extent"], state["voxel_size"])
-    model.anchors.resize(state["model"]["anchors.positions"].shape[0])
+    model = new_model(spec["method"], spec["model"], state["extent"], state["voxel_size"],
+                      state["model"]["anchors.positions"].shape[0])
     model.load_state_dict(state["model"])
     model.load_extra_state(state["extra"])
     return spec, model.to(device).eval()
