@@ -1,15 +1,16 @@
 """HAC (Chen et al., ECCV 2024): Scaffold-GS plus a hash-grid-assisted context model, adaptive
 quantisation, learnable offset masks and 16-bit anchor positions.
 
-Schedule (fractions of the run; the reference's iterations at 30k in brackets):
+Curriculum (fractions of the run; the reference's iterations at 30k in brackets):
 - up to ``noise_from`` (3k): plain Scaffold-GS training, masks on the opacities;
 - to ``entropy_from`` (10k): uniform noise U(-1/2, 1/2) Q0 on the visible anchors' features, scaling and
   offsets, simulating quantisation with the fixed base steps;
 - after: the context gives mu, sigma and the adaptive step Q per anchor; noise U(-1/2, 1/2) Q is added
-  (and rendered); the rate loss lambda (bits per parameter over 5% of the visible anchors that keep a
-  Gaussian + hash bits per anchor parameter) and the mask loss 5e-4 mean(sigmoid(m)) are added;
+  (and rendered); the rate term (bits per parameter over 5% of the visible anchors that keep a
+  Gaussian + hash bits per anchor parameter, weighted by lambda in the loss) and the mask penalty
+  5e-4 mean(sigmoid(m)) are added;
 - the anchor box is recomputed at ``bbox_update_at`` (10k); densification pauses from 3k to 4k.
-Test time: rounding with the adaptive Q (what the bitstream stores).
+Test time: rounding with the adaptive Q, exactly the values the bitstream stores.
 """
 
 from __future__ import annotations
@@ -17,52 +18,97 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from torch import Tensor
 
-from predictgs.entropy import binary_bits, hash_table_bits
-from predictgs.model.anchor_method import BITS_PER_FLOAT, AnchorConfig, AnchorMethod, lr
+from predictgs.codec import CodedState, section_reader
+from predictgs.codec.positions import decode_positions, encode_positions, morton_order
+from predictgs.codec.tensors import decode_floats, encode_floats
+from predictgs.config import bounded
+from predictgs.entropy.anchor import MAX_CHUNK_ANCHORS, AnchorEntropyModel, ContextConfig
+from predictgs.entropy.binary import (compress_masks, compress_tables, decompress_masks, decompress_tables, mask_bits,
+                                      tables_bits)
+from predictgs.errors import BitstreamError
+from predictgs.methods.base import (BITS_PER_FLOAT, AnchorConfig, AnchorMethod, header_box, header_number, lr,
+                                    lr_field)
+from predictgs.methods.registry import register_method
 from predictgs.model.anchors import AnchorBounds
-from predictgs.model.context import ContextConfig, ContextModel, group_bits, quantise_groups
-from predictgs.render import visible_mask
+from predictgs.nn.hashgrid import HAC_GRID_RESOLUTIONS, HAC_PLANE_RESOLUTIONS, level_table_sizes
+from predictgs.train.curriculum import CurriculumConfig
 from predictgs.train.densify import DensifyConfig
 from predictgs.train.optim import ParamGroup
-from predictgs.train.schedule import at_fraction, paper_fraction
+from predictgs.train.schedule import paper_fraction
 
 ANCHOR_BITS = 48  # 16 bits per axis
-ESTIMATE_CHUNK = 3000  # anchors per context evaluation when costing the whole model (HAC's batch size)
+MASKED_OFF_LOGIT = -10.0  # raw mask of a decoded masked-off offset: sigmoid(-10) < HAC's 0.01 threshold
+MASKED_ON_LOGIT = 10.0
+MAX_TABLE_VALUES = 1 << 26  # binary hash-table values of one encoding the decoder accepts
 
 
 def _hac_densify() -> DensifyConfig:
     return DensifyConfig(pause_from=paper_fraction(3000), pause_until=paper_fraction(4000))
 
 
+def _hac_curriculum() -> CurriculumConfig:
+    return CurriculumConfig(noise_from=paper_fraction(3000), entropy_from=paper_fraction(10000),
+                            bbox_update_at=paper_fraction(10000))
+
+
 @dataclass
 class HACConfig(AnchorConfig):
-    feat_dim: int = 50
+    feat_dim: int = field(default=50, metadata=bounded(1, 4096))
     use_distance: bool = True
-    lmbda: float = 0.001
-    noise_from: float = paper_fraction(3000)
-    entropy_from: float = paper_fraction(10000)
-    bbox_update_at: float = paper_fraction(10000)
-    entropy_sample_rate: float = 0.05
-    mask_threshold: float = 0.01
-    mask_loss_weight: float = 5e-4
-    lr_masks_scaled: tuple[float, float] = (0.01, 0.0001)
-    lr_hash: tuple[float, float] = (0.005, 0.00001)
-    lr_mlp_grid: tuple[float, float] = (0.005, 0.00001)
+    entropy_sample_rate: float = field(default=0.05, metadata=bounded(0.0, 1.0))
+    mask_threshold: float = field(default=0.01, metadata=bounded(0.0, 1.0, low_open=True, high_open=True))
+    mask_loss_weight: float = field(default=5e-4, metadata=bounded(0.0, None))
+    lr_masks_scaled: tuple[float, float] = lr_field(0.01, 0.0001)
+    lr_hash: tuple[float, float] = lr_field(0.005, 0.00001)
+    lr_mlp_grid: tuple[float, float] = lr_field(0.005, 0.00001)
     context: ContextConfig = field(default_factory=ContextConfig)
     densify: DensifyConfig = field(default_factory=_hac_densify)
+    curriculum: CurriculumConfig = field(default_factory=_hac_curriculum)
 
 
+def table_values(config: ContextConfig) -> int:
+    """Binary values of one grid + planes encoding of the given configuration."""
+    grid = sum(level_table_sizes(HAC_GRID_RESOLUTIONS, 3, config.log2_grid))
+    planes = 3 * sum(level_table_sizes(HAC_PLANE_RESOLUTIONS, 2, config.log2_plane))
+    return (grid + planes) * config.features_per_level
+
+
+@dataclass
+class CodedAnchors:
+    """The anchors a bitstream stores, in file order (Morton order of their 16-bit codes)."""
+
+    rows: Tensor  # indices into the model's anchors
+    codes: Tensor  # [n, 3] int64
+    positions: Tensor  # [n, 3] the 16-bit grid positions
+    masks: Tensor  # [n, K, 1] bool
+    values: dict[str, Tensor]  # the coded groups, unquantised
+    centres: dict[str, Tensor]  # HAC's clamp centres (parameter means over all anchors)
+
+
+@register_method
 class HAC(AnchorMethod):
     name = "hac"
+    label = "HAC"
     config_class = HACConfig
+    default_lmbda = 0.001  # "HAC-highrate" on Mip-NeRF360, Tanks&Temples and Deep Blending
     with_masks = True
+    attribute_group = "feat"  # the name of the attribute vector's stream and bit category
 
     def __init__(self, config: HACConfig, anchors, extent: float, voxel_size: float):
         super().__init__(config, anchors, extent, voxel_size)
-        self.context = ContextModel(self.attr_dim(config), config.n_offsets, config.context)
-        self.bounds = AnchorBounds.around(anchors.positions) if anchors.num_anchors else None
-        self.decoded = None  # decoded mode (predictgs.codec): see forward_decoded
+        self.context = self.build_entropy_model(config)
+        self.bounds = AnchorBounds.around(anchors.positions) if anchors.num_anchors else AnchorBounds()
+
+    def build_entropy_model(self, config) -> AnchorEntropyModel:
+        c = config.context
+        groups = {self.attribute_group: self.attr_dim(config), "scaling": 6, "offsets": 3 * config.n_offsets}
+        steps = {self.attribute_group: c.q0_attributes, "scaling": c.q0_scaling, "offsets": c.q0_offsets}
+        return AnchorEntropyModel(groups, steps, c)
+
+    def entropy_model(self) -> AnchorEntropyModel:
+        return self.context
 
     # -- optimisation --------------------------------------------------------------------------------
     def param_groups(self) -> list[ParamGroup]:
@@ -73,122 +119,113 @@ class HAC(AnchorMethod):
             ParamGroup("mlp_grid", list(self.context.mlp_grid.parameters()), lr(c.lr_mlp_grid)),
         ]
 
-    def on_iteration_start(self, iteration: int, total: int) -> None:
-        if iteration == at_fraction(self.config.bbox_update_at, total):
-            self.bounds = AnchorBounds.around(self.anchors.positions)
-
-    def phase(self, iteration: int, total: int, training: bool) -> str:
-        if not training:
-            return "test"
-        if iteration <= at_fraction(self.config.noise_from, total):
-            return "plain"
-        if iteration <= at_fraction(self.config.entropy_from, total):
-            return "noise"
-        return "entropy"
+    def begin_step(self, step) -> None:
+        if step.update_bounds:
+            self.bounds.fit(self.anchors.positions)
 
     # -- attributes ----------------------------------------------------------------------------------
-    def anchor_positions(self):
+    def anchor_positions(self) -> Tensor:
         return self.bounds.quantize(self.anchors.positions)
 
-    def coded_values(self, rows) -> dict:
+    def coded_values(self, rows: Tensor) -> dict[str, Tensor]:
         """The coded groups of the given anchors: attributes, activated scaling, flattened raw offsets."""
         a = self.anchors
         return {
-            "attributes": a.attributes[rows],
+            self.attribute_group: a.attributes[rows],
             "scaling": a.scaling_activated()[rows],
             "offsets": a.offsets[rows].reshape(-1, 3 * a.n_offsets),
         }
 
-    def parameter_centres(self) -> dict:
+    def parameter_centres(self) -> dict[str, Tensor]:
         """HAC clamps coded values to mean(parameter) +- 15000 Q; the means over the whole model."""
         a = self.anchors
-        return {"attributes": a.attributes.mean().detach(), "scaling": a.scaling_activated().mean().detach(),
+        return {self.attribute_group: a.attributes.mean().detach(), "scaling": a.scaling_activated().mean().detach(),
                 "offsets": a.offsets.mean().detach()}
 
-    def base_steps(self) -> dict:
-        return {g: torch.tensor(self.context.base_step(g)) for g in ("attributes", "scaling", "offsets")}
+    def rows_from_values(self, positions: Tensor, values: dict[str, Tensor], masks: Tensor) -> dict[str, Tensor]:
+        """Per-anchor tensors for render_anchors from the coded groups."""
+        return {"positions": positions, "attributes": values[self.attribute_group], "scaling": values["scaling"],
+                "offsets": values["offsets"].reshape(positions.shape[0], -1, 3), "masks": masks}
 
-    def neural_gaussians(self, view, visible, positions, values: dict, masks, iteration: int, total: int,
-                         training: bool):
-        """Scaffold-GS's MLPs read the (quantised) feature f itself in HAC."""
-        k = self.config.n_offsets
-        return self.decode(view, visible, positions, values["attributes"], values["offsets"].reshape(-1, k, 3),
-                           values["scaling"], masks)
-
-    # -- forward -------------------------------------------------------------------------------------
-    def forward(self, view, iteration: int, total: int, training: bool):
-        if self.decoded is not None and not training:
-            return self.forward_decoded(view, iteration, total)
+    # -- training ------------------------------------------------------------------------------------
+    def training_gaussians(self, view, step):
         positions = self.anchor_positions()
         visible = self.visible_anchors(view, positions)
+        positions = positions[visible]
         values = self.coded_values(visible)
         masks = self.anchors.mask_hard(self.config.mask_threshold)[visible]
-        phase = self.phase(iteration, total, training)
-        losses = {}
-        if phase == "noise":
-            values = quantise_groups(values, self.base_steps(), "noise")
-        elif phase in ("entropy", "test"):
-            dist = self.context(self.bounds.normalise(positions[visible]))
-            if phase == "test":
-                values = quantise_groups(values, dist.step, "round", self.parameter_centres())
-            else:
-                values = quantise_groups(values, dist.step, "noise")
-                losses = self.rate_losses(values, dist, masks)
-        neural = self.neural_gaussians(view, visible, positions[visible], values, masks, iteration, total, training)
-        return neural, losses
+        terms = {}
+        if step.quantisation == "noise":
+            values = self.context.add_noise(values)
+        elif step.quantisation == "entropy":
+            dist = self.context.distributions(self.bounds.normalise(positions))
+            values, likelihoods = self.context(values, dist, self.parameter_centres())
+            terms = self.rate_terms(likelihoods, masks)
+        neural = self.render_anchors(view, visible, self.rows_from_values(positions, values, masks),
+                                     residual=step.residual)
+        return neural, {**self.loss_terms(neural), **terms}
 
-    # -- decoded mode (added for predictgs.codec) ---------------------------------------------------
-    # A model rebuilt from a bitstream holds in ``self.decoded`` (predictgs.codec.decoded.DecodedAnchors)
-    # the decoded, already quantised values of every anchor, and its anchor positions are already the
-    # 16-bit grid positions. Test-time rendering uses them as they are: re-quantising per view would
-    # recompute Q with the context on another batch of anchors, whose float results can differ in the
-    # last bit from those the bitstream was coded with.
-    def forward_decoded(self, view, iteration: int, total: int):
-        d = self.decoded
-        positions = self.anchors.positions
-        visible = torch.nonzero(visible_mask(positions, d.scaling[:, 0:3], **view.render_args())).squeeze(1)
-        values = {"attributes": d.attributes[visible], "scaling": d.scaling[visible],
-                  "offsets": d.offsets[visible].reshape(visible.shape[0], -1)}
-        neural = self.neural_gaussians(view, visible, positions[visible], values, d.masks[visible], iteration,
-                                       total, training=False)
-        return neural, {}
+    def rate_terms(self, likelihoods: dict[str, Tensor], masks: Tensor) -> dict[str, Tensor]:
+        """HAC's entropy loss: bits per coded value over a random ``entropy_sample_rate`` of the visible
+        anchors that keep a Gaussian, times the share of such anchors, plus the hash bits per anchor
+        parameter (unweighted: the loss applies lambda); and the mask penalty.
 
-    def rate_losses(self, values: dict, dist, masks) -> dict:
+        Sampled anchors are selected by weights, not by indexing, so the step needs no host
+        synchronisation; the unsampled ones contribute exact zeros."""
         c = self.config
         keeps_gaussian = masks.sum(dim=(1, 2)) > 0
         anchor_rate = keeps_gaussian.float().mean().detach()
-        chosen = (torch.rand(keeps_gaussian.shape[0], device=masks.device) <= c.entropy_sample_rate) & keeps_gaussian
-        losses = {"mask": c.mask_loss_weight * torch.sigmoid(self.anchors.masks).mean()}
-        hash_bits = self.hash_bits()
-        per_anchor_params = sum(self.context.dims.values())
-        hash_term = hash_bits / (self.anchors.num_anchors * per_anchor_params)
-        if not chosen.any():
-            losses["rate"] = c.lmbda * hash_term
-            return losses
-        sub = dist.rows(chosen)
-        bits = group_bits({g: v[chosen] for g, v in values.items()}, sub, self.parameter_centres())
-        bits = self.mask_offset_bits(bits, masks[chosen])
-        total_bits = sum(b.sum() for b in bits.values())
-        total_elems = sum(b.numel() for b in bits.values())
-        losses["rate"] = c.lmbda * (total_bits / total_elems * anchor_rate + hash_term)
-        return losses
+        chosen = ((torch.rand(keeps_gaussian.shape[0], device=masks.device) <= c.entropy_sample_rate)
+                  & keeps_gaussian).to(masks.dtype)[:, None]
+        terms = {"mask": c.mask_loss_weight * torch.sigmoid(self.anchors.masks).mean()}
+        hash_term = self.hash_bits() / (self.anchors.num_anchors * self.context.values_per_anchor)
+        offsets_coded = masks.expand(-1, -1, 3).reshape(masks.shape[0], -1)
+        total_bits = masks.new_zeros(())
+        total_values = masks.new_zeros(())
+        for group, likelihood in likelihoods.items():
+            bits = -torch.log2(likelihood)
+            if group == "offsets":  # offsets of masked Gaussians are not coded
+                bits = bits * offsets_coded
+            total_bits = total_bits + (bits * chosen).sum()
+            total_values = total_values + chosen.sum() * likelihood.shape[1]
+        terms["rate"] = total_bits / total_values.clamp(min=1.0) * anchor_rate + hash_term
+        return terms
 
-    def hash_bits(self):
+    def hash_bits(self) -> Tensor:
         """Bits of the binarised hash tables (the context's; Predict-GS adds its SFP)."""
-        return hash_table_bits(self.context.encoding)
+        return self.context.table_bits()
 
-    @staticmethod
-    def mask_offset_bits(bits: dict, masks) -> dict:
-        """Offsets of masked Gaussians are not coded."""
-        bits = dict(bits)
-        bits["offsets"] = bits["offsets"] * masks.expand(-1, -1, 3).reshape(masks.shape[0], -1)
-        return bits
-
-    # -- size ----------------------------------------------------------------------------------------
-    def kept_anchors(self):
+    # -- the test-time model -------------------------------------------------------------------------
+    def kept_anchors(self) -> Tensor:
         """Anchors with at least one active offset; the others are dropped by the encoder."""
         return torch.nonzero((self.anchors.mask_hard(self.config.mask_threshold) > 0).any(dim=(1, 2))).squeeze(1)
 
+    @torch.no_grad()
+    def coded_anchors(self) -> CodedAnchors:
+        kept = self.kept_anchors()
+        codes = self.bounds.to_codes(self.anchors.positions[kept])
+        order = morton_order(codes).to(kept.device)
+        rows, codes = kept[order], codes[order]
+        masks = self.anchors.mask_hard(self.config.mask_threshold)[rows].detach() > 0
+        values = {g: v.detach() for g, v in self.coded_values(rows).items()}
+        return CodedAnchors(rows, codes, self.bounds.from_codes(codes), masks, values, self.parameter_centres())
+
+    @torch.no_grad()
+    def test_state(self) -> dict[str, Tensor]:
+        coded = self.coded_anchors()
+        quantised = self.context.quantised(coded.values, self.bounds.normalise(coded.positions), coded.centres)
+        device = coded.positions.device
+        quantised = {g: v.to(device) for g, v in quantised.items()}
+        masks = coded.masks
+        offsets = quantised["offsets"].reshape(masks.shape[0], -1, 3)
+        quantised["offsets"] = torch.where(masks, offsets, torch.zeros((), device=device)).reshape(masks.shape[0], -1)
+        return self.extend_test_state(self.rows_from_values(coded.positions, quantised, masks.float()))
+
+    def extend_test_state(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Method-specific per-anchor values that depend only on the anchors (Predict-GS's f_c)."""
+        return state
+
+    # -- size ----------------------------------------------------------------------------------------
     def kept_anchor_count(self) -> int:
         return int(self.kept_anchors().shape[0])
 
@@ -196,45 +233,101 @@ class HAC(AnchorMethod):
         masks = self.anchors.mask_hard(self.config.mask_threshold).detach()
         return int((masks[self.kept_anchors()] > 0).sum())
 
-    def mlp_parameter_count(self) -> int:
-        return super().mlp_parameter_count() + sum(p.numel() for p in self.context.mlp_grid.parameters())
+    def networks(self) -> dict:
+        return {**super().networks(), "mlp_grid": self.context.mlp_grid}
 
-    @torch.no_grad()
-    def coded_bits(self) -> dict[str, float]:
-        """Entropy-model bits of the rounded attributes of the kept anchors, per group."""
-        kept = self.kept_anchors()
-        positions = self.anchor_positions()
-        masks = self.anchors.mask_hard(self.config.mask_threshold)
-        centres = self.parameter_centres()
-        totals = {"attributes": 0.0, "scaling": 0.0, "offsets": 0.0}
-        for start in range(0, kept.shape[0], ESTIMATE_CHUNK):
-            rows = kept[start:start + ESTIMATE_CHUNK]
-            dist = self.context(self.bounds.normalise(positions[rows]))
-            values = quantise_groups(self.coded_values(rows), dist.step, "round", centres)
-            bits = self.mask_offset_bits(group_bits(values, dist, centres), masks[rows])
-            for g in totals:
-                totals[g] += float(bits[g].sum())
-        return totals
+    def binary_tables(self) -> dict:
+        """Binarised hash encodings stored as Bernoulli streams, by section name."""
+        return {"hash": self.context.encoding}
+
+    def boxes(self) -> dict[str, AnchorBounds]:
+        """Boxes stored in the header, by key."""
+        return {"bounds": self.bounds}
 
     @torch.no_grad()
     def estimated_bits(self) -> dict[str, float]:
-        kept = self.kept_anchors()
-        coded = self.coded_bits()
-        mask_bits = (self.anchors.mask_hard(self.config.mask_threshold)[kept] > 0).float()
-        return {
-            "anchor": float(kept.shape[0] * ANCHOR_BITS),
-            "feat": coded["attributes"],
-            "scaling": coded["scaling"],
-            "offsets": coded["offsets"],
-            "hash": float(hash_table_bits(self.context.encoding)),
-            "masks": float(binary_bits(mask_bits)),
-            "mlps": float(self.mlp_parameter_count() * BITS_PER_FLOAT),
-        }
+        """HAC's categories: anchors at 48 bits, the entropy model's streams as the coder spends them,
+        binary tables and masks as one Bernoulli each, networks at 32 bits per parameter."""
+        coded = self.coded_anchors()
+        streams = self.context.bits(coded.values, self.bounds.normalise(coded.positions), coded.centres,
+                                    self.element_masks(coded.masks))
+        bits = {"anchor": float(coded.rows.shape[0] * ANCHOR_BITS), **streams}
+        for name, encoding in self.binary_tables().items():
+            bits[name] = tables_bits(encoding)
+        bits["masks"] = mask_bits(coded.masks)
+        bits["mlps"] = float(self.mlp_parameter_count() * BITS_PER_FLOAT)
+        return {key: bits[key] for key in self.bit_categories()}
 
-    def extra_state(self) -> dict:
-        return {"bounds": self.bounds.state_dict() if self.bounds is not None else None}
+    def bit_categories(self) -> list[str]:
+        """The keys of estimated_bits, in the reference's order."""
+        return ["anchor", self.attribute_group, "scaling", "offsets", "hash", "masks", "mlps"]
 
-    def load_extra_state(self, state: dict) -> None:
-        if state.get("bounds") is not None:
-            self.bounds = AnchorBounds.from_state_dict(state["bounds"])
+    @staticmethod
+    def element_masks(masks: Tensor) -> dict[str, Tensor]:
+        """Which coded values exist: offsets only where their mask is on."""
+        return {"offsets": masks.expand(-1, -1, 3).reshape(masks.shape[0], -1)}
 
+    # -- bitstream -----------------------------------------------------------------------------------
+    @classmethod
+    def section_names(cls, config) -> list[str]:
+        return ["anchor", "masks", *cls.table_sections(config), cls.attribute_group, "scaling", "offsets", "mlps"]
+
+    @classmethod
+    def table_sections(cls, config) -> list[str]:
+        """The sections of :meth:`binary_tables`, known from the configuration alone."""
+        return ["hash"]
+
+    @torch.no_grad()
+    def coded_state(self, *, half_networks: bool = False, chunk_anchors: int | None = None) -> CodedState:
+        if chunk_anchors is not None:
+            self.context.chunk_anchors = int(chunk_anchors)
+        coded = self.coded_anchors()
+        streams, _ = self.context.compress(coded.values, self.bounds.normalise(coded.positions), coded.centres,
+                                           self.element_masks(coded.masks))
+        sections = {"anchor": encode_positions(coded.codes.cpu()), "masks": compress_masks(coded.masks.cpu())}
+        for name, encoding in self.binary_tables().items():
+            sections[name] = compress_tables(encoding)
+        sections.update(streams)
+        sections["mlps"] = encode_floats(self.network_tensors(), half=half_networks)
+        header = {**self.base_header(), "chunk_anchors": self.context.chunk_anchors}
+        header.update({key: box.as_json() for key, box in self.boxes().items()})
+        return CodedState(header, sections)
+
+    @classmethod
+    @torch.no_grad()
+    def from_coded(cls, config, coded: CodedState) -> "HAC":
+        for part in (config.context, getattr(config, "sfp", None)):
+            if part is not None and table_values(part) > MAX_TABLE_VALUES:
+                raise BitstreamError(f"header: hash tables of {table_values(part)} values exceed the decoder's "
+                                     f"limit of {MAX_TABLE_VALUES}")
+        n, extent, voxel = cls.coded_size(coded, config)
+        chunk = header_number(coded.header, "chunk_anchors", int, 1, MAX_CHUNK_ANCHORS)
+        # The anchor positions first: their count must match the header's before the model is allocated.
+        codes = decode_positions(section_reader(coded.sections, "anchor"), n)
+        model = cls.empty(config, extent, voxel, n)
+        for key, box in model.boxes().items():
+            box.assign(*header_box(coded.header, key))
+        model.context.chunk_anchors = chunk
+        k = config.n_offsets
+        masks = decompress_masks(section_reader(coded.sections, "masks"), n * k).reshape(n, k, 1)
+        for name, encoding in model.binary_tables().items():
+            decompress_tables(section_reader(coded.sections, name), encoding)
+        tensors = model.network_tensors()
+        values = decode_floats(section_reader(coded.sections, "mlps"), [tuple(t.shape) for t in tensors])
+        for target, value in zip(tensors, values):
+            target.copy_(value)
+        positions = model.bounds.from_codes(codes)
+        streams = {g: section_reader(coded.sections, g) for g in model.context.groups}
+        values = model.context.decompress(streams, model.bounds.normalise(positions), model.element_masks(masks))
+        a = model.anchors
+        a.positions.copy_(positions)
+        # The raw parameters hold the decoded values (scaling back in log space, masks as saturated
+        # logits), so that the decoded model is an ordinary model of its method.
+        a.attributes.copy_(values[cls.attribute_group])
+        a.offsets.copy_(values["offsets"].reshape(n, k, 3))
+        a.scaling.copy_(torch.log(values["scaling"].clamp_min(1e-30)))
+        a.masks.copy_(torch.where(masks, MASKED_ON_LOGIT, MASKED_OFF_LOGIT))
+        model.eval()
+        # Its test-time values are the decoded ones (recomputing them would round again).
+        model.render_cache.fill(model.extend_test_state(model.rows_from_values(positions, values, masks.float())))
+        return model

@@ -1,32 +1,48 @@
 """Scaffold-GS (Lu et al., CVPR 2024): anchors with learnable features whose K neural Gaussians are
-decoded by three MLPs. No entropy model: the size is that of the float32 parameters."""
+decoded by three MLPs. No entropy model: the size is that of the float32 parameters, and the bitstream
+stores them losslessly (positions, features, log scaling, offsets, MLPs), each deflated where that helps."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from predictgs.model.anchor_method import BITS_PER_FLOAT, AnchorConfig, AnchorMethod
+from predictgs.codec import CodedState, section_reader
+from predictgs.codec.tensors import decode_floats, encode_floats
+from predictgs.config import bounded
+from predictgs.methods.base import BITS_PER_FLOAT, AnchorConfig, AnchorMethod
+from predictgs.methods.registry import register_method
+
+SECTIONS = ("anchor", "feat", "scaling", "offsets", "mlps")
 
 
 @dataclass
 class ScaffoldConfig(AnchorConfig):
-    feat_dim: int = 32
+    feat_dim: int = field(default=32, metadata=bounded(1, 4096))
     use_distance: bool = False
 
 
+@register_method
 class ScaffoldGS(AnchorMethod):
     name = "scaffold"
+    label = "Scaffold-GS"
     config_class = ScaffoldConfig
 
-    def forward(self, view, iteration: int, total: int, training: bool):
-        positions = self.anchor_positions()
+    def training_gaussians(self, view, step):
+        positions = self.anchors.positions
         visible = self.visible_anchors(view, positions)
         a = self.anchors
-        neural = self.decode(view, visible, positions[visible], a.attributes[visible], a.offsets[visible],
-                             a.scaling_activated()[visible])
-        return neural, {}
+        rows = {"positions": positions[visible], "attributes": a.attributes[visible], "offsets": a.offsets[visible],
+                "scaling": a.scaling_activated()[visible]}
+        neural = self.render_anchors(view, visible, rows, residual=False)
+        return neural, self.loss_terms(neural)
+
+    @torch.no_grad()
+    def test_state(self):
+        a = self.anchors
+        return {"positions": a.positions.clone(), "attributes": a.attributes.detach().clone(),
+                "scaling": a.scaling_activated().detach(), "offsets": a.offsets.detach().clone()}
 
     @torch.no_grad()
     def estimated_bits(self) -> dict[str, float]:
@@ -41,3 +57,39 @@ class ScaffoldGS(AnchorMethod):
             "masks": 0.0,
             "mlps": float(self.mlp_parameter_count() * BITS_PER_FLOAT),
         }
+
+    # -- bitstream -----------------------------------------------------------------------------------
+    @classmethod
+    def section_names(cls, config) -> list[str]:
+        return list(SECTIONS)
+
+    @torch.no_grad()
+    def coded_state(self, *, half_networks: bool = False, chunk_anchors: int | None = None) -> CodedState:
+        a = self.anchors
+        sections = {
+            "anchor": encode_floats([a.positions]),
+            "feat": encode_floats([a.attributes]),
+            "scaling": encode_floats([a.scaling]),
+            "offsets": encode_floats([a.offsets]),
+            "mlps": encode_floats(self.network_tensors(), half=half_networks),
+        }
+        return CodedState(self.base_header(), sections)
+
+    @classmethod
+    @torch.no_grad()
+    def from_coded(cls, config, coded: CodedState) -> "ScaffoldGS":
+        n, extent, voxel = cls.coded_size(coded, config)
+        # The positions first: their byte count vouches for the header's anchor count before allocating.
+        positions = decode_floats(section_reader(coded.sections, "anchor"), [(n, 3)])[0]
+        model = cls.empty(config, extent, voxel, n)
+        a = model.anchors
+        a.positions.copy_(positions)
+        targets = {"feat": [a.attributes], "scaling": [a.scaling], "offsets": [a.offsets],
+                   "mlps": model.network_tensors()}
+        for name, tensors in targets.items():
+            values = decode_floats(section_reader(coded.sections, name), [tuple(t.shape) for t in tensors])
+            for target, value in zip(tensors, values):
+                target.copy_(value)  # state_dict() tensors share storage with the parameters
+        model.eval()
+        model.render_cache.fill(model.test_state())
+        return model

@@ -23,16 +23,16 @@ import torch
 
 from predictgs.data import load_scene
 from predictgs.data.synth import generate_scene
-from predictgs.methods import method_class
-from predictgs.train.loop import Trainer, device_label
-from predictgs.train.run import build_spec
+from predictgs.evaluate import device_label
+from predictgs.pipeline.train import build_spec, new_trainer
 
 
 def bench_method(method: str, scene_path: Path, iterations: int, device: str, workdir: Path) -> dict:
     spec, model_config = build_spec(method, scene_path, iterations=iterations, device=device)
     scene = load_scene(scene_path, spec.protocol)
-    model = method_class(method).from_points(model_config, scene.points, scene.extent, seed=0)
-    trainer = Trainer(spec, model, scene, workdir / method, progress=False)
+    trainer = new_trainer(spec, model_config, scene, workdir / method, progress=False)
+    model = trainer.model
+    model.train()
     for index in range(len(trainer.views)):  # image decoding is not training time
         trainer.target(index)
     tenth = max(1, iterations // 10)

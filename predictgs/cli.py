@@ -78,13 +78,14 @@ def cmd_synth(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train.run import run_training
+    from .pipeline.train import run_training
 
     protocol = _protocol_overrides(args)
     metrics = run_training(
         args.method, Path(args.scene), Path(args.out), lmbda=args.lmbda, iterations=args.iterations,
         config_file=Path(args.config) if args.config else None, protocol=protocol, benchmark=args.benchmark,
-        seed=args.seed, device=args.device, restart=args.restart, progress=not args.quiet,
+        seed=args.seed, device=args.device, rasterizer=args.rasterizer, restart=args.restart,
+        progress=not args.quiet,
     )
     summary = {k: metrics[k] for k in ("method", "scene", "lmbda", "iterations", "psnr", "ssim", "lpips",
                                         "num_anchors", "estimated_size_bytes", "train_seconds")}
@@ -93,7 +94,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_encode(args) -> int:
-    from .codec.run import encode_run
+    from .pipeline.codec import encode_run
 
     entries = encode_run(Path(args.run_dir), Path(args.output), evaluate=not args.no_eval, device=args.device,
                          chunk_anchors=args.chunk_anchors, mlp_precision=args.mlp_precision)
@@ -104,17 +105,18 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
-    from .codec.run import decode_file
+    from .pipeline.codec import decode_file
 
     print(json.dumps(decode_file(Path(args.file), Path(args.output)), indent=2))
     return 0
 
 
 def cmd_eval(args) -> int:
-    from .codec.run import evaluate_decoded
+    from .pipeline.codec import evaluate_decoded
 
     metrics = evaluate_decoded(Path(args.decoded_dir), Path(args.scene), protocol=_protocol_overrides(args),
-                               device=args.device, lpips=not args.no_lpips)
+                               device=args.device, lpips=not args.no_lpips, rasterizer=args.rasterizer,
+                               fps_seconds=args.fps_seconds)
     keys = ("method", "psnr", "ssim", "lpips", "num_anchors", "fps", "device")
     print(json.dumps({k: metrics[k] for k in keys}, indent=2))
     return 0
@@ -128,6 +130,60 @@ def _protocol_overrides(args) -> dict:
         if value is not None:
             given[key] = value
     return given
+
+
+def _method_defaults() -> str:
+    """Each registered method with its default rate point, for --help."""
+    from .methods import registry
+
+    parts = [f"{name} {cls.default_lmbda:g}" for name, cls in sorted(registry().items())
+             if cls.default_lmbda is not None]
+    return ", ".join(parts)
+
+
+def _method_names() -> str:
+    from .methods import registry
+
+    return ", ".join(sorted(registry()))
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2^63), got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    from .config import check_device
+    from .errors import ConfigError
+
+    try:
+        return check_device(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err).split(": ", 1)[-1]) from None
+
+
+def _chunk_anchors(text: str) -> int:
+    from .entropy.anchor import MAX_CHUNK_ANCHORS
+
+    value = _positive_int(text)
+    if value > MAX_CHUNK_ANCHORS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_CHUNK_ANCHORS} (the decoder's limit), got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,15 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train Scaffold-GS, HAC or Predict-GS on a scene. RUN_DIR receives "
                                    "config.yaml, train.log, checkpoint.pt, metrics.json and per_view.json. "
                                    "An interrupted run resumes from its last checkpoint when started again.")
-    p.add_argument("--method", required=True, help="scaffold, hac or predictgs")
+    p.add_argument("--method", required=True, help=f"one of: {_method_names()}")
     p.add_argument("--scene", required=True, help="scene folder (COLMAP, LLFF, Blender, instant-ngp)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
-    p.add_argument("--lmbda", type=float, help="rate-distortion weight (hac, predictgs); default 0.001")
+    p.add_argument("--lmbda", type=_positive_float,
+                   help=f"rate-distortion weight of methods with an entropy model; defaults: {_method_defaults()}")
     p.add_argument("--iterations", type=_positive_int, help="training iterations (default 30000)")
     p.add_argument("--config", metavar="FILE", help="YAML with sections train:, model:, protocol:, benchmark:")
     p.add_argument("--benchmark", help="benchmark name recorded in metrics.json (e.g. mipnerf360)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--seed", type=_seed, help="random seed, 0 <= seed < 2^63 (default 0)")
+    p.add_argument("--device", type=_device, help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--rasterizer", choices=("auto", "gsplat", "reference"),
+                   help="auto (default): gsplat on CUDA (an error if it cannot be loaded), the pure-PyTorch "
+                        "reference elsewhere")
     p.add_argument("--restart", action="store_true", help="discard an existing run in RUN_DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_protocol_options(p, defaults=False)
@@ -181,13 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "RUN_DIR/metrics.json (the pre-encode values are kept as prequant_*).")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `predictgs train`")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="bitstream to write, e.g. scene.pgs")
-    p.add_argument("--chunk-anchors", type=_positive_int, default=3000,
-                   help="anchors per context evaluation (stored in the file; default 3000, HAC's)")
+    p.add_argument("--chunk-anchors", type=_chunk_anchors,
+                   help="anchors per context evaluation (stored in the file; default 3000, HAC's; at most 65536)")
     p.add_argument("--mlp-precision", choices=("fp32", "fp16"), default="fp32",
                    help="storage of the network weights (default fp32, as HAC counts them); fp16 halves "
                         "that section and changed test PSNR by at most 0.0014 dB on the embedded benchmark")
     p.add_argument("--no-eval", action="store_true", help="skip evaluating the decoded model")
-    p.add_argument("--device", help="device for evaluating the decoded model (default: the run's)")
+    p.add_argument("--device", type=_device, help="device for evaluating the decoded model (default: the run's)")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="decode a .pgs bitstream into a model directory",
@@ -205,7 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "evaluation protocol is the encoded run's unless overridden.")
     p.add_argument("decoded_dir", metavar="DECODED_DIR", help="directory written by `predictgs decode`")
     p.add_argument("--scene", required=True, help="scene folder")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", type=_device, default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--rasterizer", choices=("auto", "gsplat", "reference"), default="auto",
+                   help="auto (default): gsplat on CUDA, the reference rasterizer elsewhere")
+    p.add_argument("--fps-seconds", type=_positive_float, default=3.0,
+                   help="time spent measuring FPS (median frame time over at least this long; default 3)")
     p.add_argument("--no-lpips", action="store_true", help="PSNR and SSIM only")
     _add_protocol_options(p, defaults=False)
     p.set_defaults(func=cmd_eval)
@@ -225,8 +289,11 @@ def main(argv=None) -> int:
     except PredictGSError as err:
         print(f"predictgs {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
-        print(f"predictgs {args.command}: error: {err}", file=sys.stderr)
+    except OSError as err:  # missing, unreadable or unwritable paths, full disks, ...
+        reason = err.strerror or str(err)
+        where = f" {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"predictgs {args.command}: error:{where}: {reason}" if where else
+              f"predictgs {args.command}: error: {reason}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"predictgs {args.command}: interrupted", file=sys.stderr)

@@ -1,12 +1,20 @@
 """One config system: dataclasses, saved as YAML with every run, overridable from a YAML file.
 
-``update_dataclass(obj, mapping)`` applies nested overrides, rejecting unknown keys and values of the
-wrong type with a ConfigError that names the key.
+``update_dataclass(obj, mapping)`` applies nested overrides, rejecting unknown keys, values of the wrong
+type or tuple length, and values outside a field's declared range, with a ConfigError that names the key.
+A field declares its range once, beside its default, in the field's metadata:
+
+    feat_dim: int = field(default=50, metadata=bounded(1, 4096))
+    schedule: str = field(default="cosine", metadata=choice(("cosine", "linear", "none", "off")))
+
+:func:`validate` checks a whole dataclass (nested ones included) against those declarations.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -15,6 +23,88 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import ConfigError
+
+CHECK = "predictgs.check"
+SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2^63 (numpy and torch both take them)
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+def check_device(name, key: str = "device") -> str:
+    """A device name as the options accept it: auto, cpu, cuda, cuda:N or mps."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.match(name):
+        raise ConfigError(f"{key}: unknown device {name!r} (auto, cpu, cuda, cuda:N or mps)")
+    return name
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A closed (or half-open) numeric interval; ``optional`` admits None."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False
+
+    def __call__(self, value, key: str) -> None:
+        if value is None and self.optional:
+            return
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
+                raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+            below = self.low is not None and (v <= self.low if self.low_open else v < self.low)
+            above = self.high is not None and (v >= self.high if self.high_open else v > self.high)
+            if below or above:
+                raise ConfigError(f"{key}: {value!r} is outside {self.describe()}")
+
+    def describe(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open or self.low is None else '['}{low}, {high}" \
+               f"{')' if self.high_open or self.high is None else ']'}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    options: tuple
+
+    def __call__(self, value, key: str) -> None:
+        if value not in self.options:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, self.options))}")
+
+
+def bounded(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+            high_open: bool = False, optional: bool = False) -> dict:
+    """Field metadata: the value (each item of a tuple) lies in [low, high] (open ends as asked)."""
+    return {CHECK: Range(low, high, low_open, high_open, optional)}
+
+
+def positive(optional: bool = False) -> dict:
+    """Field metadata: a number > 0."""
+    return bounded(0, None, low_open=True, optional=optional)
+
+
+def choice(options) -> dict:
+    """Field metadata: one of ``options``."""
+    return {CHECK: Choice(tuple(options))}
+
+
+def _check_field(field: dataclasses.Field, value, key: str) -> None:
+    check = field.metadata.get(CHECK)
+    if check is not None:
+        check(value, key)
+
+
+def validate(obj, prefix: str = ""):
+    """Check every field of a dataclass (recursively) against its declared range; returns ``obj``."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            validate(value, prefix=f"{prefix}{f.name}.")
+        else:
+            _check_field(f, value, f"{prefix}{f.name}")
+    return obj
 
 
 def to_dict(obj) -> dict:
@@ -40,8 +130,13 @@ def _coerce(value, annotation, key: str):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         args = typing.get_args(annotation)
-        item_type = args[0] if args else Any
-        items = [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)} ({value!r})")
+            items = [_coerce(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, args))]
+        else:
+            item_type = args[0] if args else Any
+            items = [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if annotation is Any:
         return value
@@ -56,6 +151,8 @@ def _coerce(value, annotation, key: str):
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -73,7 +170,7 @@ def update_dataclass(obj, overrides: Mapping, prefix: str = ""):
     if not isinstance(overrides, Mapping):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {overrides!r}")
     hints = typing.get_type_hints(type(obj))
-    fields = {f.name for f in dataclasses.fields(obj)}
+    fields = {f.name: f for f in dataclasses.fields(obj)}
     changes = {}
     for key, value in overrides.items():
         if key not in fields:
@@ -83,6 +180,7 @@ def update_dataclass(obj, overrides: Mapping, prefix: str = ""):
             changes[key] = update_dataclass(current, value, prefix=f"{prefix}{key}.")
         else:
             changes[key] = _coerce(value, hints[key], f"{prefix}{key}")
+            _check_field(fields[key], changes[key], f"{prefix}{key}")
     return dataclasses.replace(obj, **changes)
 
 
@@ -100,7 +198,9 @@ def load_yaml(path: Path) -> dict:
 
 
 def dump_yaml(data: Mapping, path: Path) -> None:
-    Path(path).write_text(yaml.safe_dump(plain(data), sort_keys=False))
+    from .io import write_atomic
+
+    write_atomic(path, yaml.safe_dump(plain(data), sort_keys=False))
 
 
 def plain(value):

@@ -170,7 +170,7 @@ SSIM_C2 = 0.03**2
 
 @lru_cache(maxsize=32)
 def _gaussian_1d(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    x = torch.arange(SSIM_WINDOW, dtype=torch.float64) - SSIM_WINDOW // 2
+    x = torch.arange(SSIM_WINDOW, dtype=torch.float64, device=device) - SSIM_WINDOW // 2
     g = torch.exp(-(x**2) / (2.0 * SSIM_SIGMA**2))
     return (g / g.sum()).to(dtype=dtype, device=device)
 

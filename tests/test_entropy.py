@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from predictgs.entropy import (adaptive_step, binary_bits, gaussian_bits, gaussian_likelihood, low_bound,
@@ -52,8 +53,11 @@ def test_quantisers():
     assert q.tolist() == [0.5, -0.5, 1.0]
     q.sum().backward()
     assert x.grad.tolist() == [1.0, 1.0, 1.0]
-    noisy = quantize(x.detach(), step, "noise", generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    noisy = quantize(x.detach(), step, "noise")
     assert ((noisy - x.detach()).abs() <= 0.25).all() and not torch.equal(noisy, x.detach())
+    with pytest.raises(ValueError, match="quantisation mode"):
+        quantize(x, step, "none")
     adj = torch.tensor([-50.0, 0.0, 50.0])
     s = adaptive_step(0.2, adj)
     assert 0 <= float(s[0]) < 1e-6 and math.isclose(float(s[1]), 0.2, rel_tol=1e-6)

@@ -8,8 +8,9 @@ import torch
 import yaml
 
 from predictgs.data.synth import generate_scene
-from predictgs.predict_gs import PredictGS, PredictGSConfig, downsampling_scale
-from predictgs.train.run import run_training
+from predictgs.methods.predict_gs import PredictGS, PredictGSConfig
+from predictgs.pipeline.train import run_training
+from predictgs.train.curriculum import Curriculum, CurriculumConfig, StepState, downsampling_scale
 
 # --- the schedule (eq. 6 and its ablation variants) ------------------------------------------------
 
@@ -40,11 +41,14 @@ def test_linear_none_and_off_variants():
 
 
 def test_training_scale_follows_the_paper_milestones_as_fractions():
-    anchors_model = PredictGS.from_points(PredictGSConfig(), torch.rand(200, 3).numpy(), extent=1.0)
-    total = 300  # 9k/30k -> 90 iterations of downsampling
-    assert anchors_model.training_scale(1, total) == pytest.approx(0.7)
-    assert anchors_model.training_scale(91, total) == 1.0
-    assert anchors_model.training_scale(45, total) < anchors_model.training_scale(60, total) < 1.0
+    curriculum = Curriculum(PredictGSConfig().curriculum, total=300)  # 9k/30k -> 90 iterations of downsampling
+    assert curriculum.state(1).downsample == pytest.approx(0.7)
+    assert curriculum.state(91).downsample == 1.0
+    assert curriculum.state(45).downsample < curriculum.state(60).downsample < 1.0
+    # HAC's phases: plain to 3k/30k, noise to 10k/30k, then the entropy model; stage 2 from 5k/30k.
+    assert [curriculum.state(i).quantisation for i in (30, 31, 100, 101)] == ["none", "noise", "noise", "entropy"]
+    assert not curriculum.state(50).residual and curriculum.state(51).residual
+    assert curriculum.state(100).update_bounds and not curriculum.state(101).update_bounds
 
 
 # --- the residual branch ------------------------------------------------------------------------------
@@ -52,12 +56,11 @@ def test_training_scale_follows_the_paper_milestones_as_fractions():
 
 def test_residual_branch_is_off_in_stage_one_and_starts_as_the_identity():
     # Quantisation noise starts only after both iterations compared below (it would differ between them).
-    config = PredictGSConfig(noise_from=0.5, entropy_from=0.6)
+    config = PredictGSConfig(curriculum=CurriculumConfig(noise_from=0.5, entropy_from=0.6, residual_from=1 / 6))
     model = PredictGS.from_points(config, torch.rand(300, 3).numpy() * 2 - 1, extent=2.0)
     total = 600  # stage 1 = first 100 iterations
-    assert not model.residual_active(100, total, training=True)
-    assert model.residual_active(101, total, training=True)
-    assert model.residual_active(1, total, training=False)  # the test-time model always refines
+    curriculum = Curriculum(config.curriculum, total)
+    assert not curriculum.state(100).residual and curriculum.state(101).residual
     # Zero-initialised output layers: enabling the branch does not change the prediction.
     from predictgs.model.view import View
 
@@ -67,16 +70,20 @@ def test_residual_branch_is_off_in_stage_one_and_starts_as_the_identity():
     view.center[2] = -4.0
     with torch.no_grad():
         model.anchors.attributes.normal_()
-        before, _ = model(view, 50, total, training=True)
-        after, _ = model(view, 150, total, training=True)
+        before, _ = model.gaussians(view, curriculum.state(50))
+        after, _ = model.gaussians(view, curriculum.state(150))
     assert before.count > 0
     torch.testing.assert_close(before.colors, after.colors)
     torch.testing.assert_close(before.scales, after.scales)
     # Once MGRD has learned something, the residual changes the Gaussians.
     with torch.no_grad():
         model.mgrd.appearance_head[-1].bias.view(-1, 4)[:, 1:].fill_(0.5)  # colour corrections only
-        changed, _ = model(view, 150, total, training=True)
+        changed, _ = model.gaussians(view, curriculum.state(150))
     assert not torch.allclose(changed.colors, before.colors)
+    # The test-time model always refines, from its cached predicted features.
+    model.eval()
+    tested, _ = model.gaussians(view)
+    assert "predicted" in model.cached_test_state() and tested.count > 0
 
 
 def test_bit_categories_split_the_feature_into_sfp_and_residual():
@@ -96,8 +103,8 @@ SMALL_TABLES = {"log2_grid": 9, "log2_plane": 9}
 # The anchor-growing threshold is in NDC units: a 48x36 image needs a ~10x larger one than the reference's
 # 0.0002 to grow a comparable number of anchors (docs/methods.md); with the reference value the anchors
 # multiply and the runs take several times longer without testing anything more.
-MODEL = {"noise_from": 0.1, "entropy_from": 0.2, "bbox_update_at": 0.2, "context": SMALL_TABLES,
-         "densify": {"grad_threshold": 0.002}}
+CURRICULUM = {"noise_from": 0.1, "entropy_from": 0.2, "bbox_update_at": 0.2}
+MODEL = {"curriculum": CURRICULUM, "context": SMALL_TABLES, "densify": {"grad_threshold": 0.002}}
 
 
 @pytest.fixture(scope="module")

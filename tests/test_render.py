@@ -6,6 +6,8 @@ import math
 import pytest
 import torch
 
+from predictgs.errors import ConfigError
+
 from predictgs.render import rasterize, visible_mask
 from predictgs.render import reference as reference_module
 from predictgs.render.projection import project_gaussians
@@ -207,8 +209,19 @@ def test_spherical_harmonics_colours():
 def test_unknown_backend_is_rejected():
     cam = camera()
     scene = random_scene(3, seed=0)
-    with pytest.raises(ValueError, match="unknown rasterizer backend"):
+    with pytest.raises(ConfigError, match="unknown rasterizer 'optix'"):
         rasterize(*scene, backend="optix", **cam)
+
+
+def test_gsplat_is_never_a_silent_fallback():
+    """On the CPU auto means the reference; asking for gsplat without CUDA is a one-line error naming
+    the cause (on CUDA, a gsplat that fails to import or build is the same error)."""
+    from predictgs.render import resolve_backend
+
+    assert resolve_backend("auto", "cpu") == "reference"
+    assert resolve_backend("reference", "cpu") == "reference"
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        resolve_backend("gsplat", "cpu")
 
 
 @pytest.mark.gpu

@@ -11,9 +11,9 @@ from predictgs.cli import main
 from predictgs.data import load_scene
 from predictgs.data.synth import generate_scene
 from predictgs.errors import TrainingError
-from predictgs.methods import method_class
-from predictgs.train.loop import Trainer
-from predictgs.train.run import build_spec, run_training
+from predictgs.evaluate import evaluate_model
+from predictgs.pipeline.train import build_spec, new_trainer, run_training
+from predictgs.runs import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ ITERATIONS = 150
 # Short runs reach the entropy phase earlier than 10k/30k so that the rate loss acts long enough to
 # matter; the mechanism is the reference's, only the milestones move.
 FAST_CONFIG = {"train": {"lpips": False},
-               "model": {"noise_from": 0.1, "entropy_from": 0.2, "bbox_update_at": 0.2}}
+               "model": {"curriculum": {"noise_from": 0.1, "entropy_from": 0.2, "bbox_update_at": 0.2}}}
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +48,19 @@ def scaffold_config(tmp_path_factory):
 def make_trainer(method, scene_path, run_dir, config_file=None, **options):
     spec, model_config = build_spec(method, scene_path, config_file=config_file, **options)
     scene = load_scene(scene_path, spec.protocol)
-    model = method_class(method).from_points(model_config, scene.points, scene.extent, seed=spec.train.seed)
-    return Trainer(spec, model, scene, run_dir, progress=False)
+    return new_trainer(spec, model_config, scene, run_dir, progress=False)
+
+
+def initial_psnr(trainer) -> float:
+    return evaluate_model(trainer.model, trainer.scene, trainer.device, lpips=False)[0]["PSNR"]
 
 
 @pytest.fixture(scope="module")
 def hac_runs(tiny_scene, fast_config, tmp_path_factory):
     """HAC at the two extreme rate points, and the PSNR of the untrained model."""
     root = tmp_path_factory.mktemp("hac")
-    initial = make_trainer("hac", tiny_scene, root / "initial", fast_config, iterations=ITERATIONS,
-                           lmbda=0.0005).evaluate()[0]["PSNR"]
+    initial = initial_psnr(make_trainer("hac", tiny_scene, root / "initial", fast_config, iterations=ITERATIONS,
+                                        lmbda=0.0005))
     runs = {lmbda: run_training("hac", tiny_scene, root / str(lmbda), lmbda=lmbda, iterations=ITERATIONS,
                                 config_file=fast_config, progress=False) for lmbda in (0.0005, 0.004)}
     return initial, runs, root
@@ -65,10 +68,10 @@ def hac_runs(tiny_scene, fast_config, tmp_path_factory):
 
 def test_scaffold_training_improves_test_psnr(tiny_scene, scaffold_config, tmp_path):
     config = scaffold_config
-    initial = make_trainer("scaffold", tiny_scene, tmp_path / "initial", config, iterations=ITERATIONS).evaluate()
+    initial = initial_psnr(make_trainer("scaffold", tiny_scene, tmp_path / "initial", config, iterations=ITERATIONS))
     metrics = run_training("scaffold", tiny_scene, tmp_path / "run", iterations=ITERATIONS, config_file=config,
                            progress=False)
-    assert metrics["psnr"] > initial[0]["PSNR"] + 3.0
+    assert metrics["psnr"] > initial + 3.0
     assert metrics["num_anchors"] > 0 and metrics["estimated_bits"]["hash"] == 0
 
 
@@ -100,7 +103,8 @@ def test_metrics_json_has_the_documented_keys(hac_runs):
     for name in ("config.yaml", "train.log", "checkpoint.pt"):
         assert (run_dir / name).is_file()
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert saved["method"] == "hac" and saved["model"]["lmbda"] == 0.004
+    assert saved["method"] == "hac" and saved["train"]["lmbda"] == 0.004 and "lmbda" not in saved["model"]
+    assert metrics["rasterizer"] == "reference" and metrics["method_label"] == "HAC"
 
 
 def test_masks_switch_gaussians_off(tiny_scene, tmp_path):
@@ -114,11 +118,12 @@ def test_masks_switch_gaussians_off(tiny_scene, tmp_path):
     model = trainer.model
     kept, k = model.kept_anchor_count(), model.config.n_offsets
     assert model.active_gaussian_count() < kept * k
-    # A switched-off offset never spawns a Gaussian.
+    # A switched-off offset never spawns a Gaussian (the test-time model holds the kept anchors).
     with torch.no_grad():
         view = trainer.views[0]
-        neural, _ = model(view, ITERATIONS, ITERATIONS, training=False)
-        masks = model.anchors.mask_hard(model.config.mask_threshold)[neural.visible_anchors][..., 0] > 0
+        model.eval()
+        neural, _ = model.gaussians(view)
+        masks = model.cached_test_state()["masks"][neural.visible_anchors][..., 0] > 0
         assert not (neural.spawned & ~masks.reshape(-1)).any()
         assert neural.count <= int(masks.sum()) < neural.visible_anchors.numel() * k
     # The penalty pushes every mask down (it is a mean of sigmoids).
@@ -134,7 +139,7 @@ def test_resume_continues_the_same_run(tiny_scene, fast_config, tmp_path):
     interrupted = make_trainer("hac", tiny_scene, tmp_path / "resumed", fast_config, iterations=total)
     interrupted.train(stop_after=total // 2 + 3)  # not on a checkpoint boundary: resumes from the last one
     resumed = make_trainer("hac", tiny_scene, tmp_path / "resumed", fast_config, iterations=total)
-    resumed.load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    resumed.load_state_dict(load_checkpoint(tmp_path / "resumed" / "checkpoint.pt"))
     assert 0 < resumed.iteration < total
     resumed.train()
     a, b = straight.model.state_dict(), resumed.model.state_dict()

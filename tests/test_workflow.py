@@ -4,7 +4,6 @@ command (tests/fixtures/workflow/fake_predictgs.py) instead of training. No test
 
 from __future__ import annotations
 
-import ast
 import copy
 import json
 import math
@@ -250,11 +249,15 @@ def test_lint_is_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
-def test_workflow_defaults_equal_the_report_defaults():
-    """A sweep value equal to the paper's default is the main run: both modules must agree on them."""
-    source = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    literal = re.search(r"^PREDICTGS_DEFAULTS = (\{.*?\})$", source, re.M).group(1)
-    assert ast.literal_eval(literal) == PAPER_DEFAULTS
+def test_report_defaults_are_the_method_defaults():
+    """A sweep value equal to the paper's default is the main run; the workflow takes the defaults from
+    the method's configuration, and the report must agree with it."""
+    from predictgs.methods.predict_gs import PredictGSConfig, paper_settings
+
+    assert paper_settings() == PAPER_DEFAULTS
+    config = PredictGSConfig()
+    assert paper_settings() == {"residual_dim": config.residual_dim, "schedule": config.curriculum.schedule,
+                                "ds_init": config.curriculum.ds_init}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from ..errors import BitstreamError
 # PNG-style magic: a non-ASCII first byte, then CR LF, ^Z and LF, so that text-mode transfers that
 # rewrite line ends or stop at ^Z are detected at once.
 MAGIC = b"\x89PGS\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: methods write their own sections and header fields (docs/bitstream.md)
 MAX_METHOD_NAME = 64
 MAX_HEADER_BYTES = 1 << 20
 MAX_SECTIONS = 32
@@ -161,6 +161,8 @@ def read_container(data: bytes, known_methods) -> Container:
         header = json.loads(bytes(header_bytes).decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise BitstreamError("header: not valid JSON") from None
+    except RecursionError:  # e.g. 100,000 nested brackets: valid JSON, but no header of ours
+        raise BitstreamError("header: JSON nested too deeply") from None
     if not isinstance(header, dict):
         raise BitstreamError("header: expected a JSON object")
 

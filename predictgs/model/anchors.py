@@ -14,8 +14,6 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor, nn
 
-# Per-benchmark voxel sizes of the reference scripts (identical in Scaffold-GS and HAC).
-REFERENCE_VOXEL_SIZES = {"mipnerf360": 0.001, "tandt": 0.01, "db": 0.005, "synthetic": 0.001}
 AUTO_VOXEL_DIVISOR = 16.0
 
 
@@ -104,24 +102,41 @@ class AnchorSet(nn.Module):
             setattr(self, name, nn.Parameter(param.new_zeros((num,) + tuple(param.shape[1:]))))
 
 
-class AnchorBounds:
+class AnchorBounds(nn.Module):
     """HAC's anchor bounding box and 16-bit position quantisation.
 
     The box per axis is the anchors' min/max widened by 20% away from the origin (min * 1.2 if negative
     else * 0.8; max * 1.2 if positive else * 0.8). Positions are stored as q = floor((x - min) / step),
-    step = (max - min) / (2^16 - 1) + 1e-6, and used as q * step + min throughout training (straight-through)."""
+    step = (max - min) / (2^16 - 1) + 1e-6, and used as q * step + min throughout training (straight-through).
+
+    The box is a pair of buffers, so it follows the model's device and is saved with its state."""
 
     LEVELS = 1 << 16
 
-    def __init__(self, lower: Tensor, upper: Tensor):
-        self.lower, self.upper = lower, upper
+    def __init__(self, lower: Tensor | None = None, upper: Tensor | None = None):
+        super().__init__()
+        self.register_buffer("lower", torch.zeros(3) if lower is None else lower.detach().clone().float())
+        self.register_buffer("upper", torch.ones(3) if upper is None else upper.detach().clone().float())
 
     @classmethod
     def around(cls, positions: Tensor) -> "AnchorBounds":
+        box = cls()
+        box.fit(positions)
+        return box.to(positions.device)
+
+    @torch.no_grad()
+    def fit(self, positions: Tensor) -> None:
+        """Set the box around ``positions`` (HAC's ``update_anchor_bound``), in place."""
+        if positions.shape[0] == 0:
+            return
         lo, hi = positions.min(dim=0).values, positions.max(dim=0).values
-        lower = torch.where(lo < 0, lo * 1.2, lo * 0.8)
-        upper = torch.where(hi > 0, hi * 1.2, hi * 0.8)
-        return cls(lower, upper)
+        self.lower.copy_(torch.where(lo < 0, lo * 1.2, lo * 0.8))
+        self.upper.copy_(torch.where(hi > 0, hi * 1.2, hi * 0.8))
+
+    @torch.no_grad()
+    def assign(self, lower: Tensor, upper: Tensor) -> None:
+        self.lower.copy_(lower)
+        self.upper.copy_(upper)
 
     @property
     def step(self) -> Tensor:
@@ -140,9 +155,6 @@ class AnchorBounds:
         """Positions mapped to [0,1]^3 by the box (the hash grids' input)."""
         return (positions - self.lower) / (self.upper - self.lower)
 
-    def state_dict(self) -> dict:
-        return {"lower": self.lower.clone(), "upper": self.upper.clone()}
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> "AnchorBounds":
-        return cls(state["lower"], state["upper"])
+    def as_json(self) -> dict:
+        """The box as JSON numbers: each float32 is a double exactly, and JSON keeps doubles exact."""
+        return {"lower": [float(v) for v in self.lower.cpu()], "upper": [float(v) for v in self.upper.cpu()]}

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .gaussians import Gaussians
+
 
 def view_inputs(anchor_positions: Tensor, camera_center: Tensor) -> tuple[Tensor, Tensor]:
     """Unit direction camera -> anchor [N,3] and distance [N,1]."""
@@ -57,22 +59,15 @@ class ScaffoldDecoder(nn.Module):
         return torch.tanh(opacity), cov, torch.sigmoid(color)
 
 
-@dataclass
-class NeuralGaussians:
-    """Spawned Gaussians of the visible anchors, ready for the rasterizer."""
+@dataclass(kw_only=True)
+class NeuralGaussians(Gaussians):
+    """Spawned Gaussians of the visible anchors, ready for the rasterizer, and what anchor growing
+    needs to know about them."""
 
-    means: Tensor  # [M,3]
-    quats: Tensor  # [M,4]
-    scales: Tensor  # [M,3]
-    opacities: Tensor  # [M]
-    colors: Tensor  # [M,3]
     visible_anchors: Tensor  # [V] indices into the anchor set
     spawned: Tensor  # [V*K] bool: which of the visible anchors' Gaussians were spawned
+    spawned_index: Tensor  # [M] their positions in the V*K flattened Gaussians of the visible anchors
     neural_opacity: Tensor  # [V,K] (after masks), for the densification statistics
-
-    @property
-    def count(self) -> int:
-        return self.means.shape[0]
 
 
 def assemble_gaussians(
@@ -88,13 +83,16 @@ def assemble_gaussians(
     """Spawn Gaussians with opacity > 0. Inputs are per visible anchor: positions [V,3], raw offsets
     [V,K,3], activated scaling [V,6], opacity [V,K], scale logits [V,K,3], quaternions [V,K,4], colours
     [V,K,3]."""
-    v, k = opacity.shape
     spawned = (opacity > 0).reshape(-1)
+    # One nonzero (a host synchronisation: the count decides the shapes) and gathers, instead of one
+    # boolean-mask index (and synchronisation) per attribute.
+    index = torch.nonzero(spawned).squeeze(1)
     means = (anchor_positions[:, None, :] + offsets * scaling[:, None, 0:3]).reshape(-1, 3)
     scales = (scaling[:, None, 3:6] * torch.sigmoid(scale_logits)).reshape(-1, 3)
     quats = nn.functional.normalize(rotations.reshape(-1, 4), dim=-1)
     return NeuralGaussians(
-        means=means[spawned], quats=quats[spawned], scales=scales[spawned],
-        opacities=opacity.reshape(-1)[spawned], colors=colors.reshape(-1, 3)[spawned],
-        visible_anchors=visible_anchors, spawned=spawned, neural_opacity=opacity,
+        means=means.index_select(0, index), quats=quats.index_select(0, index),
+        scales=scales.index_select(0, index), opacities=opacity.reshape(-1).index_select(0, index),
+        colors=colors.reshape(-1, 3).index_select(0, index), visible_anchors=visible_anchors, spawned=spawned,
+        spawned_index=index, neural_opacity=opacity,
     )

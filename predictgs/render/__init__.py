@@ -21,13 +21,14 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from .projection import Projection, project_gaussians, quat_to_rotmat
 from .reference import rasterize_reference
 from .sh import eval_sh, num_sh_bases
 
 __all__ = [
     "RenderOutput", "rasterize", "visible_mask", "project_gaussians", "quat_to_rotmat", "eval_sh",
-    "num_sh_bases", "gsplat_available", "BACKENDS",
+    "num_sh_bases", "gsplat_available", "resolve_backend", "BACKENDS",
 ]
 
 BACKENDS = ("auto", "reference", "gsplat")
@@ -69,25 +70,41 @@ class RenderOutput:
 
 
 @lru_cache(maxsize=1)
-def gsplat_available() -> bool:
-    """True when gsplat imports and CUDA is usable (its kernels compile on first use)."""
+def gsplat_import_error() -> str | None:
+    """None when gsplat's CUDA rasterizer can be used; otherwise why not (missing package, failed
+    kernel build, no CUDA). The kernels compile on first use, which this triggers."""
     if not torch.cuda.is_available():
-        return False
+        return "CUDA is not available"
     try:
-        import gsplat  # noqa: F401
-    except Exception:  # gsplat missing or its extension failed to build
-        return False
-    return True
+        from gsplat.cuda._backend import _C  # the compiled extension (built on first import)
+    except Exception as err:  # gsplat missing, or its extension failed to build
+        return f"{type(err).__name__}: {err}".splitlines()[0]
+    if _C is None:
+        return "gsplat's CUDA extension is not built and no CUDA toolkit (nvcc) was found to build it"
+    return None
 
 
-def _resolve_backend(backend: str, device: torch.device) -> str:
+def gsplat_available() -> bool:
+    return gsplat_import_error() is None
+
+
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """The rasterizer to use: ``auto`` is gsplat on CUDA and the reference elsewhere. On CUDA a gsplat
+    that cannot be loaded is an error naming the cause, never a silent fallback: the reference
+    rasterizer is 10-20x slower there and must be asked for (``--rasterizer reference``)."""
+    device = torch.device(device)
     if backend not in BACKENDS:
-        raise ValueError(f"unknown rasterizer backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "auto":
-        return "gsplat" if device.type == "cuda" and gsplat_available() else "reference"
-    if backend == "gsplat" and not (device.type == "cuda" and gsplat_available()):
-        raise RuntimeError("the gsplat backend needs CUDA tensors and an importable gsplat")
-    return backend
+        raise ConfigError(f"unknown rasterizer {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "reference" or (backend == "auto" and device.type != "cuda"):
+        return "reference"
+    if device.type != "cuda":
+        raise ConfigError(f"the gsplat rasterizer needs a CUDA device, not {device.type}")
+    cause = gsplat_import_error()
+    if cause is not None:
+        raise ConfigError(f"gsplat cannot be used on {device} ({cause}); install it (pip install gsplat==1.5.3, "
+                          "built on first use), or ask for the slower reference rasterizer with "
+                          "--rasterizer reference")
+    return "gsplat"
 
 
 def _view_colors(colors: Tensor, sh_degree: int | None, means: Tensor, viewmat: Tensor) -> Tensor:
@@ -124,7 +141,7 @@ def rasterize(
     if background is None:
         background = torch.zeros(3, device=device, dtype=means.dtype)
     opacities = opacities.reshape(-1)
-    chosen = _resolve_backend(backend, device)
+    chosen = resolve_backend(backend, device)
     if chosen == "gsplat":
         return _rasterize_gsplat(means, quats, scales, opacities, colors, viewmat, K, width, height,
                                  background, sh_degree)

@@ -17,7 +17,7 @@ Every ``update_interval`` inside the update window (``adjust``):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -25,32 +25,43 @@ from torch import Tensor
 from ..model.anchors import AnchorSet
 from ..model.scaffold import NeuralGaussians
 from .optim import append_rows, keep_rows
+from ..config import bounded
 from .schedule import at_fraction, interval, paper_fraction
+
+
+def _fraction(default, optional=False):
+    return field(default=default, metadata=bounded(0.0, 1.0, optional=optional))
 
 
 @dataclass
 class DensifyConfig:
-    start_stat: float = paper_fraction(500)
-    update_from: float = paper_fraction(1500)
-    update_interval: float = paper_fraction(100)
-    update_until: float = paper_fraction(15000)
-    grad_threshold: float = 0.0002
-    success_threshold: float = 0.8
-    min_opacity: float = 0.005
-    update_depth: int = 3
-    hierarchy_factor: int = 4
-    init_factor: int = 16
+    start_stat: float = _fraction(paper_fraction(500))
+    update_from: float = _fraction(paper_fraction(1500))
+    update_interval: float = _fraction(paper_fraction(100))
+    update_until: float = _fraction(paper_fraction(15000))
+    grad_threshold: float = field(default=0.0002, metadata=bounded(0.0, None))
+    success_threshold: float = field(default=0.8, metadata=bounded(0.0, None))
+    min_opacity: float = field(default=0.005, metadata=bounded(0.0, 1.0))
+    update_depth: int = field(default=3, metadata=bounded(1, 16))
+    hierarchy_factor: int = field(default=4, metadata=bounded(1, 64))
+    init_factor: int = field(default=16, metadata=bounded(1, 4096))
     # HAC pauses anchor adjustment while the model adapts to quantisation noise (3000 <= it < 4000).
-    pause_from: float | None = None
-    pause_until: float | None = None
+    pause_from: float | None = _fraction(None, optional=True)
+    pause_until: float | None = _fraction(None, optional=True)
 
 
 class AnchorGrowth:
-    def __init__(self, config: DensifyConfig, voxel_size: float, total_iterations: int, seed: int = 0):
+    """The densification strategy of the anchor methods. Hooks called by the trainer:
+    ``step_post_backward(model, gaussians, render_output, optimizer, step)`` after each backward pass
+    (statistics, and growing/pruning on the update iterations); ``state_dict``/``load_state_dict``."""
+
+    def __init__(self, config: DensifyConfig, voxel_size: float, total_iterations: int, seed: int = 0,
+                 device: torch.device | str = "cpu"):
         self.config = config
         self.voxel_size = voxel_size
         self.total = total_iterations
-        self.generator = torch.Generator().manual_seed(seed)
+        # On the model's device: the random keep-rates of anchor growing are drawn where they are used.
+        self.generator = torch.Generator(device=device).manual_seed(seed)
         self.check_interval = interval(config.update_interval, total_iterations)
         self.offset_grad = self.offset_count = self.opacity_accum = self.anchor_count = None
 
@@ -67,6 +78,16 @@ class AnchorGrowth:
                 c.pause_until, self.total):
             return False
         return iteration % self.check_interval == 0
+
+    @torch.no_grad()
+    def step_post_backward(self, model, neural: NeuralGaussians, render, optimizer, step) -> dict:
+        """Statistics of this iteration, then growing and pruning on an update iteration. -> counts."""
+        if not self.collecting(step.iteration):
+            return {}
+        self.accumulate(model.anchors, neural, render.radii, render.screen_grad_norm())
+        if self.adjusting(step.iteration):
+            return self.adjust(model.anchors, optimizer)
+        return {}
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "offset_grad": self.offset_grad,
@@ -96,10 +117,12 @@ class AnchorGrowth:
         visible = neural.visible_anchors
         self.opacity_accum.index_add_(0, visible, neural.neural_opacity.clamp(min=0).sum(dim=1))
         self.anchor_count.index_add_(0, visible, torch.ones_like(visible, dtype=self.anchor_count.dtype))
-        gauss_index = (visible[:, None] * k + torch.arange(k, device=visible.device)).reshape(-1)[neural.spawned]
-        drawn = radii > 0
-        self.offset_grad.index_add_(0, gauss_index[drawn], grad_norm[drawn])
-        self.offset_count.index_add_(0, gauss_index[drawn], torch.ones_like(grad_norm[drawn]))
+        gauss_index = (visible[:, None] * k + torch.arange(k, device=visible.device)).reshape(-1)
+        gauss_index = gauss_index.index_select(0, neural.spawned_index)
+        # Gaussians that were not drawn add exact zeros (a weight, not a boolean index: no synchronisation).
+        drawn = (radii > 0).to(grad_norm.dtype)
+        self.offset_grad.index_add_(0, gauss_index, grad_norm * drawn)
+        self.offset_count.index_add_(0, gauss_index, drawn)
 
     # -- adjustment ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -145,7 +168,7 @@ class AnchorGrowth:
         candidate_base = eligible.clone()
         for level in range(c.update_depth):
             threshold = c.grad_threshold * (c.hierarchy_factor // 2) ** level
-            keep_rate = torch.rand(candidate_base.shape[0], generator=self.generator).to(mean_grad.device)
+            keep_rate = torch.rand(candidate_base.shape[0], generator=self.generator, device=self.generator.device)
             candidates = (mean_grad >= threshold) & candidate_base & (keep_rate > 0.5 ** (level + 1))
             # Rows of anchors added at earlier levels are never candidates.
             candidates = torch.cat([candidates, candidates.new_zeros(anchors.num_anchors * k - candidates.shape[0])])

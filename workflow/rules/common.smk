@@ -23,11 +23,13 @@ GPU = 1 if str(config["device"]).startswith("cuda") else 0
 THREADS = {step: config["threads"].get(step, 1) for step in ("train", "encode", "decode", "eval")}
 EXTRA_ARGS = {step: config["extra_args"].get(step, "") for step in ("train", "encode", "decode", "eval")}
 
-# Predict-GS settings of the paper. A sweep value equal to its default is the main run (variant
-# "default"); must equal predictgs.report.tables.PAPER_DEFAULTS (checked by tests/test_workflow.py).
-PREDICTGS_DEFAULTS = {"residual_dim": 25, "schedule": "cosine", "ds_init": 0.7}
+# Predict-GS settings of the paper, from the method's own configuration (the one source). A sweep value
+# equal to its default is the main run (variant "default").
+from predictgs.methods.predict_gs import paper_settings, setting_overrides
+
+PREDICTGS_DEFAULTS = paper_settings()
 SWEEPS = tuple(PREDICTGS_DEFAULTS)
-SWEEP_TYPES = {"residual_dim": int, "schedule": str, "ds_init": float}
+SWEEP_TYPES = {name: type(value) for name, value in PREDICTGS_DEFAULTS.items()}
 ABLATIONS = ("components",) + SWEEPS
 
 # Jobs call the `predictgs` command; make the one installed beside this Python findable when the
@@ -115,7 +117,7 @@ def variant_overrides(variant):
     if field not in SWEEP_TYPES or not text:
         raise WorkflowError(f"unknown run variant {variant!r} (default or <{'|'.join(SWEEPS)}>-<value>)")
     try:
-        return {field: SWEEP_TYPES[field](text)}
+        return setting_overrides(field, SWEEP_TYPES[field](text))
     except ValueError:
         raise WorkflowError(f"run variant {variant!r}: {text!r} is not a valid {field}") from None
 

@@ -15,9 +15,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from ..model.context import GROUPS
 
-SIGMA_STEPS = {"attributes": 2.0, "scaling": 8.0, "offsets": 2.0}
+SIGMA_STEPS = {"attributes": 2.0, "scaling": 8.0, "offsets": 2.0}  # the attribute group is "feat"/"residual"
 MEAN_SCALING = 0.05
 
 
@@ -48,12 +47,12 @@ def _shape_context(model) -> None:
     last.weight.mul_(0.1)
     last.bias.zero_()
     start = 0
-    for group in GROUPS:  # [mean, scale] per group, then one step adjustment per group (left at 0)
-        dim = ctx.dims[group]
+    for group, dim in ctx.groups.items():  # [mean, scale] per group, then one step adjustment per group (left at 0)
+        role = group if group in SIGMA_STEPS else "attributes"
         if group == "scaling":
             last.bias[start:start + dim] = MEAN_SCALING
-        last.bias[start + dim:start + 2 * dim] = SIGMA_STEPS[group] * ctx.base_step(group)
-        last.weight[start + dim:start + 2 * dim].mul_(ctx.base_step(group))  # sigma stays positive
+        last.bias[start + dim:start + 2 * dim] = SIGMA_STEPS[role] * ctx.base_steps[group]
+        last.weight[start + dim:start + 2 * dim].mul_(ctx.base_steps[group])  # sigma stays positive
         start += 2 * dim
 
 
@@ -63,9 +62,9 @@ def _draw_values(model) -> None:
     positions = model.anchor_positions()
     for start in range(0, a.num_anchors, 4096):
         rows = slice(start, start + 4096)
-        dist = model.context(model.bounds.normalise(positions[rows]))
-        draw = {g: dist.mean[g] + dist.scale[g].abs() * torch.randn_like(dist.mean[g]) for g in GROUPS}
-        a.attributes[rows] = draw["attributes"]
+        dist = model.context.distributions(model.bounds.normalise(positions[rows]))
+        draw = {g: dist.mean[g] + dist.scale[g].abs() * torch.randn_like(dist.mean[g]) for g in model.context.groups}
+        a.attributes[rows] = draw[model.attribute_group]
         a.scaling[rows] = torch.log(draw["scaling"].clamp_min(1e-3))
         a.offsets[rows] = draw["offsets"].reshape(-1, a.n_offsets, 3)
     a.masks.copy_(torch.where(torch.rand_like(a.masks) < 0.7, 4.0, -8.0))

@@ -27,68 +27,50 @@ Where the paper is silent, the choices made here (and why):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from baselines.hac import HAC, HACConfig
+from predictgs.config import bounded
 from predictgs.entropy import hash_table_bits
-from predictgs.model.anchor_method import lr
+from predictgs.methods.base import lr, lr_field
+from predictgs.methods.registry import register_method
 from predictgs.model.anchors import AnchorBounds
 from predictgs.model.scaffold import assemble_gaussians, view_inputs
 from predictgs.nn.hashgrid import GridPlaneEncoding
+from predictgs.train.curriculum import CurriculumConfig
 from predictgs.train.optim import ParamGroup
-from predictgs.train.schedule import at_fraction, paper_fraction
-
-SCHEDULES = ("cosine", "linear", "none", "off")
-
-
-def downsampling_scale(schedule: str, t: int, until: int, ds_init: float, ds_final: float = 1.0,
-                       stage1_end: int = 0) -> float:
-    """Resolution factor delta_t of the training targets at iteration t (0-based).
-
-    cosine (eq. 6): delta_e + (delta_s - delta_e)(1 + cos(pi t / T)) / 2 for t < T, then delta_e;
-    linear: delta_s + (delta_e - delta_s) t / T for t < T, then delta_e;
-    none: delta_s through stage 1, full resolution in stage 2 (the ablation of Table 6);
-    off: full resolution throughout (no progressive training, Table 4)."""
-    if schedule == "off":
-        return 1.0
-    if schedule == "none":
-        return ds_init if t < stage1_end else ds_final
-    if t >= until:
-        return ds_final
-    if schedule == "cosine":
-        return ds_final + 0.5 * (ds_init - ds_final) * (1.0 + math.cos(math.pi * t / until))
-    if schedule == "linear":
-        return ds_init + (ds_final - ds_init) * t / until
-    raise ValueError(f"unknown downsampling schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+from predictgs.train.schedule import paper_fraction
 
 
 @dataclass
 class SFPConfig:
-    log2_grid: int = 13
-    log2_plane: int = 15
-    features_per_level: int = 4
-    fusion_hidden: int = 100
+    log2_grid: int = field(default=13, metadata=bounded(1, 24))
+    log2_plane: int = field(default=15, metadata=bounded(1, 24))
+    features_per_level: int = field(default=4, metadata=bounded(1, 64))
+    fusion_hidden: int = field(default=100, metadata=bounded(1, 4096))
+
+
+def _predictgs_curriculum(schedule: str = "cosine") -> CurriculumConfig:
+    """HAC's quantisation phases; stage 2 (the residual branch) from 5k/30k; the training targets
+    downsampled from 0.7 to full resolution over the first 9k/30k (eq. 6)."""
+    return CurriculumConfig(noise_from=paper_fraction(3000), entropy_from=paper_fraction(10000),
+                            bbox_update_at=paper_fraction(10000), residual_from=paper_fraction(5000),
+                            schedule=schedule, ds_init=0.7, ds_final=1.0, ds_until=paper_fraction(9000))
 
 
 @dataclass
 class PredictGSConfig(HACConfig):
-    feat_dim: int = 50  # f_c, the predicted feature the Scaffold-GS MLPs read
-    residual_dim: int = 25  # f_r; 0 = SFP only
-    residual_from: float = paper_fraction(5000)  # stage 2
-    schedule: str = "cosine"
-    ds_init: float = 0.7
-    ds_final: float = 1.0
-    ds_until: float = paper_fraction(9000)
-    mgrd_hidden: int = 50
-    lmbda: float = 0.004
+    feat_dim: int = field(default=50, metadata=bounded(1, 4096))  # f_c, the feature the Scaffold-GS MLPs read
+    residual_dim: int = field(default=25, metadata=bounded(0, 4096))  # f_r; 0 = SFP only
+    mgrd_hidden: int = field(default=50, metadata=bounded(1, 4096))
     sfp: SFPConfig = field(default_factory=SFPConfig)
-    lr_sfp: tuple[float, float] = (0.005, 0.00001)
-    lr_fusion: tuple[float, float] = (0.005, 0.00001)
-    lr_mgrd: tuple[float, float] = (0.004, 0.00004)
+    lr_sfp: tuple[float, float] = lr_field(0.005, 0.00001)
+    lr_fusion: tuple[float, float] = lr_field(0.005, 0.00001)
+    lr_mgrd: tuple[float, float] = lr_field(0.004, 0.00004)
+    curriculum: CurriculumConfig = field(default_factory=_predictgs_curriculum)
 
 
 class SpatialFeaturePool(nn.Module):
@@ -125,35 +107,24 @@ class ResidualDecoder(nn.Module):
         return self.shape_head(x).reshape(n, k, 7), self.appearance_head(x).reshape(n, k, 4)
 
 
+@register_method
 class PredictGS(HAC):
     name = "predictgs"
+    label = "Predict-GS"
     config_class = PredictGSConfig
+    default_lmbda = 0.004  # "Ours" in the paper's tables (0.0005: "Ours (high rate)")
+    attribute_group = "residual"
 
     def __init__(self, config: PredictGSConfig, anchors, extent: float, voxel_size: float):
-        if config.schedule not in SCHEDULES:
-            from predictgs.errors import ConfigError
-
-            raise ConfigError(f"model.schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}")
         super().__init__(config, anchors, extent, voxel_size)
         self.sfp = SpatialFeaturePool(config.sfp, config.feat_dim)
         self.mgrd = ResidualDecoder(config.residual_dim, config.mgrd_hidden, config.n_offsets) \
             if config.residual_dim > 0 else None
-        self.sfp_bounds = AnchorBounds.around(anchors.positions) if anchors.num_anchors else None
+        self.sfp_bounds = AnchorBounds.around(anchors.positions) if anchors.num_anchors else AnchorBounds()
 
     @classmethod
     def attr_dim(cls, config) -> int:
         return config.residual_dim
-
-    # -- schedule ------------------------------------------------------------------------------------
-    def residual_active(self, iteration: int, total: int, training: bool) -> bool:
-        if self.mgrd is None:
-            return False
-        return not training or iteration > at_fraction(self.config.residual_from, total)
-
-    def training_scale(self, iteration: int, total: int) -> float:
-        c = self.config
-        return downsampling_scale(c.schedule, iteration - 1, at_fraction(c.ds_until, total), c.ds_init, c.ds_final,
-                                  stage1_end=at_fraction(c.residual_from, total))
 
     def param_groups(self) -> list[ParamGroup]:
         c = self.config
@@ -165,77 +136,114 @@ class PredictGS(HAC):
             groups.append(ParamGroup("mgrd", list(self.mgrd.parameters()), lr(c.lr_mgrd)))
         return groups
 
-    # -- forward -------------------------------------------------------------------------------------
-    def neural_gaussians(self, view, visible, positions, values: dict, masks, iteration: int, total: int,
-                         training: bool):
+    # -- rendering -----------------------------------------------------------------------------------
+    def predicted_features(self, positions: Tensor) -> Tensor:
+        """f_c of anchors at the given (quantised) positions."""
+        return self.sfp(self.sfp_bounds.normalise(positions))
+
+    def render_anchors(self, view, visible, rows: dict[str, Tensor], residual: bool):
+        """The Scaffold-GS MLPs read f_c (computed here in training, cached at test time); MGRD's
+        corrections from f_r are added before the output activations in stage 2 and at test time."""
         k = self.config.n_offsets
-        predicted = self.sfp(self.sfp_bounds.normalise(positions))
+        positions = rows["positions"]
+        predicted = rows["predicted"] if "predicted" in rows else self.predicted_features(positions)
         dirs, dist = view_inputs(positions, view.center)
         opacity, cov, color = self.decoder.logits(predicted, dirs, dist)
         scale_logits, rotations = cov[..., 0:3], cov[..., 3:7]
-        if self.residual_active(iteration, total, training):
-            shape, appearance = self.mgrd(values["attributes"], dirs, dist)
+        if residual and self.mgrd is not None:
+            shape, appearance = self.mgrd(rows["attributes"], dirs, dist)
             scale_logits = scale_logits + shape[..., 0:3]
             rotations = rotations + shape[..., 3:7]
             opacity = opacity + appearance[..., 0]
             color = color + appearance[..., 1:4]
-        opacity = torch.tanh(opacity) * masks[..., 0]
-        return assemble_gaussians(visible, positions, values["offsets"].reshape(-1, k, 3), values["scaling"],
+        opacity = torch.tanh(opacity) * rows["masks"][..., 0]
+        return assemble_gaussians(visible, positions, rows["offsets"].reshape(-1, k, 3), rows["scaling"],
                                   opacity, scale_logits, rotations, torch.sigmoid(color))
 
+    def extend_test_state(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """f_c depends only on the (fixed) anchor positions: computed once for the test-time model."""
+        with torch.no_grad():
+            return {**state, "predicted": self.predicted_features(state["positions"])}
+
+    # -- size ----------------------------------------------------------------------------------------
     def hash_bits(self):
         return super().hash_bits() + hash_table_bits(self.sfp.encoding)
 
-    # -- size ----------------------------------------------------------------------------------------
-    def mlp_parameter_count(self) -> int:
-        extra = sum(p.numel() for p in self.sfp.fusion.parameters())
+    def networks(self) -> dict:
+        nets = {**super().networks(), "fusion": self.sfp.fusion}
         if self.mgrd is not None:
-            extra += sum(p.numel() for p in self.mgrd.parameters())
-        return super().mlp_parameter_count() + extra
+            nets["mgrd"] = self.mgrd
+        return nets
 
-    @torch.no_grad()
-    def estimated_bits(self) -> dict[str, float]:
-        bits = super().estimated_bits()
-        bits["residual"] = bits.pop("feat")
-        bits["sfp"] = float(hash_table_bits(self.sfp.encoding))
-        order = ("anchor", "residual", "sfp", "scaling", "offsets", "hash", "masks", "mlps")
-        return {key: bits[key] for key in order}
+    def binary_tables(self) -> dict:
+        return {**super().binary_tables(), "sfp": self.sfp.encoding}
+
+    @classmethod
+    def table_sections(cls, config) -> list[str]:
+        return ["hash", "sfp"]
+
+    def boxes(self) -> dict[str, AnchorBounds]:
+        return {**super().boxes(), "sfp_bounds": self.sfp_bounds}
+
+    def bit_categories(self) -> list[str]:
+        return ["anchor", "residual", "sfp", "scaling", "offsets", "hash", "masks", "mlps"]
 
     def extra_metrics(self) -> dict:
         c = self.config
-        return {"residual_dim": c.residual_dim, "schedule": c.schedule, "ds_init": c.ds_init}
+        return {"residual_dim": c.residual_dim, "schedule": c.curriculum.schedule, "ds_init": c.curriculum.ds_init}
 
-    def extra_state(self) -> dict:
-        return {**super().extra_state(),
-                "sfp_bounds": self.sfp_bounds.state_dict() if self.sfp_bounds is not None else None}
 
-    def load_extra_state(self, state: dict) -> None:
-        super().load_extra_state(state)
-        if state.get("sfp_bounds") is not None:
-            self.sfp_bounds = AnchorBounds.from_state_dict(state["sfp_bounds"])
+# The settings the paper sweeps (Table 6, Figs. 6 and 7): where each lives in the model configuration.
+SWEEP_FIELDS = {"residual_dim": ("residual_dim",), "schedule": ("curriculum", "schedule"),
+                "ds_init": ("curriculum", "ds_init")}
+
+
+def paper_settings(config: PredictGSConfig | None = None) -> dict:
+    """The swept settings of a configuration (default: the paper's), by sweep name."""
+    config = config or PredictGSConfig()
+    settings = {}
+    for name, path in SWEEP_FIELDS.items():
+        value = config
+        for key in path:
+            value = getattr(value, key)
+        settings[name] = value
+    return settings
+
+
+def setting_overrides(name: str, value) -> dict:
+    """The model-config overrides (nested mapping) that set one swept setting."""
+    path = SWEEP_FIELDS[name]
+    overrides = value
+    for key in reversed(path):
+        overrides = {key: overrides}
+    return overrides
 
 
 # Ablation variants (Table 4), registered as methods of their own so that runs and tables name them.
 @dataclass
 class SFPOnlyConfig(PredictGSConfig):
-    residual_dim: int = 0
-    schedule: str = "off"
+    residual_dim: int = field(default=0, metadata=bounded(0, 4096))
+    curriculum: CurriculumConfig = field(default_factory=lambda: _predictgs_curriculum("off"))
 
 
+@register_method
 class PredictGSSFPOnly(PredictGS):
     """Ours w/ SFP: prediction only, no residual, no progressive training."""
 
     name = "predictgs_sfp_only"
+    label = "Predict-GS (SFP only)"
     config_class = SFPOnlyConfig
 
 
 @dataclass
 class NoProgressiveConfig(PredictGSConfig):
-    schedule: str = "off"
+    curriculum: CurriculumConfig = field(default_factory=lambda: _predictgs_curriculum("off"))
 
 
+@register_method
 class PredictGSNoProgressive(PredictGS):
     """Ours w/ SFP w/ f_r: prediction and residual, no progressive training."""
 
     name = "predictgs_no_pt"
+    label = "Predict-GS (no progressive training)"
     config_class = NoProgressiveConfig

@@ -1,4 +1,4 @@
-"""Entropy models and bit estimates shared by HAC and Predict-GS.
+"""The functional pieces of the entropy models: likelihoods, bit costs and quantisers.
 
 - Continuous attributes (features or residuals, scaling, offsets) are quantised with a per-anchor step Q
   and modelled by a Gaussian discretised on that step: p(x) = Phi((x + Q/2 - mu)/sigma) -
@@ -86,15 +86,13 @@ class _RoundSTE(torch.autograd.Function):
         return grad
 
 
-def quantize(x: Tensor, step: Tensor, mode: str, generator: torch.Generator | None = None) -> Tensor:
+def quantize(x: Tensor, step: Tensor | float, mode: str) -> Tensor:
     """Simulated or real quantisation with step Q (broadcast against x).
 
     mode "noise": x + U(-Q/2, Q/2) (training); "round": round(x/Q) Q with a straight-through gradient
-    (test time and the bitstream); "none": x."""
-    if mode == "none":
-        return x
+    (test time and the bitstream)."""
     if mode == "noise":
-        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 0.5
+        noise = torch.rand(x.shape, device=x.device, dtype=x.dtype) - 0.5
         return x + noise * step
     if mode == "round":
         return _RoundSTE.apply(x / step) * step

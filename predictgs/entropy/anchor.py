@@ -1,0 +1,253 @@
+"""HAC's context entropy model of the per-anchor attributes, as one object (CompressAI's pattern): the
+rate a method trains with, the estimate in metrics.json and the bytes in the bitstream all come from it.
+
+A binarised hash grid + planes is queried at the (quantised, normalised) anchor position and decoded by
+``mlp_grid`` into a mean and a scale per coded value and one quantisation-step adjustment per group:
+
+    Q = Q0 (1 + tanh(adj)),  p(x) = Phi((x + Q/2 - mu)/sigma) - Phi((x - Q/2 - mu)/sigma)
+
+Groups (HAC §2.2 of the reference notes; the name of the first is the method's: "feat" for HAC's
+feature f, "residual" for Predict-GS's f_r):
+  attributes  raw values,                                      Q0 = 1
+  scaling     the activated (exp) 6-d scaling,                 Q0 = 0.001
+  offsets     the raw K x 3 offsets (before the scaling),      Q0 = 0.2
+
+Two evaluations of the same network:
+- :meth:`distributions` — on the model's device and dtype, differentiable: training.
+- the coding path (:meth:`quantised`, :meth:`bits`, :meth:`compress`, :meth:`decompress`) — the
+  network in float64 on the CPU, on fixed chunks of ``chunk_anchors`` anchors in file order, rounded to
+  float32. Encoder, decoder and the test-time model get exactly the same mean, scale and step: matrix
+  products can round differently with the batch shape, and a last-bit float64 difference survives the
+  rounding to float32 with probability ~2^-29 per value. So the test-time model renders exactly what
+  the file decodes to.
+
+Test-time values are HAC's: clamped to centre +- 15000 Q (centre = the mean of the parameter over all
+anchors), then round(x / Q) Q.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ..codec.arithmetic import coder_floor_bits, decode_gaussian, encode_gaussian
+from ..codec.container import ByteReader, ByteWriter
+from ..config import bounded, positive
+from ..errors import BitstreamError
+from ..nn.hashgrid import GridPlaneEncoding
+from .functional import SCALE_FLOOR, adaptive_step, clamp_around, gaussian_likelihood, quantize
+
+DEFAULT_CHUNK_ANCHORS = 3000  # HAC's batch size; see benchmarks/bench_codec.py for the timings
+MAX_CHUNK_ANCHORS = 1 << 16  # the decoder refuses more (bounds its memory per chunk)
+
+
+@dataclass
+class ContextConfig:
+    log2_grid: int = field(default=13, metadata=bounded(1, 24))
+    log2_plane: int = field(default=15, metadata=bounded(1, 24))
+    features_per_level: int = field(default=4, metadata=bounded(1, 64))
+    hidden_dim: int = field(default=100, metadata=bounded(1, 4096))  # HAC: 2 x feat_dim (50)
+    q0_attributes: float = field(default=1.0, metadata=positive())
+    q0_scaling: float = field(default=0.001, metadata=positive())
+    q0_offsets: float = field(default=0.2, metadata=positive())
+
+
+@dataclass
+class Distributions:
+    """Per group: mean and scale [n, dim], step [n, 1]."""
+
+    mean: dict[str, Tensor]
+    scale: dict[str, Tensor]
+    step: dict[str, Tensor]
+
+
+@dataclass
+class CodingDistribution:
+    """One group of one chunk, flattened to one float32 value per coded element (scale floored)."""
+
+    mean: Tensor
+    scale: Tensor
+    step: Tensor
+
+    def select(self, keep: Tensor) -> "CodingDistribution":
+        return CodingDistribution(self.mean[keep], self.scale[keep], self.step[keep])
+
+
+def chunks(count: int, size: int) -> Iterator[slice]:
+    for start in range(0, count, size):
+        yield slice(start, min(start + size, count))
+
+
+class AnchorEntropyModel(nn.Module):
+    """The hash-grid context model of HAC; ``groups`` maps each coded group to its dimension."""
+
+    def __init__(self, groups: Mapping[str, int], base_steps: Mapping[str, float], config: ContextConfig):
+        super().__init__()
+        if list(groups) != list(base_steps):
+            raise ValueError("groups and base steps must name the same groups in the same order")
+        self.config = config
+        self.groups = dict(groups)
+        self.base_steps = dict(base_steps)
+        self.chunk_anchors = DEFAULT_CHUNK_ANCHORS
+        self.encoding = GridPlaneEncoding(log2_grid=config.log2_grid, log2_plane=config.log2_plane,
+                                          features_per_level=config.features_per_level)
+        out_dim = 2 * sum(self.groups.values()) + len(self.groups)
+        self.mlp_grid = nn.Sequential(nn.Linear(self.encoding.output_dim, config.hidden_dim), nn.ReLU(True),
+                                      nn.Linear(config.hidden_dim, out_dim))
+
+    @property
+    def values_per_anchor(self) -> int:
+        return sum(self.groups.values())
+
+    # -- training ------------------------------------------------------------------------------------
+    def distributions(self, normalised_positions: Tensor) -> Distributions:
+        out = self.mlp_grid(self.encoding(normalised_positions))
+        sizes = [dim for dim in self.groups.values() for _ in (0, 1)] + [1] * len(self.groups)
+        parts = torch.split(out, sizes, dim=-1)
+        mean, scale, step = {}, {}, {}
+        for i, group in enumerate(self.groups):
+            mean[group], scale[group] = parts[2 * i], parts[2 * i + 1]
+            step[group] = adaptive_step(self.base_steps[group], parts[2 * len(self.groups) + i])
+        return Distributions(mean, scale, step)
+
+    def add_noise(self, values: dict[str, Tensor], steps: Mapping[str, Tensor | float] | None = None):
+        """values + U(-Q/2, Q/2) Q per group; ``steps`` None: the base steps Q0 (HAC's noise phase)."""
+        steps = self.base_steps if steps is None else steps
+        return {group: quantize(x, steps[group], "noise") for group, x in values.items()}
+
+    def forward(self, values: dict[str, Tensor], dist: Distributions, centres: Mapping[str, Tensor]):
+        """-> (quantised values, likelihoods per element). In training the values get uniform noise of
+        the adaptive step (and are rendered so); otherwise they are clamped and rounded. Likelihoods
+        have HAC's 1e-6 floor and gradient rule (the rate the model trains with)."""
+        if self.training:
+            hat = self.add_noise(values, dist.step)
+        else:
+            hat = {g: quantize(clamp_around(x, dist.step[g], centres[g]), dist.step[g], "round")
+                   for g, x in values.items()}
+        likelihoods = {}
+        for group, x in hat.items():
+            step = dist.step[group].expand_as(x)
+            x = clamp_around(x, step, centres[group])
+            likelihoods[group] = gaussian_likelihood(x, dist.mean[group], dist.scale[group], step)
+        return hat, likelihoods
+
+    def table_bits(self) -> Tensor:
+        """Bits of the binarised hash tables under one global Bernoulli (HAC's get_binary_vxl_size)."""
+        from .functional import hash_table_bits
+
+        return hash_table_bits(self.encoding)
+
+    # -- coding --------------------------------------------------------------------------------------
+    def _coding_network(self) -> "AnchorEntropyModel":
+        return copy.deepcopy(self).to(device="cpu", dtype=torch.float64).eval()
+
+    @torch.no_grad()
+    def _coding_chunks(self, normalised_positions: Tensor) -> Iterator[tuple[slice, dict[str, CodingDistribution]]]:
+        """Chunks of anchors (file order) with every group's coding distributions."""
+        network = self._coding_network()
+        positions = normalised_positions.detach().cpu()
+        for rows in chunks(positions.shape[0], self.chunk_anchors):
+            dist = network.distributions(positions[rows].double())
+            out = {}
+            for group in self.groups:
+                mean = dist.mean[group].float()
+                scale = dist.scale[group].float().clamp(min=SCALE_FLOOR)
+                step = dist.step[group].float().expand_as(mean)
+                out[group] = CodingDistribution(mean.reshape(-1), scale.reshape(-1), step.reshape(-1))
+            yield rows, out
+
+    @staticmethod
+    def _symbols(x: Tensor, dist: CodingDistribution, centre: Tensor, shape) -> Tensor:
+        """HAC's test-time quantisation, as float symbols round(clamp(x) / Q) of shape ``shape``."""
+        step = dist.step.reshape(shape)
+        return torch.round(clamp_around(x, step, centre) / step)
+
+    def _passes(self, values, normalised_positions, centres):
+        """Per chunk: (rows, distributions, symbols per group) of the values (on the CPU)."""
+        values = {g: v.detach().cpu().float() for g, v in values.items()}
+        centres = {g: torch.as_tensor(c).detach().cpu().float() for g, c in centres.items()}
+        for rows, dists in self._coding_chunks(normalised_positions):
+            symbols = {g: self._symbols(values[g][rows], dists[g], centres[g], values[g][rows].shape)
+                       for g in self.groups}
+            yield rows, dists, symbols
+
+    @torch.no_grad()
+    def quantised(self, values: dict[str, Tensor], normalised_positions: Tensor,
+                  centres: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The test-time values round(clamp(x) / Q) Q, exactly as the bitstream stores them (CPU)."""
+        out = {g: torch.zeros(v.shape, dtype=torch.float32) for g, v in values.items()}
+        for rows, dists, symbols in self._passes(values, normalised_positions, centres):
+            for g in self.groups:
+                out[g][rows] = symbols[g] * dists[g].step.reshape(symbols[g].shape)
+        return out
+
+    @staticmethod
+    def _coded_elements(symbols: Tensor, dist: CodingDistribution, mask: Tensor | None):
+        flat = symbols.reshape(-1)
+        if mask is not None:
+            keep = mask.reshape(-1)
+            flat, dist = flat[keep], dist.select(keep)
+        return flat, dist
+
+    @torch.no_grad()
+    def bits(self, values: dict[str, Tensor], normalised_positions: Tensor, centres: Mapping[str, Tensor],
+             masks: Mapping[str, Tensor] | None = None) -> dict[str, float]:
+        """Bits of each group's stream as the coder spends them on the test-time values (the model's
+        probabilities with the coder's 2^-16 floor). ``masks`` (per group, bool like the values) leaves
+        out elements that are not coded (HAC's masked offsets)."""
+        masks = masks or {}
+        total = {g: 0.0 for g in self.groups}
+        for rows, dists, symbols in self._passes(values, normalised_positions, centres):
+            for g in self.groups:
+                mask = masks[g][rows].cpu() if g in masks else None
+                flat, dist = self._coded_elements(symbols[g], dists[g], mask)
+                total[g] += coder_floor_bits(flat, dist.mean, dist.scale, dist.step)
+        return total
+
+    @torch.no_grad()
+    def compress(self, values: dict[str, Tensor], normalised_positions: Tensor, centres: Mapping[str, Tensor],
+                 masks: Mapping[str, Tensor] | None = None) -> tuple[dict[str, bytes], dict[str, Tensor]]:
+        """-> (one stream per group, the quantised values the decoder will return; masked elements 0)."""
+        masks = masks or {}
+        writers = {g: ByteWriter() for g in self.groups}
+        out = {g: torch.zeros(v.shape, dtype=torch.float32) for g, v in values.items()}
+        for rows, dists, symbols in self._passes(values, normalised_positions, centres):
+            for g in self.groups:
+                mask = masks[g][rows].cpu() if g in masks else None
+                flat, dist = self._coded_elements(symbols[g], dists[g], mask)
+                if not torch.isfinite(flat).all() or (flat.abs() >= 2**31).any():
+                    raise BitstreamError(f"cannot encode: {g} has non-finite or out-of-range quantised values "
+                                         "(a zero quantisation step?)")
+                encode_gaussian(writers[g], flat.to(torch.int64), dist.mean, dist.scale, dist.step)
+                quantised = symbols[g] * dists[g].step.reshape(symbols[g].shape)
+                out[g][rows] = quantised if mask is None else torch.where(mask, quantised, torch.zeros(()))
+        return {g: w.getvalue() for g, w in writers.items()}, out
+
+    @torch.no_grad()
+    def decompress(self, streams: Mapping[str, ByteReader], normalised_positions: Tensor,
+                   masks: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """The values [n, dim] per group of the streams written by :meth:`compress` (masked elements 0)."""
+        masks = masks or {}
+        n = normalised_positions.shape[0]
+        out = {g: torch.zeros(n, dim) for g, dim in self.groups.items()}
+        for rows, dists in self._coding_chunks(normalised_positions):
+            for g, dim in self.groups.items():
+                dist = dists[g]
+                mask = masks[g][rows].reshape(-1) if g in masks else None
+                if mask is not None:
+                    dist = dist.select(mask)
+                values = decode_gaussian(streams[g], dist.mean, dist.scale, dist.step).to(torch.float32) * dist.step
+                count = rows.stop - rows.start
+                if mask is None:
+                    out[g][rows] = values.reshape(count, dim)
+                else:
+                    full = torch.zeros(mask.shape[0])
+                    full[mask] = values
+                    out[g][rows] = full.reshape(count, dim)
+        for reader in streams.values():
+            reader.expect_end()
+        return out

@@ -1,0 +1,305 @@
+"""What ``predictgs encode | decode | eval`` do: file handling, timing, metrics. The commands in cli.py only
+parse their options and call these.
+
+- :func:`encode_model` / :func:`decode_model`: a model <-> the bytes of a .pgs file (the method's coded
+  state in the codec's container, with the model configuration in the header).
+- :func:`encode_run`: encode a run directory's model, decode the file again (timed, and checked against
+  the encoder's test-time model), evaluate the decoded model on the run's scene, and record sizes,
+  times, coded bits against the estimate and the decoded metrics in RUN_DIR/metrics.json.
+- :func:`decode_file`: a .pgs file -> a decoded model directory (``model.pt`` + ``config.yaml``).
+- :func:`evaluate_decoded`: a decoded model directory -> its metrics.json (quality and rendering speed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..codec import CodedState, read_bitstream, write_bitstream
+from ..codec.arithmetic import torchac
+from ..config import dump_yaml, load_yaml
+from ..errors import BitstreamError, ConfigError
+from ..evaluate import FPS_MIN_SECONDS, device_label, evaluate_model, measure_fps, resolve_device
+from ..io import save_torch_atomic, write_atomic, write_json
+from ..methods import method_class, method_config, registry
+from ..render import resolve_backend
+from ..runs import read_metrics, scene_name, write_metrics
+from .train import load_run
+
+QUALITY_KEYS = ("psnr", "ssim", "lpips", "lpips_vgg", "lpips_alex")
+SUMMARY_KEYS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "lpips_vgg": "LPIPS_VGG",
+                "lpips_alex": "LPIPS_ALEX"}
+MAX_FILE_BYTES = 1 << 34  # refuse to read anything larger into memory
+DECODED_KIND = "decoded_model"  # metrics of `predictgs eval`; the run's own metrics.json is the table row
+MLP_PRECISIONS = ("fp32", "fp16")
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.yaml"
+DECODED_FORMAT = "predictgs-decoded-model"
+DECODED_VERSION = 2
+
+
+@dataclass
+class EncodedModel:
+    data: bytes
+    section_bytes: dict[str, int]  # payload bytes per section, plus "container" (preamble, header, table)
+    source: object  # the model the file describes (the trained one, or its float16-rounded copy)
+
+
+@dataclass
+class DecodedModel:
+    method: str
+    header: dict
+    model: object
+    section_bytes: dict[str, int]
+
+
+def model_config_dict(model) -> dict:
+    return dataclasses.asdict(model.config)
+
+
+def encode_model(model, info: dict | None = None, chunk_anchors: int | None = None,
+                 mlp_precision: str = "fp32") -> EncodedModel:
+    """The bitstream of a trained model. ``info``: JSON-able facts carried in the header (scene, protocol).
+
+    ``mlp_precision="fp16"`` stores every network weight as float16: the encoder codes with a copy of
+    the model whose weights are rounded to float16 (the context model's CDFs included), so the file still
+    decodes exactly to the model it describes; that model differs from the trained one by the rounding."""
+    if mlp_precision not in MLP_PRECISIONS:
+        raise ConfigError(f"mlp precision must be one of {', '.join(MLP_PRECISIONS)}, got {mlp_precision!r}")
+    half = mlp_precision == "fp16"
+    source = model.rounded_to_half() if half else model
+    coded = source.coded_state(half_networks=half, chunk_anchors=chunk_anchors)
+    header = {"model": model_config_dict(model)}
+    if info:
+        header["run"] = info
+    data = write_bitstream(type(model).name, header, coded)
+    sizes = coded.section_bytes()
+    sizes["container"] = len(data) - sum(sizes.values())
+    return EncodedModel(data, sizes, source)
+
+
+def decode_model(data: bytes) -> DecodedModel:
+    """Decode a .pgs file's bytes into the method's model, in eval mode on the CPU.
+
+    Order of checks: container (magic, version, method, CRCs), the model configuration and its declared
+    ranges, then the method's own checks (section list, header fields and size limits, the anchor
+    positions whose count must match the header's) before the model is allocated."""
+    container = read_bitstream(data, registry())
+    header = container.header
+    model_config = header.get("model")
+    if not isinstance(model_config, dict):
+        raise BitstreamError("header: missing model configuration")
+    try:
+        config = method_config(container.method, model_config)
+    except ConfigError as err:
+        raise BitstreamError(f"header: invalid model configuration ({err})") from None
+    coded = CodedState({k: v for k, v in header.items() if k not in ("model", "run")}, container.sections)
+    model = method_class(container.method).from_coded(config, coded)
+    sizes = container.section_bytes()
+    sizes["container"] = len(data) - sum(sizes.values())
+    return DecodedModel(container.method, header, model, sizes)
+
+
+def read_bitstream_file(path: Path) -> bytes:
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a .pgs file")
+    size = path.stat().st_size  # FileNotFoundError for a missing file
+    if size > MAX_FILE_BYTES:
+        raise BitstreamError(f"file: {path} is {size} bytes, larger than any plausible bitstream")
+    return path.read_bytes()
+
+
+def coding_report(estimated: dict[str, float], section_bytes: dict[str, int]) -> tuple[dict, dict]:
+    """Coded bits per stream and their gap to the estimate, in percent."""
+    coded = {name: 8 * size for name, size in section_bytes.items() if name != "container"}
+    gaps = {name: 100.0 * (coded[name] - est) / est for name, est in estimated.items()
+            if name in coded and est > 0}
+    return coded, gaps
+
+
+def check_round_trip(source, decoded) -> None:
+    """The decoded model must be the encoder's test-time model exactly; anything else is a bug."""
+    expected, got = source.test_state(), decoded.cached_test_state()
+    if expected.keys() != got.keys():
+        raise RuntimeError(f"codec bug: decoded test state has {sorted(got)}, expected {sorted(expected)}")
+    for name, tensor in expected.items():
+        if not torch.equal(tensor.cpu(), got[name].cpu()):
+            raise RuntimeError(f"codec bug: decoded {name} differ from the encoder's test-time values")
+
+
+def _check_output(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a directory")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{what} {path}: {parent} is not a directory")
+            break
+
+
+def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: str | None = None,
+               chunk_anchors: int | None = None, mlp_precision: str = "fp32") -> dict:
+    """Encode RUN_DIR's model into ``out_path``; returns the entries added to RUN_DIR/metrics.json."""
+    from ..data import load_scene
+
+    run_dir, out_path = Path(run_dir), Path(out_path)
+    _check_output(out_path, "--output")
+    spec, model = load_run(run_dir, "cpu")
+    metrics = read_metrics(run_dir)  # read (and so checked) before anything is written
+    info = {"scene": scene_name(spec["scene"]), "benchmark": spec.get("benchmark"), "protocol": spec["protocol"]}
+    torchac()  # loaded (and on first use compiled, ~20 s) outside the timed coding
+    start = time.perf_counter()
+    encoded = encode_model(model, info, chunk_anchors=chunk_anchors, mlp_precision=mlp_precision)
+    encode_seconds = time.perf_counter() - start
+    write_atomic(out_path, encoded.data)
+
+    start = time.perf_counter()
+    decoded = decode_model(read_bitstream_file(out_path))
+    decode_seconds = time.perf_counter() - start
+    check_round_trip(encoded.source, decoded.model)
+
+    estimated = encoded.source.estimated_bits()
+    coded, gaps = coding_report(estimated, encoded.section_bytes)
+    entries = {
+        "bitstream": str(out_path),
+        "size_bytes": out_path.stat().st_size,
+        "section_bytes": encoded.section_bytes,
+        "encode_seconds": encode_seconds,
+        "decode_seconds": decode_seconds,
+        "codec_device": "cpu",
+        "mlp_precision": mlp_precision,
+        "coded_bits": coded,
+        "coded_estimate_bits": estimated,
+        "coding_gap_percent": gaps,
+        "num_anchors_coded": decoded.model.kept_anchor_count(),
+    }
+    if evaluate:
+        train = spec.get("train") or {}
+        eval_device = resolve_device(device or train.get("device", "auto"))
+        backend = resolve_backend(train.get("rasterizer", "auto"), eval_device)
+        scene = load_scene(Path(spec["scene"]), spec["protocol"])
+        summary, per_view = evaluate_model(decoded.model.to(eval_device), scene, eval_device,
+                                           lpips=train.get("lpips", True), backend=backend)
+        write_json(run_dir / "per_view_decoded.json", per_view)
+        for key, name in SUMMARY_KEYS.items():
+            entries[f"decoded_{key}"] = summary.get(name)
+        for key in QUALITY_KEYS:
+            # The pre-encode (test-mode) values are kept once: a second encode must not overwrite them
+            # with the decoded values written by the first.
+            if f"prequant_{key}" not in metrics and key in metrics:
+                entries[f"prequant_{key}"] = metrics[key]
+            entries[key] = entries[f"decoded_{key}"]
+    metrics.update(entries)
+    write_metrics(run_dir, metrics)
+    return entries
+
+
+# -- decoded model directories --------------------------------------------------------------------------
+def save_decoded(model, method: str, out_dir: Path, info: dict | None = None) -> None:
+    """``model.pt`` (the model's state and its test-time values, tensors and plain values only) and
+    ``config.yaml`` (method, model configuration, where it came from)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--output {out_dir} exists and is not a directory")
+    config = model_config_dict(model)
+    state = {
+        "format": DECODED_FORMAT,
+        "version": DECODED_VERSION,
+        "method": method,
+        "model": config,
+        "extent": model.extent,
+        "voxel_size": model.voxel_size,
+        "num_anchors": model.anchors.num_anchors,
+        "state": model.state_dict(),
+        "test_state": model.cached_test_state(),
+    }
+    save_torch_atomic(state, out_dir / MODEL_FILE)
+    dump_yaml({"method": method, "model": config, **(info or {})}, out_dir / CONFIG_FILE)
+
+
+def load_decoded(directory: Path, device: str | torch.device = "cpu"):
+    """(config.yaml content, model in eval mode) of a directory written by ``predictgs decode``."""
+    directory = Path(directory)
+    path = directory / MODEL_FILE
+    if not path.is_file() or not (directory / CONFIG_FILE).is_file():
+        raise ConfigError(f"{directory} is not a decoded model directory (needs {MODEL_FILE} and {CONFIG_FILE}; "
+                          "write one with `predictgs decode FILE -o DIR`)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as err:
+        raise ConfigError(f"{path} cannot be read as a decoded model ({type(err).__name__}); decode the "
+                          "bitstream again") from None
+    if not isinstance(state, dict) or state.get("format") != DECODED_FORMAT:
+        raise ConfigError(f"{path} is not a decoded model written by `predictgs decode`")
+    if state.get("version") != DECODED_VERSION:
+        raise ConfigError(f"{path} was written by another version; decode the bitstream again")
+    try:
+        config = method_config(state["method"], state["model"])
+        model = method_class(state["method"]).empty(config, state["extent"], state["voxel_size"],
+                                                   state["num_anchors"])
+        model.load_state_dict(state["state"])
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise ConfigError(f"{path} is damaged ({type(err).__name__}); decode the bitstream again") from None
+    model.eval()
+    model.render_cache.fill(state["test_state"])
+    return load_yaml(directory / CONFIG_FILE), model.to(device)
+
+
+def decode_file(path: Path, out_dir: Path) -> dict:
+    path, out_dir = Path(path), Path(out_dir)
+    _check_output(out_dir / MODEL_FILE, "--output")
+    data = read_bitstream_file(path)
+    torchac()  # loaded (and on first use compiled) outside the timed decoding
+    start = time.perf_counter()
+    decoded = decode_model(data)
+    seconds = time.perf_counter() - start
+    info = {"source": str(path), "run": decoded.header.get("run", {})}
+    save_decoded(decoded.model, decoded.method, out_dir, info)
+    return {"method": decoded.method, "num_anchors": decoded.model.anchors.num_anchors,
+            "size_bytes": len(data), "section_bytes": decoded.section_bytes, "decode_seconds": seconds,
+            "out": str(out_dir)}
+
+
+def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None = None, device: str = "auto",
+                     lpips: bool = True, rasterizer: str = "auto", fps_seconds: float = FPS_MIN_SECONDS) -> dict:
+    """Metrics of a decoded model directory on a scene; written to DIR/metrics.json and DIR/per_view.json."""
+    from ..data import load_scene
+
+    directory = Path(directory)
+    torch_device = resolve_device(device)
+    backend = resolve_backend(rasterizer, torch_device)
+    info, model = load_decoded(directory, torch_device)
+    run_info = info.get("run") or {}
+    merged = {**(run_info.get("protocol") or {}), **(protocol or {})}
+    scene = load_scene(Path(scene_path), merged)
+    cameras = scene.test_cameras or scene.train_cameras
+    if not cameras:
+        raise ConfigError(f"{scene_path} has no cameras to evaluate")
+    summary, per_view = evaluate_model(model, scene, torch_device, lpips=lpips, backend=backend)
+    background = torch.as_tensor(scene.background, dtype=torch.float32, device=torch_device)
+    speed = measure_fps(model, cameras, background, torch_device, backend, min_seconds=fps_seconds)
+    metrics = {
+        "kind": DECODED_KIND,
+        "method": info.get("method"),
+        "scene": str(scene_path),
+        "source": info.get("source"),
+        "protocol": merged,
+        **{key: summary.get(name) for key, name in SUMMARY_KEYS.items()},
+        "num_test_views": len(cameras),
+        "num_anchors": model.kept_anchor_count(),
+        "num_gaussians": model.active_gaussian_count(),
+        **speed,
+        "resolution": [cameras[0].width, cameras[0].height],
+        "device": device_label(torch_device),
+        "rasterizer": backend,
+        "per_view": "per_view.json",
+    }
+    write_json(directory / "per_view.json", per_view)
+    write_json(directory / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,129 @@
+"""Run directories: what a run is (:class:`RunSpec`) and the files that hold it.
+
+    <run>/config.yaml      the RunSpec: everything needed to rerun (method, scene, protocol, train, model)
+    <run>/train.log        the trainer's log (appended across resumptions)
+    <run>/checkpoint.pt    the latest training state (tensors and plain values; loaded weights_only)
+    <run>/metrics.json     test metrics of the trained model, estimated bits; `encode` adds the file's
+    <run>/per_view.json    per-test-view metrics
+
+Every file is written atomically (``predictgs.io``). Run directories travel between people and
+clusters, so nothing in them is trusted to run code: checkpoints are read with
+``torch.load(weights_only=True)`` and hold only tensors and plain Python values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import dump_yaml, load_yaml, to_dict
+from .errors import ConfigError
+from .io import save_torch_atomic, write_json
+from .train.config import TrainConfig
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.yaml"
+METRICS = "metrics.json"
+PER_VIEW = "per_view.json"
+TRAIN_LOG = "train.log"
+CHECKPOINT_FORMAT = "predictgs-checkpoint"
+CHECKPOINT_VERSION = 2
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a run; saved as config.yaml."""
+
+    method: str
+    scene: str
+    benchmark: str = "custom"
+    protocol: dict = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save_spec(spec: RunSpec, run_dir: Path) -> None:
+    dump_yaml(spec.to_dict(), Path(run_dir) / CONFIG)
+
+
+def read_spec(run_dir: Path) -> dict:
+    return load_yaml(Path(run_dir) / CONFIG)
+
+
+def save_checkpoint(run_dir: Path, state: dict, fingerprint: str) -> Path:
+    """The trainer's state (``Trainer.state_dict()``) with the run's fingerprint, atomically."""
+    return save_torch_atomic({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                              "fingerprint": fingerprint, **state}, Path(run_dir) / CHECKPOINT)
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """A checkpoint written by :func:`save_checkpoint`. Anything else (an older format, a foreign or
+    malicious pickle) is refused with a one-line error, without running any of its code."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"{path} is not a checkpoint this version can read ({reason[:200]}); checkpoints of "
+                          "earlier versions cannot be resumed: retrain the run (--restart)") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{path} is not a predictgs checkpoint; retrain the run (--restart)")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise ConfigError(f"{path} is a version {state.get('version')} checkpoint; this version reads version "
+                          f"{CHECKPOINT_VERSION}: retrain the run (--restart)")
+    return state
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """metrics.json of a run directory ({} when there is none); a damaged file is a one-line error."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path} cannot be read as JSON ({type(err).__name__}); rerun the training to rewrite it") \
+            from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} does not hold a JSON object")
+    return data
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> None:
+    write_json(Path(run_dir) / METRICS, metrics)
+
+
+def file_logger(path: Path) -> logging.Logger:
+    """A logger appending to a run's train.log (one handler, reopened for every trainer)."""
+    path = Path(path)
+    logger = logging.getLogger(f"predictgs.run.{path.parent.resolve()}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.addHandler(handler)
+    return logger
+
+
+def scene_name(path: str | Path) -> str:
+    """A readable scene name: the folder name, skipping COLMAP-style sub-folders (dense/0, sparse/0)."""
+    parts = [p for p in Path(path).parts if p not in ("/", "")]
+    while len(parts) > 1 and (parts[-1].isdigit() or parts[-1] in ("dense", "sparse")):
+        parts.pop()
+    return parts[-1] if parts else str(path)
