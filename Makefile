@@ -8,7 +8,12 @@ STAMP  := $(VENV)/.predictgs-installed
 CORES  ?= all
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast reproduce bench clean-venv
+GPU_PYTHON ?= python3
+GPU_SCENE  ?= ../shared/data/scenes/fern
+GPU_OUT    ?= gpu_check
+GPU_ARGS   ?=
+
+.PHONY: help install test test-fast reproduce bench gpu-check clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,6 +39,11 @@ reproduce: $(STAMP)  ## regenerate the tables and plots on the embedded benchmar
 
 bench: $(STAMP)  ## print the rasterizer benchmark figures
 	$(PY) benchmarks/bench_render.py
+
+# On a CUDA machine, with its own CUDA torch (not .venv): gsplat is installed when missing
+# (GPU_ARGS="--wheels DIR" installs it from wheels); results in $(GPU_OUT)/gpu_check.json.
+gpu-check:  ## GPU: build gsplat, compare rasterizers, train/encode/decode/eval HAC and Predict-GS (GPU_SCENE)
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) benchmarks/gpu_check.py --scene $(GPU_SCENE) --out $(GPU_OUT) $(GPU_ARGS)
 
 clean-venv:  ## remove .venv
 	rm -rf $(VENV)
