@@ -260,14 +260,6 @@ def test_weights_outside_the_half_range_are_refused(encoded):
         encode_model(model, "hac", spec["model"], mlp_precision="fp16")
 
 
-@pytest.mark.parametrize("command", ["encode", "decode", "eval"])
-def test_help(command, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
-    assert exit_info.value.code == 0
-    assert "usage:" in capsys.readouterr().out
-
-
 # -- bad input -----------------------------------------------------------------------------------------
 def _resealed(data: bytes, edit) -> bytes:
     """The file after ``edit(container)``, written again with valid CRCs."""
