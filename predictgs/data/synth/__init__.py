@@ -8,7 +8,7 @@ laptop CPU. Three families stand in for the paper's three real benchmarks:
     inside a meadow, under a sky dome with clouds; cameras on a 360-degree orbit with jittered elevation and
     radius, all looking at the centre.
 ``indoor`` (Deep-Blending-like)
-    A furnished room seen from inside (plank floor, painted/wallpapered/brick walls, sofa, table, cabinet,
+    A furnished room seen from inside (plank floor, painted/wallpapered/brick walls, sofa, table, shelf,
     lamp, rug, painting) lit by a ceiling point light; cameras on a ring inside the room looking outwards in
     varied directions, not at one point.
 ``object`` (Tanks-and-Temples-like)

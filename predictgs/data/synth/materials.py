@@ -1,11 +1,12 @@
 """Materials: the albedo of a surface (or the emitted colour of a backdrop) at each hit point.
 
 A material maps a batch of hits (:class:`Surface`: local and world position, local normal, pixel
-footprint) to colours, built from the filtered patterns of :mod:`.texture`. Textures are solid (defined
-in 3D, attached to the primitive's local frame), so they need no UV unwrapping and do not swim when the
-camera moves. Each kind mixes large smooth regions with fine detail, so that the benchmark exercises both
-ends of a compression method's rate/distortion trade-off. Backdrops (:class:`Sky`) are ``emissive``:
-the shader shows their colour unlit.
+footprint) to colours, built from the filtered patterns of :mod:`.texture` (gradient-noise octaves,
+stripes, checkers, bricks, planks, veins). Textures are solid: defined in 3D (in the primitive's local
+frame; the grounds and the sky in world position or direction), so they need no UV unwrapping. Each kind
+mixes large smooth regions with fine detail, so that the benchmark exercises both ends of a compression
+method's rate/distortion trade-off. Backdrops (:class:`Sky`) are ``emissive``: the shader shows their
+colour unlit.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ lays out a randomised variant from a numpy Generator:
     A few textured primitives (marble sphere, brick block, striped column, ...) on a paved plaza inside a
     meadow, under a sky dome with clouds.
 ``indoor`` (Deep-Blending-like)
-    A furnished room (plank floor, painted/wallpapered/brick walls, sofa, table, cabinet, lamp, rug,
+    A furnished room (plank floor, painted/wallpapered/brick walls, sofa, table, shelf, lamp, rug,
     painting) lit by a ceiling point light.
 ``object`` (Tanks-and-Temples-like)
     One large compound object (a small locomotive) on a gravel ground, with a distant landscape backdrop.

@@ -4,11 +4,12 @@ Methods initialise from an SfM point cloud, so the benchmark ships one with SfM'
 errors rather than a perfect sampling: random pixels of every view are cast into the scene, hits on the
 backdrop are dropped (SfM does not triangulate the sky), textured pixels are preferred (keypoint detectors
 fire on texture), and a hit is kept when it is seen (in the image, unoccluded, not at a grazing angle) from
-at least two views. Its 2D observations are the exact projections of the true surface point (what a
-keypoint detector measures); its 3D position carries isotropic Gaussian noise of standard deviation
-``noise_sigma``, truncated at 3 sigma per axis, as triangulation would. The error is the mean reprojection
-error (pixels) of the noisy point over its track, as COLMAP reports it. Point colours are the rendered
-pixel colours, as SfM takes them from the images.
+at least two views. Its 2D observations in ``images.txt`` are the exact projections of the true surface
+point (what a keypoint detector measures); the 3D position written to ``points3D.txt`` carries isotropic
+Gaussian noise of standard deviation ``noise_sigma`` (recorded in synth.json), truncated at 3 sigma per
+axis, as triangulation would. The ERROR column is the mean reprojection error (pixels) of the noisy point
+over its track, as COLMAP writes it. Point colours are the rendered pixel colours, as SfM takes them from
+the images.
 
 The model is written by the COLMAP writer every other model goes through
 (:func:`predictgs.data.colmap.write_colmap_text`), with fixed decimals for the measured quantities.
