@@ -87,6 +87,19 @@ class CodedAnchors:
     centres: dict[str, Tensor]  # HAC's clamp centres (parameter means over all anchors)
 
 
+class StepTables(dict):
+    """The binarised tables of a training step, by section name, binarised on first use (once per step:
+    the lookups and the rate term share them)."""
+
+    def __init__(self, encodings: dict):
+        super().__init__()
+        self.encodings = encodings
+
+    def __missing__(self, name: str):
+        tables = self[name] = self.encodings[name].binarised()
+        return tables
+
+
 @register_method
 class HAC(AnchorMethod):
     name = "hac"
@@ -154,18 +167,23 @@ class HAC(AnchorMethod):
         positions = positions[visible]
         values = self.coded_values(visible)
         masks = self.anchors.mask_hard(self.config.mask_threshold)[visible]
+        tables = StepTables(self.binary_tables())  # each encoding binarised once per step, when used
         terms = {}
         if step.quantisation == "noise":
             values = self.context.add_noise(values)
         elif step.quantisation == "entropy":
-            dist = self.context.distributions(self.bounds.normalise(positions))
+            dist = self.context.distributions(self.bounds.normalise(positions), tables["hash"])
             values, likelihoods = self.context(values, dist, self.parameter_centres())
-            terms = self.rate_terms(likelihoods, masks)
-        neural = self.render_anchors(view, visible, self.rows_from_values(positions, values, masks),
-                                     residual=step.residual)
+            terms = self.rate_terms(likelihoods, masks, tables)
+        rows = self.training_rows(self.rows_from_values(positions, values, masks), tables)
+        neural = self.render_anchors(view, visible, rows, residual=step.residual)
         return neural, {**self.loss_terms(neural), **terms}
 
-    def rate_terms(self, likelihoods: dict[str, Tensor], masks: Tensor) -> dict[str, Tensor]:
+    def training_rows(self, rows: dict[str, Tensor], tables: "StepTables") -> dict[str, Tensor]:
+        """Method-specific per-anchor inputs of a training step (Predict-GS's predicted features)."""
+        return rows
+
+    def rate_terms(self, likelihoods: dict[str, Tensor], masks: Tensor, tables: "StepTables") -> dict[str, Tensor]:
         """HAC's entropy loss: bits per coded value over a random ``entropy_sample_rate`` of the visible
         anchors that keep a Gaussian, times the share of such anchors, plus the hash bits per anchor
         parameter (unweighted: the loss applies lambda); and the mask penalty.
@@ -178,7 +196,7 @@ class HAC(AnchorMethod):
         chosen = ((torch.rand(keeps_gaussian.shape[0], device=masks.device) <= c.entropy_sample_rate)
                   & keeps_gaussian).to(masks.dtype)[:, None]
         terms = {"mask": c.mask_loss_weight * torch.sigmoid(self.anchors.masks).mean()}
-        hash_term = self.hash_bits() / (self.anchors.num_anchors * self.context.values_per_anchor)
+        hash_term = self.hash_bits(tables) / (self.anchors.num_anchors * self.context.values_per_anchor)
         offsets_coded = masks.expand(-1, -1, 3).reshape(masks.shape[0], -1)
         total_bits = masks.new_zeros(())
         total_values = masks.new_zeros(())
@@ -191,9 +209,9 @@ class HAC(AnchorMethod):
         terms["rate"] = total_bits / total_values.clamp(min=1.0) * anchor_rate + hash_term
         return terms
 
-    def hash_bits(self) -> Tensor:
-        """Bits of the binarised hash tables (the context's; Predict-GS adds its SFP)."""
-        return self.context.table_bits()
+    def hash_bits(self, tables: "StepTables") -> Tensor:
+        """Bits of the binarised hash tables of the rate term (the context's; Predict-GS adds its SFP)."""
+        return self.context.table_bits(tables["hash"])
 
     # -- the test-time model -------------------------------------------------------------------------
     def kept_anchors(self) -> Tensor:

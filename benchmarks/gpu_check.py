@@ -291,7 +291,10 @@ def main(argv=None) -> int:
 
     lpips = not args.no_lpips and lpips_available()
     result["lpips"] = lpips
-    result["hashgrid_backend"] = getattr(hashgrid, "active_backend", lambda device: "reference")(args.device)
+    selected = hashgrid.selected_backend()
+    result["hashgrid_backend"] = ("triton" if selected != "reference" and hashgrid.fused_available(args.device)
+                                  else "reference")
+    result["hashgrid_fused_unavailable"] = hashgrid.fused_unavailable_reason(args.device)
     runs = []
     for method, lmbda in pairs:
         log(f"training {method} lambda {lmbda:g} ({args.iterations} iterations)")

@@ -39,7 +39,7 @@ from ..codec.container import ByteReader, ByteWriter
 from ..config import bounded, positive
 from ..errors import BitstreamError
 from ..nn.hashgrid import GridPlaneEncoding
-from .functional import SCALE_FLOOR, adaptive_step, clamp_around, gaussian_likelihood, quantize
+from .functional import SCALE_FLOOR, adaptive_step, clamp_around, gaussian_likelihood, hash_table_bits, quantize
 
 DEFAULT_CHUNK_ANCHORS = 3000  # HAC's batch size; see benchmarks/bench_codec.py for the timings
 MAX_CHUNK_ANCHORS = 1 << 16  # the decoder refuses more (bounds its memory per chunk)
@@ -104,8 +104,9 @@ class AnchorEntropyModel(nn.Module):
         return sum(self.groups.values())
 
     # -- training ------------------------------------------------------------------------------------
-    def distributions(self, normalised_positions: Tensor) -> Distributions:
-        out = self.mlp_grid(self.encoding(normalised_positions))
+    def distributions(self, normalised_positions: Tensor, tables=None) -> Distributions:
+        """``tables``: the step's ``encoding.binarised()`` (binarise once per step), default: now."""
+        out = self.mlp_grid(self.encoding(normalised_positions, tables))
         sizes = [dim for dim in self.groups.values() for _ in (0, 1)] + [1] * len(self.groups)
         parts = torch.split(out, sizes, dim=-1)
         mean, scale, step = {}, {}, {}
@@ -135,11 +136,9 @@ class AnchorEntropyModel(nn.Module):
             likelihoods[group] = gaussian_likelihood(x, dist.mean[group], dist.scale[group], step)
         return hat, likelihoods
 
-    def table_bits(self) -> Tensor:
+    def table_bits(self, tables=None) -> Tensor:
         """Bits of the binarised hash tables under one global Bernoulli (HAC's get_binary_vxl_size)."""
-        from .functional import hash_table_bits
-
-        return hash_table_bits(self.encoding)
+        return hash_table_bits(self.encoding, tables)
 
     # -- coding --------------------------------------------------------------------------------------
     def _coding_network(self) -> "AnchorEntropyModel":

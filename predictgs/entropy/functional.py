@@ -71,9 +71,11 @@ def binary_bits(values01: Tensor) -> Tensor:
     return n * entropy + 32.0
 
 
-def hash_table_bits(encoding) -> Tensor:
-    """Bits of a binarised hash encoding's tables (entries in {-1, +1}) under one global Bernoulli."""
-    return binary_bits((encoding.binary_params() + 1) / 2)
+def hash_table_bits(encoding, tables=None) -> Tensor:
+    """Bits of a binarised hash encoding's tables (entries in {-1, +1}) under one global Bernoulli.
+    ``tables``: the step's ``encoding.binarised()``, to reuse the binarisation of the forward pass."""
+    binary = encoding.binary_params() if tables is None else tables.flat()
+    return binary_bits((binary + 1) / 2)
 
 
 class _RoundSTE(torch.autograd.Function):

@@ -83,8 +83,8 @@ class SpatialFeaturePool(nn.Module):
         self.fusion = nn.Sequential(nn.Linear(self.encoding.output_dim, config.fusion_hidden), nn.ReLU(True),
                                     nn.Linear(config.fusion_hidden, out_dim))
 
-    def forward(self, normalised_positions: Tensor) -> Tensor:
-        return self.fusion(self.encoding(normalised_positions.clamp(0.0, 1.0)))
+    def forward(self, normalised_positions: Tensor, tables=None) -> Tensor:
+        return self.fusion(self.encoding(normalised_positions.clamp(0.0, 1.0), tables))
 
 
 class ResidualDecoder(nn.Module):
@@ -137,16 +137,19 @@ class PredictGS(HAC):
         return groups
 
     # -- rendering -----------------------------------------------------------------------------------
-    def predicted_features(self, positions: Tensor) -> Tensor:
+    def predicted_features(self, positions: Tensor, tables=None) -> Tensor:
         """f_c of anchors at the given (quantised) positions."""
-        return self.sfp(self.sfp_bounds.normalise(positions))
+        return self.sfp(self.sfp_bounds.normalise(positions), tables)
+
+    def training_rows(self, rows, tables):
+        return {**rows, "predicted": self.predicted_features(rows["positions"], tables["sfp"])}
 
     def render_anchors(self, view, visible, rows: dict[str, Tensor], residual: bool):
         """The Scaffold-GS MLPs read f_c (computed here in training, cached at test time); MGRD's
         corrections from f_r are added before the output activations in stage 2 and at test time."""
         k = self.config.n_offsets
         positions = rows["positions"]
-        predicted = rows["predicted"] if "predicted" in rows else self.predicted_features(positions)
+        predicted = rows["predicted"]
         dirs, dist = view_inputs(positions, view.center)
         opacity, cov, color = self.decoder.logits(predicted, dirs, dist)
         scale_logits, rotations = cov[..., 0:3], cov[..., 3:7]
@@ -166,8 +169,8 @@ class PredictGS(HAC):
             return {**state, "predicted": self.predicted_features(state["positions"])}
 
     # -- size ----------------------------------------------------------------------------------------
-    def hash_bits(self):
-        return super().hash_bits() + hash_table_bits(self.sfp.encoding)
+    def hash_bits(self, tables):
+        return super().hash_bits(tables) + hash_table_bits(self.sfp.encoding, tables["sfp"])
 
     def networks(self) -> dict:
         nets = {**super().networks(), "fusion": self.sfp.fusion}

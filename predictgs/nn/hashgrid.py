@@ -1,4 +1,4 @@
-"""Binarised multi-resolution hash grids and planes, pure PyTorch (identical on every device).
+"""Binarised multi-resolution hash grids and planes (HAC's ``GridEncoder``), PyTorch reference + Triton.
 
 Lookup semantics follow HAC's ``GridEncoder`` CUDA kernel, which HAC's context model and Predict-GS's
 Spatial Feature Pool both build on:
@@ -15,12 +15,34 @@ Spatial Feature Pool both build on:
   level-major in one [entries, features] table;
 - parameters are binarised by a straight-through sign (+1 if >= 0 else -1; gradient passed where the
   raw value lies in [-1, 1]), initialised U(-1e-4, 1e-4).
+
+Two implementations of the lookup (the binarisation is always the PyTorch ``BinarizeSTE``, applied to the
+table before the lookup):
+
+- ``reference``: PyTorch, every device, the CPU path. Differentiable in the table and the positions.
+- ``triton``: fused forward and backward kernels (:mod:`predictgs.nn.hashgrid_triton`): one pass per
+  (block of points, level) that interpolates without materialising corner tensors, and a backward that
+  accumulates the table gradient with atomic adds. It gives no gradient for the positions (anchor positions
+  are fixed buffers in this project) and its table gradient is summed in a run-dependent order.
+
+Which one runs: ``BACKEND`` (module attribute) if set, else the environment variable
+``PREDICTGS_HASHGRID``, else ``auto``. ``auto`` takes the kernels when the positions are on a CUDA
+device, triton imports, the positions do not require grad, positions and tables share a float32/float64
+dtype, and torch's deterministic algorithms are off (or no table gradient is being recorded); otherwise
+the reference. ``reference`` always takes the reference. ``triton`` takes the kernels or raises (positions
+that require grad, no CUDA and no ``TRITON_INTERPRET=1``, triton missing, unsupported dtype).
+
+Binarise once per step: ``tables = encoding.binarised()`` gives the binarised tables (the same autograd
+graph as ``binary_params()``); ``encoding(x, tables)`` and ``tables.flat()`` (equal to
+``encoding.binary_params()``, for the rate term) then share one binarisation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +53,99 @@ UINT32_MASK = 0xFFFFFFFF
 HAC_GRID_RESOLUTIONS = (18, 24, 33, 44, 59, 80, 108, 148, 201, 275, 376, 514)
 HAC_PLANE_RESOLUTIONS = (130, 258, 514, 1026)
 
+BACKEND_ENV = "PREDICTGS_HASHGRID"
+BACKENDS = ("auto", "reference", "triton")
+BACKEND: str | None = None  # overrides $PREDICTGS_HASHGRID when set
+FUSED_DTYPES = (torch.float32, torch.float64)
 
+
+# -- backend selection ---------------------------------------------------------------------------------
+def selected_backend() -> str:
+    """``BACKEND`` if set, else ``$PREDICTGS_HASHGRID``, else ``auto``."""
+    name = BACKEND if BACKEND is not None else os.environ.get(BACKEND_ENV, "")
+    name = (name or "auto").strip().lower()
+    if name not in BACKENDS:
+        raise ValueError(f"hash-grid backend must be one of {', '.join(BACKENDS)} "
+                         f"(module attribute BACKEND or ${BACKEND_ENV}), got {name!r}")
+    return name
+
+
+@contextlib.contextmanager
+def backend_override(name: str | None) -> Iterator[None]:
+    """Run a block with ``BACKEND = name`` (None: back to the environment variable)."""
+    global BACKEND
+    previous = BACKEND
+    BACKEND = name
+    try:
+        selected_backend()
+        yield
+    finally:
+        BACKEND = previous
+
+
+_fused_module = None
+_fused_import_error: str | None = None
+
+
+def _fused():
+    """:mod:`predictgs.nn.hashgrid_triton`, imported on first use (it imports triton), or None."""
+    global _fused_module, _fused_import_error
+    if _fused_module is None and _fused_import_error is None:
+        try:
+            from . import hashgrid_triton
+        except Exception as exc:  # ImportError, or triton failing to initialise
+            _fused_import_error = f"{type(exc).__name__}: {exc}"
+        else:
+            _fused_module = hashgrid_triton
+    return _fused_module
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def fused_unavailable_reason(device) -> str | None:
+    """Why the Triton kernels cannot run on ``device`` (None if they can). On the CPU they run only under
+    Triton's interpreter (``TRITON_INTERPRET=1`` set before triton is imported), which is for tests."""
+    device = torch.device(device)
+    if device.type != "cuda" and not (device.type == "cpu" and _interpreting()):
+        return f"the kernels need a CUDA device, got {device.type}"
+    if _fused() is None:
+        return f"triton does not import ({_fused_import_error})"
+    return None
+
+
+def fused_available(device) -> bool:
+    return fused_unavailable_reason(device) is None
+
+
+def use_fused(x: Tensor, tables: Sequence[Tensor]) -> bool:
+    """The dispatch rule (see the module docstring)."""
+    mode = selected_backend()
+    if mode == "reference":
+        return False
+    dtypes_ok = x.dtype in FUSED_DTYPES and all(t.dtype == x.dtype for t in tables)
+    position_grad = x.requires_grad and torch.is_grad_enabled()
+    if mode == "auto":
+        if x.device.type != "cuda" or position_grad or not dtypes_ok:
+            return False
+        recording = torch.is_grad_enabled() and any(t.requires_grad for t in tables)
+        if recording and torch.are_deterministic_algorithms_enabled():
+            return False  # the atomic adds sum the table gradient in a run-dependent order
+        return fused_available(x.device)
+    reason = fused_unavailable_reason(x.device)
+    if reason is not None:
+        raise RuntimeError(f"hash-grid backend 'triton' requested but unavailable: {reason}")
+    if position_grad:
+        raise ValueError("the fused hash-grid kernels give no gradient for the positions; positions that "
+                         "require grad need the reference backend")
+    if not dtypes_ok:
+        raise ValueError(f"the fused hash-grid kernels take float32 or float64 positions and tables of the "
+                         f"same dtype, got {x.dtype} and {[t.dtype for t in tables]}")
+    return True
+
+
+# -- binarisation ---------------------------------------------------------------------------------------
 class BinarizeSTE(torch.autograd.Function):
     """sign(x) in {-1, +1} forward; identity gradient inside [-1, 1], zero outside."""
 
@@ -50,6 +164,15 @@ def binarize(x: Tensor) -> Tensor:
     return BinarizeSTE.apply(x)
 
 
+class BinarisedTables(tuple):
+    """The binarised tables of an encoding, in ``encoding.tables()`` order. Made once per step and handed
+    both to the encoding's forward and to the rate term, so the tables are binarised once."""
+
+    def flat(self) -> Tensor:
+        """All entries, flattened; equal to ``encoding.binary_params()``."""
+        return torch.cat([t.reshape(-1) for t in self])
+
+
 def level_table_sizes(resolutions: Sequence[int], dims: int, log2_table_size: int) -> list[int]:
     """Entries per level: min(2^log2, R^d) rounded up to a multiple of 8."""
     sizes = []
@@ -57,6 +180,33 @@ def level_table_sizes(resolutions: Sequence[int], dims: int, log2_table_size: in
         n = min(1 << log2_table_size, r**dims)
         sizes.append(int(math.ceil(n / 8) * 8))
     return sizes
+
+
+def _corner_combine(per_axis: Tensor, op) -> Tensor:
+    """[L, d, 2, N] values of each axis' low and high corner -> [L, 2^d, N] per corner, corner c taking bit
+    i of c for axis i (x fastest), combined over the axes in order 0, 1, ..."""
+    out = per_axis[:, 0]
+    for axis in range(1, per_axis.shape[1]):
+        out = op(out[:, None], per_axis[:, axis, :, None]).flatten(1, 2)
+    return out
+
+
+class _GatherRows(torch.autograd.Function):
+    """``table.index_select(0, rows)`` for int32 rows; backward: an index_add with the rows widened to int64
+    (the CPU's 2-D index_add is ~15x slower with int32 indices). Both sum in the order of ``rows``, as
+    advanced indexing's backward did."""
+
+    @staticmethod
+    def forward(ctx, table: Tensor, rows: Tensor) -> Tensor:
+        ctx.save_for_backward(rows)
+        ctx.num_entries = table.shape[0]
+        return table.index_select(0, rows)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (rows,) = ctx.saved_tensors
+        grad_table = grad.new_zeros((ctx.num_entries, grad.shape[1])).index_add_(0, rows.long(), grad)
+        return grad_table, None
 
 
 class BinaryHashGrid(nn.Module):
@@ -71,17 +221,26 @@ class BinaryHashGrid(nn.Module):
         self.log2_table_size = log2_table_size
         self.features_per_level = features_per_level
         sizes = level_table_sizes(self.resolutions, dims, log2_table_size)
+        dense = [r**dims <= s for r, s in zip(self.resolutions, sizes)]
         offsets = [0]
         for s in sizes:
             offsets.append(offsets[-1] + s)
+        if offsets[-1] >= 2**31:
+            raise ValueError(f"a hash grid of {offsets[-1]} entries: rows are int32, at most 2^31 - 1 entries")
+        # A hashed level's table holds 2^log2 (>= 8) entries: "mod size" is a mask of the low bits, which
+        # the int64 products c * prime share with their uint32 wrap-around.
+        assert all(d or s & (s - 1) == 0 for d, s in zip(dense, sizes)), sizes
         self.register_buffer("_sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
-        self.register_buffer("_offsets", torch.tensor(offsets[:-1], dtype=torch.long), persistent=False)
+        self.register_buffer("_offsets", torch.tensor(offsets[:-1], dtype=torch.int32), persistent=False)
         self.register_buffer("_res", torch.tensor(self.resolutions, dtype=torch.long), persistent=False)
-        self.register_buffer("_dense", torch.tensor([r**dims <= s for r, s in zip(self.resolutions, sizes)]),
-                             persistent=False)
+        self.register_buffer("_dense", torch.tensor(dense), persistent=False)
+        # Per axis and level: the dense stride R^axis or the hash prime; then the mask (size - 1 if hashed).
+        mult = [[r**axis if d else PRIMES[axis] for r, d in zip(self.resolutions, dense)] for axis in range(dims)]
+        self.register_buffer("_axis_mult", torch.tensor(mult, dtype=torch.long).t().contiguous(), persistent=False)
+        self.register_buffer("_hash_mask", torch.tensor([-1 if d else s - 1 for d, s in zip(dense, sizes)],
+                                                        dtype=torch.long), persistent=False)
+        self._any_dense, self._any_hashed = any(dense), not all(dense)
         self.params = nn.Parameter(torch.empty(offsets[-1], features_per_level).uniform_(-1e-4, 1e-4))
-        corners = torch.tensor([[(c >> i) & 1 for i in range(dims)] for c in range(1 << dims)], dtype=torch.long)
-        self.register_buffer("_corners", corners, persistent=False)  # [2^d, d]
 
     @property
     def num_levels(self) -> int:
@@ -98,10 +257,17 @@ class BinaryHashGrid(nn.Module):
     def binary_params(self) -> Tensor:
         return binarize(self.params)
 
+    def tables(self) -> list["BinaryHashGrid"]:
+        return [self]
+
+    def binarised(self) -> BinarisedTables:
+        return BinarisedTables((self.binary_params(),))
+
     def corner_indices(self, corner_coords: Tensor) -> Tensor:
-        """Integer lattice coordinates [N, L, C, d] -> flat table rows [N, L, C] (level offsets added)."""
+        """Integer lattice coordinates [..., L, C, d] (int64, >= 0) -> flat table rows [..., L, C] (level
+        offsets added), written out per corner in int64 as the docstring states it (for tests)."""
         def per_level(t: Tensor) -> Tensor:
-            return t.view(1, -1, 1)
+            return t.view(-1, 1)
 
         res = per_level(self._res)
         dense = torch.zeros(corner_coords.shape[:-1], dtype=torch.long, device=corner_coords.device)
@@ -113,31 +279,65 @@ class BinaryHashGrid(nn.Module):
             stride = stride * res
             hashed = hashed ^ ((c * PRIMES[axis]) & UINT32_MASK)
         index = torch.where(per_level(self._dense), dense, hashed) % per_level(self._sizes)
-        return index + per_level(self._offsets)
+        return index + per_level(self._offsets.long())
 
-    def forward(self, x_normalised: Tensor) -> Tensor:
-        """Points in [0,1]^d, [N,d] -> features [N, L * features_per_level]."""
-        n = x_normalised.shape[0]
-        table = self.binary_params()
-        res = self._res.to(x_normalised.dtype)
+    def lookup(self, x_normalised: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The reference's interpolation set-up for points [N, d]: table rows [N, L, 2^d] (int32, level
+        offsets added), renormalised weights [N, L, 2^d] and the inside-the-box mask [N].
+
+        Work is laid out [L, ..., N] (long contiguous runs for the CPU) and per axis ([L, d, 2, N]: the low
+        and the high corner), combined into the 2^d corners only at the end, in int32: a dense row is
+        < R^d <= its level's table size, a hashed row is (XOR_i c_i * prime_i) & (size - 1) with size a
+        power of two < 2^31, and the products c_i * prime_i are taken in int64 (exact; their low 32 bits
+        are the uint32 products'). Same numbers, bit for bit, as multiplying out [N, L, 2^d, d] corners."""
+        res = self._res.to(x_normalised.dtype)[:, None, None]  # [L,1,1]
+        r_max = (self._res - 1)[:, None, None]
         inside = ((x_normalised >= 0) & (x_normalised <= 1)).all(dim=-1)  # [N]
-        pos = x_normalised[:, None, :] * (res[None, :, None] - 2) + 0.5  # [N,L,d]
+        pos = x_normalised.t()[None] * (res - 2) + 0.5  # [L,d,N]
         base = torch.floor(pos)
         frac = pos - base
-        base = base.long()
-        corner = base[:, :, None, :] + self._corners[None, None]  # [N,L,2^d,d]
-        r_max = (self._res - 1)[None, :, None, None]
-        corner = torch.minimum(corner, r_max)
-        weight = torch.where(self._corners[None, None].bool(), frac[:, :, None, :], 1 - frac[:, :, None, :]).prod(-1)
-        on_border = ((corner == 0) | (corner == r_max)).any(dim=-1)  # [N,L,2^d]
-        weight = weight * (~on_border)
+        # Points inside the box have 0 <= floor(pos) <= R - 2; the clamp only keeps the integer conversion
+        # of far-away (or infinite) points defined. Their output is zero.
+        low = torch.minimum(base.clamp(min=-1), res - 1).long()
+        corner = torch.stack((low, torch.minimum(low + 1, r_max)), dim=2)  # [L,d,2,N]
+        on_border = (corner == 0) | (corner == r_max[..., None])
+        term = (corner.clamp(min=0) * self._axis_mult[:, :, None, None]) & self._hash_mask[:, None, None, None]
+        term = term.int()
+        weight = _corner_combine(torch.stack((1 - frac, frac), dim=2), torch.mul)  # [L,2^d,N]
+        excluded = _corner_combine(on_border, torch.logical_or)
+        # Renormalised in the [N, L, 2^d] layout, with the same reduction as ever over the contiguous corners
+        # (torch's summation order depends on the layout, the dtype and the CPU's vector width).
+        weight = weight.permute(2, 0, 1).contiguous() * ~excluded.permute(2, 0, 1)
         total = weight.sum(dim=-1, keepdim=True)
         weight = weight / torch.where(total > 0, total, torch.full_like(total, 1e-9))
-        rows = self.corner_indices(corner.clamp(min=0))  # [N,L,2^d]
-        feats = table[rows.reshape(-1)].reshape(n, self.num_levels, 1 << self.dims, self.features_per_level)
+        if self._any_dense and self._any_hashed:
+            rows = torch.where(self._dense[:, None, None], _corner_combine(term, torch.add),
+                               _corner_combine(term, torch.bitwise_xor))
+        else:
+            rows = _corner_combine(term, torch.add if self._any_dense else torch.bitwise_xor)
+        rows = rows + self._offsets[:, None, None]
+        return rows.permute(2, 0, 1).contiguous(), weight, inside
+
+    def reference_forward(self, x_normalised: Tensor, table: Tensor) -> Tensor:
+        """The PyTorch lookup of points [N, d] in a (binarised) table -> [N, L * features_per_level]."""
+        n = x_normalised.shape[0]
+        rows, weight, inside = self.lookup(x_normalised)
+        feats = _GatherRows.apply(table, rows.reshape(-1))
+        feats = feats.reshape(n, self.num_levels, 1 << self.dims, self.features_per_level)
         out = (weight[..., None] * feats).sum(dim=2)  # [N,L,F]
         out = out * inside[:, None, None].to(out.dtype)
-        return out.reshape(n, -1)
+        return out.reshape(n, self.output_dim)
+
+    def forward(self, x_normalised: Tensor, table: Tensor | Sequence[Tensor] | None = None) -> Tensor:
+        """Points in [0,1]^d, [N,d] -> features [N, L * features_per_level]. ``table``: this grid's
+        binarised table (or ``binarised()``'s result), to binarise once per step; default: binarise now."""
+        if table is None:
+            table = self.binary_params()
+        elif not isinstance(table, Tensor):
+            (table,) = table
+        if use_fused(x_normalised, (table,)):
+            return _fused().encode(x_normalised, [(self, tuple(range(self.dims)))], [table])
+        return self.reference_forward(x_normalised, table)
 
 
 class GridPlaneEncoding(nn.Module):
@@ -147,6 +347,7 @@ class GridPlaneEncoding(nn.Module):
     for each plane, 4 features per entry, so 12*4 + 3*4*4 = 96 output features."""
 
     PLANE_AXES = ((0, 1), (0, 2), (1, 2))
+    _PLANE_COLUMNS = (slice(0, 2), slice(0, 3, 2), slice(1, 3))  # the same, as views (no index tensor)
 
     def __init__(
         self,
@@ -172,12 +373,26 @@ class GridPlaneEncoding(nn.Module):
     def num_binary_params(self) -> int:
         return sum(t.params.numel() for t in self.tables())
 
+    def binarised(self) -> BinarisedTables:
+        """The binarised tables, in ``tables()`` order: pass them to ``forward`` and use ``.flat()`` for
+        the rate term to binarise once per step."""
+        return BinarisedTables(t.binary_params() for t in self.tables())
+
     def binary_params(self) -> Tensor:
         """All binarised entries, flattened (for bit costs and coding)."""
-        return torch.cat([t.binary_params().reshape(-1) for t in self.tables()])
+        return self.binarised().flat()
 
-    def forward(self, x_normalised: Tensor) -> Tensor:
-        parts = [self.grid(x_normalised)]
-        for axes, plane in zip(self.PLANE_AXES, self.planes):
-            parts.append(plane(x_normalised[:, list(axes)]))
+    def forward(self, x_normalised: Tensor, tables: Sequence[Tensor] | None = None) -> Tensor:
+        """Points [N, 3] in [0,1]^3 -> [N, output_dim]. ``tables``: ``binarised()``'s result, to binarise
+        once per step; default: binarise now."""
+        if tables is None:
+            tables = self.binarised()
+        if len(tables) != len(self.PLANE_AXES) + 1:
+            raise ValueError(f"expected {len(self.PLANE_AXES) + 1} binarised tables, got {len(tables)}")
+        if use_fused(x_normalised, tables):
+            grids = [(self.grid, (0, 1, 2))] + list(zip(self.planes, self.PLANE_AXES))
+            return _fused().encode(x_normalised, grids, list(tables))
+        parts = [self.grid.reference_forward(x_normalised, tables[0])]
+        for columns, plane, table in zip(self._PLANE_COLUMNS, self.planes, tables[1:]):
+            parts.append(plane.reference_forward(x_normalised[:, columns], table))
         return torch.cat(parts, dim=-1)
