@@ -70,7 +70,9 @@ def cmd_scene_info(args) -> int:
 
 def cmd_synth(args) -> int:
     from .data.synth import generate_scene
+    from .io import check_output_dir
 
+    check_output_dir(Path(args.out), "--out")
     summary = generate_scene(args.family, args.seed, Path(args.out), width=args.width, height=args.height,
                              num_views=args.views, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
@@ -203,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "rendered by an analytic ray caster.")
     p.add_argument("--family", required=True, choices=["outdoor", "indoor", "object"],
                    help="outdoor ~ Mip-NeRF360, indoor ~ Deep Blending, object ~ Tanks&Temples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 <= seed < 2^63 (default 0)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--width", type=_positive_int, default=160)
     p.add_argument("--height", type=_positive_int, default=120)
@@ -280,6 +282,14 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"predictgs: warning: {message}\n"
 
 
+def _os_error_line(err: OSError) -> str:
+    """One line for an OSError: the path(s) concerned and the system's reason."""
+    reason = err.strerror or str(err) or type(err).__name__
+    paths = [str(name) for name in (err.filename, err.filename2) if name is not None]
+    line = f"{' -> '.join(paths)}: {reason}" if paths else reason
+    return " ".join(line.split())
+
+
 def main(argv=None) -> int:
     warnings.formatwarning = _one_line_warning
     parser = build_parser()
@@ -289,11 +299,8 @@ def main(argv=None) -> int:
     except PredictGSError as err:
         print(f"predictgs {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as err:  # missing, unreadable or unwritable paths, full disks, ...
-        reason = err.strerror or str(err)
-        where = f" {err.filename}" if getattr(err, "filename", None) else ""
-        print(f"predictgs {args.command}: error:{where}: {reason}" if where else
-              f"predictgs {args.command}: error: {reason}", file=sys.stderr)
+    except OSError as err:  # missing, unreadable or unwritable paths, full disks, ... (the whole family)
+        print(f"predictgs {args.command}: error: {_os_error_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"predictgs {args.command}: interrupted", file=sys.stderr)

@@ -36,6 +36,13 @@ def check_device(name, key: str = "device") -> str:
     return name
 
 
+def _number_text(value) -> str:
+    """Integers exactly (2^k written as such when k >= 20), floats in %g."""
+    if isinstance(value, int):
+        return f"2^{value.bit_length() - 1}" if value >= 2**20 and value & (value - 1) == 0 else str(value)
+    return f"{value:g}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Range:
     """A closed (or half-open) numeric interval; ``optional`` admits None."""
@@ -59,8 +66,8 @@ class Range:
                 raise ConfigError(f"{key}: {value!r} is outside {self.describe()}")
 
     def describe(self) -> str:
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
+        low = "-inf" if self.low is None else _number_text(self.low)
+        high = "inf" if self.high is None else _number_text(self.high)
         return f"{'(' if self.low_open or self.low is None else '['}{low}, {high}" \
                f"{')' if self.high_open or self.high is None else ']'}"
 
@@ -104,6 +111,23 @@ def validate(obj, prefix: str = ""):
             validate(value, prefix=f"{prefix}{f.name}.")
         else:
             _check_field(f, value, f"{prefix}{f.name}")
+    return obj
+
+
+def check_fields(obj, prefix: str = ""):
+    """Type-check every field of a dataclass against its annotation (coercing as :func:`update_dataclass`
+    does, e.g. an int for a float field), then against its declared range; nested dataclasses too.
+    Updates ``obj`` in place (frozen ones included) and returns it. For ``__post_init__``."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_fields(value, prefix=f"{key}.")
+            continue
+        value = _coerce(value, hints[f.name], key)
+        _check_field(f, value, key)
+        object.__setattr__(obj, f.name, value)
     return obj
 
 
@@ -185,13 +209,23 @@ def update_dataclass(obj, overrides: Mapping, prefix: str = ""):
 
 
 def load_yaml(path: Path) -> dict:
+    """A YAML file holding a mapping (an empty file is {}), read with ``yaml.safe_load``: tags that would
+    build Python objects are refused."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start})") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply") from None
+    except OSError as err:
+        raise ConfigError(f"config file {path} cannot be read: {err.strerror or err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return data

@@ -3,6 +3,9 @@
 
 A process killed in the middle of a write leaves the previous file (or none), never a truncated one;
 a leftover ``.tmp-*`` file is harmless and is overwritten by the next write.
+
+:func:`check_output_dir` and :func:`check_output_file` check an output path given on the command line
+before any work is done: it is (or can become) a folder, resp. a regular file, and its folder is writable.
 """
 
 from __future__ import annotations
@@ -14,10 +17,63 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")  # pragma: no cover - a relative path's parents end in "."
+
+
+def _probe_writable(folder: Path, option: str, path: Path) -> None:
+    """Create and remove a temporary file in ``folder`` (os.access is no test for root or read-only mounts)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{option} {path}: cannot write in {folder} ({err.strerror or err})") from None
+
+
+def check_output_dir(path: str | Path, option: str = "output folder") -> Path:
+    """An output folder: an existing folder, or a path whose nearest existing parent is a writable
+    folder. Nothing is created. ConfigError naming ``option`` otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} exists and is not a folder")
+    ancestor = _existing_ancestor(path)
+    if not ancestor.is_dir():
+        raise ConfigError(f"{option} {path}: {ancestor} is a file, not a folder")
+    _probe_writable(ancestor, option, path)
+    return path
+
+
+def check_output_file(path: str | Path, option: str = "output file") -> Path:
+    """An output file: absent, or an existing regular file, in a folder that exists or can be created
+    and is writable. Devices, pipes and folders are refused (an atomic write would replace them)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file name")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{option} {path} exists and is not a regular file")
+    ancestor = _existing_ancestor(path.parent)
+    if not ancestor.is_dir():
+        raise ConfigError(f"{option} {path}: {ancestor} is a file, not a folder")
+    _probe_writable(ancestor, option, path)
+    return path
+
 
 def write_atomic(path: str | Path, data: bytes | str, encoding: str = "utf-8") -> Path:
-    """Write ``data`` to ``path`` atomically (parent folders are created). Returns the path."""
+    """Write ``data`` to ``path`` atomically (parent folders are created). Returns the path.
+
+    A symbolic link is followed (its target is replaced, the link kept); a path that exists and is not a
+    regular file (a folder, a device such as /dev/null, a pipe) is refused with a ConfigError."""
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path} exists and is not a regular file; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode(encoding) if isinstance(data, str) else data
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)

@@ -17,12 +17,14 @@ import hashlib
 import json
 import logging
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .config import dump_yaml, load_yaml, to_dict
+from .config import dump_yaml, load_yaml, to_dict, update_dataclass, validate
+from .data.scene import Protocol
 from .errors import ConfigError
 from .io import save_torch_atomic, write_json
 from .train.config import TrainConfig
@@ -62,22 +64,63 @@ def read_spec(run_dir: Path) -> dict:
     return load_yaml(Path(run_dir) / CONFIG)
 
 
+def check_spec(spec, path: Path) -> dict:
+    """A run's config.yaml (as read by :func:`read_spec`), checked: method, scene and benchmark names,
+    the protocol, the train section (types and ranges) and a model mapping; the method's model
+    configuration is checked where the method is known (``pipeline.train.load_run``). Returns the spec
+    with its protocol and train sections complete (defaults filled in). ConfigError naming ``path``."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path} does not describe a run (not a mapping)")
+    for key in ("method", "scene"):
+        if not isinstance(spec.get(key), str) or not spec[key]:
+            raise ConfigError(f"{path} does not describe a run: {key} is {spec.get(key)!r}")
+    if not isinstance(spec.get("benchmark", "custom"), str):
+        raise ConfigError(f"{path}: benchmark must be a name, got {spec['benchmark']!r}")
+    for key in ("protocol", "train", "model"):
+        if key not in spec or not isinstance(spec[key], dict):
+            raise ConfigError(f"{path} does not describe a run: {key} is {spec.get(key, 'missing')!r}, "
+                              "expected a mapping")
+    try:
+        protocol = Protocol.from_dict(spec["protocol"]).to_dict()
+        train = to_dict(validate(update_dataclass(TrainConfig(), spec["train"], prefix="train."), prefix="train."))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return {**spec, "protocol": protocol, "train": train}
+
+
 def save_checkpoint(run_dir: Path, state: dict, fingerprint: str) -> Path:
     """The trainer's state (``Trainer.state_dict()``) with the run's fingerprint, atomically."""
     return save_torch_atomic({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
                               "fingerprint": fingerprint, **state}, Path(run_dir) / CHECKPOINT)
 
 
+def refusal_reason(err: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words (torch's own message suggests
+    loading with weights_only=False, which is exactly what must not be done with a file of unknown origin)."""
+    text = str(err)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it holds a Python object ({found.group(1)}), which is never unpickled"
+    if "Weights only load failed" in text:
+        return "it holds Python objects other than tensors and plain values, which are never unpickled"
+    first = text.splitlines()[0][:160] if text else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """A checkpoint written by :func:`save_checkpoint`. Anything else (an older format, a foreign or
     malicious pickle) is refused with a one-line error, without running any of its code."""
     path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing or not a file; retrain the run (--restart)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"{path} is not a checkpoint this version can read ({reason[:200]}); checkpoints of "
-                          "earlier versions cannot be resumed: retrain the run (--restart)") from None
+    except OSError as err:
+        raise ConfigError(f"{path} cannot be read: {err.strerror or err}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, KeyError,
+            IndexError, UnicodeDecodeError, MemoryError, RecursionError) as err:
+        raise ConfigError(f"{path} is not a checkpoint this version can read ({refusal_reason(err)}); checkpoints "
+                          "of earlier versions cannot be resumed: retrain the run (--restart)") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"{path} is not a predictgs checkpoint; retrain the run (--restart)")
     if state.get("version") != CHECKPOINT_VERSION:
@@ -89,11 +132,13 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 def read_metrics(run_dir: Path) -> dict:
     """metrics.json of a run directory ({} when there is none); a damaged file is a one-line error."""
     path = Path(run_dir) / METRICS
-    if not path.is_file():
+    if not path.exists():
         return {}
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a file; remove it and rerun the training to rewrite it")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ConfigError(f"{path} cannot be read as JSON ({type(err).__name__}); rerun the training to rewrite it") \
             from None
     if not isinstance(data, dict):

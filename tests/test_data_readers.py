@@ -41,7 +41,7 @@ def random_model(rng: np.random.Generator):
     cameras = {}
     for cam_id, model in enumerate(["PINHOLE", "SIMPLE_RADIAL", "OPENCV", "FULL_OPENCV", "SIMPLE_PINHOLE"], start=1):
         cameras[cam_id * 3] = ColmapCamera(cam_id * 3, model, int(rng.integers(10, 5000)), int(rng.integers(10, 5000)),
-                                           rng.normal(size=MODEL_NUM_PARAMS[model]) * 100)
+                                           np.abs(rng.normal(size=MODEL_NUM_PARAMS[model])) * 100 + 1)
     images = {}
     names = ["a.jpg", "sub dir/b 1.png", "c.JPG", "d.png"]
     for k, name in enumerate(names):

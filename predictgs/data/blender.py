@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from predictgs.data.cameras import Camera, Distortion
+from predictgs.data.cameras import Camera, Distortion, check_camera, check_finite, check_focal, check_size
 from predictgs.data.colmap import find_model_folder, read_colmap_model, read_points3D
 from predictgs.data.images import IMAGE_EXTENSIONS, distortion_at_size, read_image_size
 from predictgs.errors import SceneError
@@ -40,21 +40,31 @@ _SUPPORTED_JSON_MODELS = (None, "OPENCV", "PINHOLE", "SIMPLE_PINHOLE")
 
 
 def read_json(path: Path) -> dict:
+    """A transforms JSON: an object with a 'frames' list of objects, each with a string file_path."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise SceneError(f"file not found: {path}") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SceneError(f"cannot parse {path}: {exc}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise SceneError(f"cannot parse {path}: {str(exc)[:200] or type(exc).__name__}") from None
     if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
         raise SceneError(f"{path} has no 'frames' list")
+    for index, frame in enumerate(data["frames"]):
+        if not isinstance(frame, dict):
+            raise SceneError(f"{path}: frame {index} is not an object")
+        if not isinstance(frame.get("file_path"), str) or not frame["file_path"]:
+            raise SceneError(f"{path}: frame {index} needs a file_path string, got {frame.get('file_path')!r}")
     return data
 
 
 def opengl_c2w_to_w2c(matrix) -> tuple[np.ndarray, np.ndarray]:
     """OpenGL camera-to-world (4x4 or 3x4) -> OpenCV world-to-camera (R (3,3), t (3,))."""
     m = np.asarray(matrix, dtype=np.float64)
+    if m.shape not in ((3, 4), (4, 4)):
+        raise ValueError(f"expected a 4x4 or 3x4 matrix, got shape {m.shape}")
+    if not np.isfinite(m).all():
+        raise ValueError("the matrix has non-finite values")
     c2w = np.eye(4)
     c2w[: m.shape[0], :4] = m[:, :4]
     c2w[:3, 1:3] *= -1.0  # OpenGL (y up, z back) -> OpenCV (y down, z forward)
@@ -93,7 +103,7 @@ def json_cameras(root: Path, meta: dict, source: Path) -> list[Camera]:
     warning; none left is an error."""
     cameras = []
     for index, frame in enumerate(meta["frames"]):
-        if "file_path" not in frame or "transform_matrix" not in frame:
+        if "transform_matrix" not in frame:
             raise SceneError(f"frame {index} of {source} needs file_path and transform_matrix")
         image_path = frame_image_path(root, frame["file_path"])
         if not image_path.is_file():
@@ -105,21 +115,40 @@ def json_cameras(root: Path, meta: dict, source: Path) -> list[Camera]:
     return cameras
 
 
+def _number(keys: dict, key: str, where: str) -> float | None:
+    """keys[key] as a finite float, or None when absent."""
+    value = keys[key]
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SceneError(f"{where}: {key} must be a number, got {value!r}")
+    return float(check_finite(value, key, where))
+
+
+def _pixels(keys: dict, key: str, where: str, default: int):
+    """An image size in pixels from the JSON (absent or 0: the image file's ``default``)."""
+    if not keys[key]:
+        return default
+    value = _number(keys, key, where)
+    return int(value) if value.is_integer() else value  # a fraction is refused by check_size
+
+
 def _frame_camera(root: Path, meta: dict, frame: dict, image_path: Path, source: Path) -> Camera:
     width, height = read_image_size(image_path)
     keys = {k: frame.get(k, meta.get(k)) for k in _INTRINSIC_KEYS}
-    ref_w = int(keys["w"]) if keys["w"] else width
-    ref_h = int(keys["h"]) if keys["h"] else height
-    fx, fy, cx, cy = _json_intrinsics(keys, ref_w, ref_h, source)
-    distortion = _json_distortion(keys, fx, fy, cx, cy, ref_w, ref_h, source)
+    where = f"{source}: frame {frame['file_path']}"
+    ref_w, ref_h = check_size(_pixels(keys, "w", where, width), _pixels(keys, "h", where, height), where)
+    fx, fy, cx, cy = _json_intrinsics(keys, ref_w, ref_h, where)
+    distortion = _json_distortion(keys, fx, fy, cx, cy, ref_w, ref_h, where)
     try:
         R, t = opengl_c2w_to_w2c(frame["transform_matrix"])
     except (ValueError, TypeError, IndexError, np.linalg.LinAlgError) as exc:
-        raise SceneError(f"bad transform_matrix for {frame['file_path']} in {source}: {exc}") from exc
+        raise SceneError(f"{where}: bad transform_matrix ({exc})") from None
     camera = Camera(
         uid=0, image_name=Path(os.path.relpath(image_path, root)).as_posix(), image_path=image_path,
         width=ref_w, height=ref_h, fx=fx, fy=fy, cx=cx, cy=cy, R=R, t=t, distortion=distortion,
     )
+    check_camera(camera, where)
     if (width, height) != (ref_w, ref_h):
         camera = camera.resized(width, height)
         if distortion is not None:
@@ -127,33 +156,41 @@ def _frame_camera(root: Path, meta: dict, frame: dict, image_path: Path, source:
     return camera
 
 
-def _json_intrinsics(keys: dict, width: int, height: int, source: Path) -> tuple[float, float, float, float]:
+def _angle(keys: dict, key: str, where: str) -> float:
+    """A field of view in radians, in (0, pi)."""
+    angle = _number(keys, key, where)
+    if not 0.0 < angle < math.pi:
+        raise SceneError(f"{where}: {key} = {angle!r} is not a field of view in (0, pi) radians")
+    return angle
+
+
+def _json_intrinsics(keys: dict, width: int, height: int, where: str) -> tuple[float, float, float, float]:
     if keys["fl_x"] is not None:
-        fx = float(keys["fl_x"])
+        fx = check_focal(_number(keys, "fl_x", where), "fl_x", where)
     elif keys["camera_angle_x"] is not None:
-        fx = 0.5 * width / math.tan(0.5 * float(keys["camera_angle_x"]))
+        fx = 0.5 * width / math.tan(0.5 * _angle(keys, "camera_angle_x", where))
     else:
-        raise SceneError(f"{source} gives no focal length (fl_x or camera_angle_x)")
+        raise SceneError(f"{where}: no focal length (fl_x or camera_angle_x)")
     if keys["fl_y"] is not None:
-        fy = float(keys["fl_y"])
+        fy = check_focal(_number(keys, "fl_y", where), "fl_y", where)
     elif keys["camera_angle_y"] is not None and keys["fl_x"] is None:
-        fy = 0.5 * height / math.tan(0.5 * float(keys["camera_angle_y"]))
+        fy = 0.5 * height / math.tan(0.5 * _angle(keys, "camera_angle_y", where))
     else:
         fy = fx  # square pixels (3DGS derives FovY from the same focal)
-    cx = float(keys["cx"]) if keys["cx"] is not None else width / 2.0
-    cy = float(keys["cy"]) if keys["cy"] is not None else height / 2.0
-    return fx, fy, cx, cy
+    cx = _number(keys, "cx", where)
+    cy = _number(keys, "cy", where)
+    return fx, fy, width / 2.0 if cx is None else cx, height / 2.0 if cy is None else cy
 
 
-def _json_distortion(keys, fx, fy, cx, cy, width, height, source) -> Distortion | None:
+def _json_distortion(keys, fx, fy, cx, cy, width, height, where: str) -> Distortion | None:
     model = keys["camera_model"]
     if keys["is_fisheye"]:
         model = "OPENCV_FISHEYE"
     if model not in _SUPPORTED_JSON_MODELS:
-        raise SceneError(f"unsupported camera model {model} in {source}: supported are OPENCV and PINHOLE")
-    if any(float(keys[k] or 0.0) != 0.0 for k in ("k3", "k4")):
-        raise SceneError(f"unsupported camera model FULL_OPENCV (non-zero k3/k4) in {source}")
-    coeffs = tuple(float(keys[k] or 0.0) for k in ("k1", "k2", "p1", "p2"))
+        raise SceneError(f"{where}: unsupported camera model {model}: supported are OPENCV and PINHOLE")
+    if any((_number(keys, k, where) or 0.0) != 0.0 for k in ("k3", "k4")):
+        raise SceneError(f"{where}: unsupported camera model FULL_OPENCV (non-zero k3/k4)")
+    coeffs = tuple(_number(keys, k, where) or 0.0 for k in ("k1", "k2", "p1", "p2"))
     if not any(coeffs):
         return None
     return Distortion("OPENCV", coeffs, fx, fy, cx, cy, int(width), int(height))
@@ -230,9 +267,15 @@ def read_ply_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
             dtype = np.dtype([(name, endian + _PLY_TYPES[kind]) for name, kind in props])
             table = np.frombuffer(raw, dtype, count=count, offset=body_start)
             columns = {name: table[name] for name, _ in props}
+        if len(table) != count:
+            raise ValueError(f"the header announces {count} vertices, the file holds {len(table)}")
         xyz = np.stack([columns[a].astype(np.float64) for a in ("x", "y", "z")], axis=1)
-    except (ValueError, KeyError, UnicodeDecodeError, IndexError) as exc:
-        raise SceneError(f"cannot read point cloud {path}: {exc}") from exc
+    except (ValueError, KeyError, UnicodeDecodeError, IndexError, OSError) as exc:
+        raise SceneError(f"cannot read point cloud {path}: {str(exc)[:200]}") from None
+    bad = ~np.isfinite(xyz).all(axis=1)
+    if bad.any():
+        raise SceneError(f"{path}: vertex {int(np.flatnonzero(bad)[0])} has a non-finite position "
+                         f"({int(bad.sum())} such vertices)")
     if all(c in columns for c in ("red", "green", "blue")):
         rgb = np.stack([columns[c] for c in ("red", "green", "blue")], axis=1)
         if np.issubdtype(rgb.dtype, np.floating) and rgb.max(initial=0.0) <= 1.0:

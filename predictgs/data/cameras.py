@@ -13,6 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from predictgs.errors import SceneError
+
+MAX_IMAGE_SIDE = 1 << 20  # pixels: a larger width or height is a corrupt size field, not a camera
+QUATERNION_TOLERANCE = 1e-3  # |norm - 1| up to this is rounding (the quaternion is normalised); more is an error
+ROTATION_TOLERANCE = 1e-3  # max |R R^T - I| of a rotation matrix read from a file
+
 
 @dataclass
 class Distortion:
@@ -130,3 +136,73 @@ def rotmat_to_qvec(R: np.ndarray) -> np.ndarray:
     x, y, z, w = eigvecs[:, np.argmax(eigvals)]
     q = np.array([w, x, y, z])
     return -q if q[0] < 0 else q
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks of values read from scene files. Each raises a SceneError that starts with ``where`` (the file,
+# and the camera, image or point concerned).
+
+
+def check_size(width, height, where: str) -> tuple[int, int]:
+    """(width, height) as positive integers of at most MAX_IMAGE_SIDE."""
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < int(value) <= MAX_IMAGE_SIDE:
+            raise SceneError(f"{where}: image {name} {value!r} is not a positive integer of at most {MAX_IMAGE_SIDE}")
+    return int(width), int(height)
+
+
+def check_finite(values, what: str, where: str) -> np.ndarray:
+    """``values`` as a float64 array whose entries are all finite."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SceneError(f"{where}: {what} {values!r} is not numeric") from None
+    if not np.isfinite(array).all():
+        raise SceneError(f"{where}: {what} {np.array2string(array, precision=6, threshold=12)} is not finite")
+    return array
+
+
+def check_focal(value, name: str, where: str) -> float:
+    """A focal length in pixels: a finite number > 0."""
+    focal = float(check_finite(value, name, where))
+    if not focal > 0:
+        raise SceneError(f"{where}: focal length {name} = {focal!r} is not positive")
+    return focal
+
+
+def unit_quaternion(qvec, where: str) -> np.ndarray:
+    """A rotation quaternion (w, x, y, z) of norm 1 within QUATERNION_TOLERANCE, returned normalised
+    (as stored when it is of norm 1 to rounding, so that reading a file is exact). Zero, non-finite or
+    clearly non-unit quaternions are errors (they are no rotation)."""
+    q = check_finite(qvec, "quaternion", where)
+    if q.shape != (4,):
+        raise SceneError(f"{where}: a quaternion has 4 values, got {q.size}")
+    norm = float(np.linalg.norm(q))
+    if norm == 0.0 or abs(norm - 1.0) > QUATERNION_TOLERANCE:
+        raise SceneError(f"{where}: quaternion {q.tolist()} has norm {norm:.6g}, not 1 (no rotation)")
+    return q if abs(norm - 1.0) <= 1e-12 else q / norm
+
+
+def check_rotation(R, where: str) -> np.ndarray:
+    """A 3x3 rotation matrix: finite, orthonormal within ROTATION_TOLERANCE, determinant +1."""
+    R = check_finite(R, "rotation", where)
+    if R.shape != (3, 3):
+        raise SceneError(f"{where}: a rotation is 3x3, got shape {R.shape}")
+    error = float(np.abs(R @ R.T - np.eye(3)).max())
+    if error > ROTATION_TOLERANCE or np.linalg.det(R) <= 0:
+        raise SceneError(f"{where}: the camera rotation is not a rotation matrix (|R R^T - I| = {error:.3g}, "
+                         f"det = {np.linalg.det(R):.3g})")
+    return R
+
+
+def check_camera(camera: Camera, where: str) -> Camera:
+    """Every value of a camera: size, focal lengths, principal point, pose."""
+    check_size(camera.width, camera.height, where)
+    check_focal(camera.fx, "fx", where)
+    check_focal(camera.fy, "fy", where)
+    check_finite([camera.cx, camera.cy], "principal point", where)
+    check_rotation(camera.R, where)
+    check_finite(camera.t, "translation", where)
+    if camera.distortion is not None:
+        check_finite(camera.distortion.params, "distortion coefficients", where)
+    return camera

@@ -22,9 +22,11 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from predictgs.data.cameras import Camera, Distortion, qvec_to_rotmat
+from predictgs.data.cameras import (Camera, Distortion, check_camera, check_finite, check_focal, check_size,
+                                    qvec_to_rotmat, unit_quaternion)
 from predictgs.data.images import IMAGE_EXTENSIONS, distortion_at_size, read_image_size
 from predictgs.errors import SceneError
+from predictgs.io import write_atomic
 
 # model_id -> (name, number of parameters), from COLMAP's camera model list.
 CAMERA_MODELS: dict[int, tuple[str, int]] = {
@@ -43,6 +45,10 @@ CAMERA_MODELS: dict[int, tuple[str, int]] = {
 }
 MODEL_IDS: dict[str, int] = {name: model_id for model_id, (name, _) in CAMERA_MODELS.items()}
 MODEL_NUM_PARAMS: dict[str, int] = {name: n for name, n in CAMERA_MODELS.values()}
+
+# Parameters that are focal lengths (must be > 0): one focal length for the SIMPLE_* and RADIAL models,
+# fx and fy (the first two) for the others.
+SINGLE_FOCAL_MODELS = ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE")
 
 # Models we turn into pinhole cameras; the distorted ones are undistorted when images are loaded.
 PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
@@ -175,18 +181,59 @@ def read_colmap_model(path: Path) -> ColmapModel:
 
 
 def read_cameras(path: Path) -> dict[int, ColmapCamera]:
+    """Cameras of a cameras.bin|txt file; sizes and parameters are checked (finite, focal lengths and
+    sizes positive)."""
     path = Path(path)
-    return _read_either(path, _read_cameras_bin, _read_cameras_txt)
+    cameras = _read_either(path, _read_cameras_bin, _read_cameras_txt)
+    for camera in cameras.values():
+        _check_camera(camera, path)
+    return cameras
 
 
 def read_images(path: Path) -> dict[int, ColmapImage]:
+    """Images of an images.bin|txt file; poses are checked (finite, unit quaternions, which are
+    normalised)."""
     path = Path(path)
-    return _read_either(path, _read_images_bin, _read_images_txt)
+    images = _read_either(path, _read_images_bin, _read_images_txt)
+    for image in images.values():
+        where = f"{path}: image {image.id} ({image.name})"
+        image.qvec = unit_quaternion(image.qvec, where)
+        image.tvec = check_finite(image.tvec, "translation", where)
+    return images
 
 
 def read_points3D(path: Path) -> ColmapPoints:
+    """Points of a points3D.bin|txt file; positions are checked (finite)."""
     path = Path(path)
-    return _read_either(path, _read_points_bin, _read_points_txt)
+    points = _read_either(path, _read_points_bin, _read_points_txt)
+    bad = ~np.isfinite(points.xyz).all(axis=1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise SceneError(f"{path}: point {int(points.ids[first])} has a non-finite position "
+                         f"{points.xyz[first].tolist()} ({int(bad.sum())} such points)")
+    _check_unique(points.ids, "point", path)
+    return points
+
+
+def _check_camera(camera: ColmapCamera, path: Path) -> None:
+    where = f"{path}: camera {camera.id}"
+    check_size(camera.width, camera.height, where)
+    params = check_finite(camera.params, f"{camera.model} parameters", where)
+    names = ("f",) if camera.model in SINGLE_FOCAL_MODELS else ("fx", "fy")
+    for index, name in enumerate(names):
+        check_focal(params[index], name, where)
+
+
+def _check_unique(ids: np.ndarray, what: str, path: Path) -> None:
+    values, counts = np.unique(np.asarray(ids), return_counts=True)
+    if (counts > 1).any():
+        raise SceneError(f"{path}: {what} id {int(values[counts > 1][0])} appears more than once")
+
+
+def _insert(records: dict, key: int, value, what: str, path: Path) -> None:
+    if key in records:
+        raise SceneError(f"{path}: {what} id {key} appears more than once")
+    records[key] = value
 
 
 def _read_either(path: Path, read_bin, read_txt):
@@ -197,8 +244,10 @@ def _read_either(path: Path, read_bin, read_txt):
         return reader(path)
     except SceneError:
         raise
-    except (struct.error, ValueError, IndexError, UnicodeDecodeError, OverflowError) as exc:
-        raise SceneError(f"corrupt or truncated COLMAP file {path}: {exc}") from exc
+    except (struct.error, ValueError, IndexError, UnicodeDecodeError, OverflowError, MemoryError) as exc:
+        raise SceneError(f"corrupt or truncated COLMAP file {path}: {str(exc).splitlines()[0][:200]}") from None
+    except OSError as exc:
+        raise SceneError(f"cannot read COLMAP file {path}: {exc.strerror or exc}") from None
 
 
 def _model_name(model_id: int, path: Path) -> tuple[str, int]:
@@ -232,7 +281,7 @@ def _read_cameras_bin(path: Path) -> dict[int, ColmapCamera]:
         name, n_params = _model_name(model_id, path)
         params = np.frombuffer(buf, "<f8", count=n_params, offset=pos).astype(np.float64)
         pos += 8 * n_params
-        cameras[cam_id] = ColmapCamera(cam_id, name, int(width), int(height), params)
+        _insert(cameras, cam_id, ColmapCamera(cam_id, name, int(width), int(height), params), "camera", path)
     return cameras
 
 
@@ -258,10 +307,10 @@ def _read_images_bin(path: Path) -> dict[int, ColmapImage]:
         pos += _U64.size
         obs = np.frombuffer(buf, _POINT2D, count=n_points, offset=pos)
         pos += _POINT2D.itemsize * n_points
-        images[head[0]] = ColmapImage(
+        _insert(images, head[0], ColmapImage(
             id=head[0], qvec=np.array(head[1:5]), tvec=np.array(head[5:8]), camera_id=head[8], name=name,
             xys=obs["xy"].astype(np.float64).reshape(-1, 2), point3D_ids=obs["point3D_id"].astype(np.int64),
-        )
+        ), "image", path)
     return images
 
 
@@ -310,7 +359,8 @@ def _point_record_starts(buf: bytes, count: int) -> tuple[list[int], int]:
 
 def _data_lines(path: Path) -> list[str]:
     """Lines that are not comments (empty lines kept: images.txt may have empty keypoint lines)."""
-    return [line.rstrip("\r\n") for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
+    return [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines()
+            if not line.lstrip().startswith("#")]
 
 
 def _read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
@@ -319,6 +369,8 @@ def _read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
         parts = line.split()
         if not parts:
             continue
+        if len(parts) < 4:
+            raise ValueError(f"camera line needs at least 4 fields, got {len(parts)}: {line[:80]!r}")
         cam_id, model, width, height = int(parts[0]), parts[1], int(parts[2]), int(parts[3])
         if model not in MODEL_NUM_PARAMS:
             raise SceneError(f"unknown COLMAP camera model {model} in {path}")
@@ -328,7 +380,7 @@ def _read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
                 f"camera {cam_id} in {path}: model {model} needs {MODEL_NUM_PARAMS[model]} parameters, "
                 f"got {len(params)}"
             )
-        cameras[cam_id] = ColmapCamera(cam_id, model, width, height, params)
+        _insert(cameras, cam_id, ColmapCamera(cam_id, model, width, height, params), "camera", path)
     return cameras
 
 
@@ -348,11 +400,11 @@ def _read_images_txt(path: Path) -> dict[int, ColmapImage]:
             raise ValueError(f"image line needs 10 fields, got {len(head)}: {' '.join(head)!r}")
         values = np.array([float(v) for v in keypoints], dtype=np.float64).reshape(-1, 3)
         image_id = int(head[0])
-        images[image_id] = ColmapImage(
+        _insert(images, image_id, ColmapImage(
             id=image_id, qvec=np.array([float(v) for v in head[1:5]]), tvec=np.array([float(v) for v in head[5:8]]),
             camera_id=int(head[8]), name=head[9], xys=values[:, :2].copy(),
             point3D_ids=values[:, 2].astype(np.int64),
-        )
+        ), "image", path)
     return images
 
 
@@ -362,9 +414,14 @@ def _read_points_txt(path: Path) -> ColmapPoints:
         parts = line.split()
         if not parts:
             continue
+        if len(parts) < 8:
+            raise ValueError(f"point line needs at least 8 fields, got {len(parts)}: {line[:80]!r}")
         ids.append(int(parts[0]))
         xyz.append([float(v) for v in parts[1:4]])
-        rgb.append([int(v) for v in parts[4:7]])
+        colour = [int(v) for v in parts[4:7]]
+        if not all(0 <= v <= 255 for v in colour):
+            raise ValueError(f"point {parts[0]}: colour {colour} is outside 0..255")
+        rgb.append(colour)
         errors.append(float(parts[7]))
         track = parts[8:]
         if len(track) % 2:
@@ -397,7 +454,8 @@ def write_colmap_text(folder: Path, cameras, images, points: ColmapPoints | None
     fixed number of decimals instead, as SfM output carries them (the synthetic benchmark does this;
     camera parameters and poses stay exact). The header lines carry COLMAP's summary statistics
     (mean observations per image, mean track length), with 6 significant digits.
-    Lines end in ``\\n`` on every platform, so a file's bytes do not depend on where it was written."""
+    Lines end in ``\\n`` on every platform, so a file's bytes do not depend on where it was written.
+    Every file is written atomically (:func:`predictgs.io.write_atomic`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cams, imgs = _records(cameras), _records(images)
@@ -407,7 +465,7 @@ def write_colmap_text(folder: Path, cameras, images, points: ColmapPoints | None
              "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]",
              f"# Number of cameras: {len(cams)}"]
     lines += [" ".join([str(c.id), c.model, str(c.width), str(c.height), *_floats(c.params)]) for c in cams]
-    (folder / "cameras.txt").write_text("\n".join(lines) + "\n", newline="\n")
+    write_atomic(folder / "cameras.txt", "\n".join(lines) + "\n")
 
     # COLMAP counts an observation per keypoint that has a 3D point.
     n_obs = sum(int(np.count_nonzero(np.asarray(im.point3D_ids) >= 0)) for im in imgs)
@@ -420,7 +478,7 @@ def write_colmap_text(folder: Path, cameras, images, points: ColmapPoints | None
         xys = _floats(im.xys, xy_decimals)
         lines.append(" ".join(f"{x} {y} {int(pid)}" for x, y, pid in
                               zip(xys[0::2], xys[1::2], np.asarray(im.point3D_ids).tolist())))
-    (folder / "images.txt").write_text("\n".join(lines) + "\n", newline="\n")
+    write_atomic(folder / "images.txt", "\n".join(lines) + "\n")
 
     n_track = int(np.sum(points.track_lengths))
     lines = ["# 3D point list with one line of data per point:",
@@ -434,7 +492,7 @@ def write_colmap_text(folder: Path, cameras, images, points: ColmapPoints | None
             str(int(points.ids[i])), *_floats(points.xyz[i], xyz_decimals), *(str(int(v)) for v in points.rgb[i]),
             *_floats(points.errors[i], error_decimals), *(str(int(v)) for v in track.reshape(-1)),
         ]))
-    (folder / "points3D.txt").write_text("\n".join(lines) + "\n", newline="\n")
+    write_atomic(folder / "points3D.txt", "\n".join(lines) + "\n")
 
 
 def write_colmap_binary(folder: Path, cameras, images, points: ColmapPoints | None = None) -> None:
@@ -448,7 +506,7 @@ def write_colmap_binary(folder: Path, cameras, images, points: ColmapPoints | No
     for c in cams:
         chunks.append(_CAMERA_HEAD.pack(c.id, MODEL_IDS[c.model], c.width, c.height))
         chunks.append(np.asarray(c.params, "<f8").tobytes())
-    (folder / "cameras.bin").write_bytes(b"".join(chunks))
+    write_atomic(folder / "cameras.bin", b"".join(chunks))
 
     chunks = [_U64.pack(len(imgs))]
     for im in imgs:
@@ -458,7 +516,7 @@ def write_colmap_binary(folder: Path, cameras, images, points: ColmapPoints | No
         obs["xy"] = np.asarray(im.xys, np.float64).reshape(-1, 2)
         obs["point3D_id"] = im.point3D_ids
         chunks.append(_U64.pack(len(obs)) + obs.tobytes())
-    (folder / "images.bin").write_bytes(b"".join(chunks))
+    write_atomic(folder / "images.bin", b"".join(chunks))
 
     heads = np.zeros(len(points), _POINT_HEAD)
     heads["id"], heads["xyz"], heads["rgb"] = points.ids, points.xyz, points.rgb
@@ -472,7 +530,7 @@ def write_colmap_binary(folder: Path, cameras, images, points: ColmapPoints | No
     chunks = [_U64.pack(len(points))]
     chunks += [head_bytes[i * size:(i + 1) * size] + track_bytes[a:b]
                for i, (a, b) in enumerate(zip(offsets.tolist(), ends.tolist()))]
-    (folder / "points3D.bin").write_bytes(b"".join(chunks))
+    write_atomic(folder / "points3D.bin", b"".join(chunks))
 
 
 def _records(items) -> list:

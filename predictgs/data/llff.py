@@ -9,11 +9,12 @@ same capture lines up with these poses.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from predictgs.data.cameras import Camera
+from predictgs.data.cameras import Camera, check_focal, check_rotation
 from predictgs.data.colmap import model_file, read_points3D
 from predictgs.data.images import list_image_files, read_image_size
 from predictgs.errors import SceneError
@@ -22,16 +23,31 @@ POSES_FILE = "poses_bounds.npy"
 
 
 def read_poses_bounds(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(poses (N, 3, 5), bounds (N, 2)) from a poses_bounds.npy file."""
+    """(poses (N, 3, 5), bounds (N, 2)) from a poses_bounds.npy file (never unpickled). Every value must
+    be finite, each pose's rotation a rotation, its image height, width and focal length positive."""
     path = Path(path)
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise SceneError(f"cannot read {path}: {exc}") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise SceneError(f"cannot read {path}: {str(exc).splitlines()[0][:200] or type(exc).__name__}") from None
+    if not isinstance(data, np.ndarray):  # an .npz archive
+        raise SceneError(f"{path} must hold one N x 17 array (numpy .npy), not an archive")
     if data.ndim != 2 or data.shape[1] != 17 or not np.issubdtype(data.dtype, np.number):
         raise SceneError(f"{path} must hold an N x 17 numeric array, got shape {data.shape}")
     data = data.astype(np.float64)
-    return data[:, :15].reshape(-1, 3, 5), data[:, 15:17]
+    bad = ~np.isfinite(data).all(axis=1)
+    if bad.any():
+        raise SceneError(f"{path}: pose {int(np.flatnonzero(bad)[0])} has non-finite values")
+    poses, bounds = data[:, :15].reshape(-1, 3, 5), data[:, 15:17]
+    for i, pose in enumerate(poses):
+        where = f"{path}: pose {i}"
+        height, width, focal = pose[:, 4]
+        for name, value in (("height", height), ("width", width)):
+            if not value > 0:
+                raise SceneError(f"{where}: image {name} {float(value)!r} is not positive")
+        check_focal(focal, "focal", where)
+        check_rotation(pose[:, :3], where)
+    return poses, bounds
 
 
 def llff_poses_to_w2c(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

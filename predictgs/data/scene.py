@@ -26,25 +26,25 @@ cameras at the size of their image files, then applies the protocol:
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 import re
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import torch
 
+from predictgs.config import CHECK, SEED_LIMIT, bounded, check_fields, choice
 from predictgs.data import blender, colmap, llff
-from predictgs.data.cameras import Camera
+from predictgs.data.cameras import MAX_IMAGE_SIDE, Camera, check_camera
 from predictgs.data.images import load_image
 from predictgs.errors import ConfigError, SceneError
 
 FORMATS = ("colmap", "llff", "blender", "instant-ngp")
 RESOLUTIONS = ("hac", "3dgs", "factor")
+MAX_RANDOM_INIT_POINTS = 10**8
 
 # Half-sizes of the camera-centre box are multiplied by this about the box centre. NeRF-synthetic
 # trains on an upper hemisphere of radius ~4 (centre heights ~0.1..4), so its box is about
@@ -63,38 +63,31 @@ _warned_once: set[str] = set()
 # Protocol
 
 
+def _folder_name(value, key: str) -> None:
+    if value is not None and not value.strip():
+        raise ConfigError(f"{key}: expected a folder name or null, got {value!r}")
+
+
 @dataclass
 class Protocol:
-    """How a scene is evaluated. Recorded with every result (``to_dict``)."""
+    """How a scene is evaluated. Recorded with every result (``to_dict``). Each field declares its type
+    and range (``predictgs.config``); a wrong one is a ConfigError naming ``protocol.<field>``."""
 
-    llffhold: int = 8
-    resolution: str = "hac"
-    max_width: int = 1600
-    images_folder: str | None = None
-    downscale: float = 1.0
+    llffhold: int = 8  # <= 0: every image is a training image
+    resolution: str = field(default="hac", metadata=choice(RESOLUTIONS))
+    max_width: int = field(default=1600, metadata=bounded(1, MAX_IMAGE_SIDE))
+    images_folder: str | None = field(default=None, metadata={CHECK: _folder_name})
+    downscale: float = field(default=1.0, metadata=bounded(0.0, MAX_IMAGE_SIDE, low_open=True))
     white_background: bool | None = None  # None: True for Blender scenes, False otherwise
-    random_init_points: int = 100_000
-    seed: int = 0
+    random_init_points: int = field(default=100_000, metadata=bounded(1, MAX_RANDOM_INIT_POINTS))
+    seed: int = field(default=0, metadata=bounded(0, SEED_LIMIT, high_open=True))
 
     def __post_init__(self):
         self.validate()
 
     def validate(self) -> None:
-        """Raise ConfigError for a value of the wrong type or range."""
-        _check_int("llffhold", self.llffhold)
-        if self.resolution not in RESOLUTIONS:
-            raise ConfigError(f"protocol.resolution must be one of {', '.join(RESOLUTIONS)}, got {self.resolution!r}")
-        _check_int("max_width", self.max_width, minimum=1)
-        if self.images_folder is not None and (not isinstance(self.images_folder, str) or not self.images_folder.strip()):
-            raise ConfigError(f"protocol.images_folder must be a folder name or null, got {self.images_folder!r}")
-        if (isinstance(self.downscale, bool) or not isinstance(self.downscale, numbers.Real)
-                or not math.isfinite(self.downscale) or self.downscale <= 0):
-            raise ConfigError(f"protocol.downscale must be a positive number, got {self.downscale!r}")
-        if self.white_background is not None and not isinstance(self.white_background, bool):
-            raise ConfigError(f"protocol.white_background must be true, false or null, got {self.white_background!r}")
-        _check_int("random_init_points", self.random_init_points, minimum=1)
-        _check_int("seed", self.seed, minimum=0)
-        self.downscale = float(self.downscale)
+        """Raise ConfigError for a value of the wrong type or range (ints where floats are due become floats)."""
+        check_fields(self, prefix="protocol.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -104,17 +97,10 @@ class Protocol:
         if not isinstance(data, Mapping):
             raise ConfigError(f"protocol must be a mapping, got {type(data).__name__}")
         known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(known))
+        unknown = sorted(map(str, set(data) - set(known)))
         if unknown:
-            raise ConfigError(f"unknown protocol keys: {', '.join(map(str, unknown))} (known: {', '.join(known)})")
+            raise ConfigError(f"unknown protocol keys: {', '.join(unknown)} (known: {', '.join(known)})")
         return cls(**dict(data))
-
-
-def _check_int(name: str, value, minimum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ConfigError(f"protocol.{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"protocol.{name} must be >= {minimum}, got {value}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -202,6 +188,11 @@ def load_scene(path, protocol: Protocol | Mapping | None = None) -> Scene:
         raise SceneError(f"scene path is not a folder: {root}")
     scene_format = detect_format(root)
     source = _READERS[scene_format](root, protocol)
+    # Every reader checks what it reads, naming its file; this catches what a reader derived from it.
+    for camera in source.cameras:
+        check_camera(camera, f"{root}: camera of {camera.image_name}")
+    if source.cloud is not None and not np.isfinite(source.cloud[0]).all():
+        raise SceneError(f"{root}: the initial point cloud has non-finite positions")
 
     if source.predefined_split is None:
         train, test = split_llffhold(sort_cameras(source.cameras), protocol.llffhold)
@@ -285,6 +276,9 @@ def working_size(width: int, height: int, protocol: Protocol) -> tuple[int, int]
 
 def _to_working(camera: Camera, protocol: Protocol) -> Camera:
     size = working_size(camera.width, camera.height, protocol)
+    if min(size) < 1:
+        raise ConfigError(f"protocol: {camera.image_name} ({camera.width}x{camera.height}) would be used at "
+                          f"{size[0]}x{size[1]} pixels (downscale {protocol.downscale:g})")
     return camera if size == (camera.width, camera.height) else camera.resized(*size)
 
 

@@ -25,10 +25,11 @@ from ..codec.arithmetic import torchac
 from ..config import dump_yaml, load_yaml
 from ..errors import BitstreamError, ConfigError
 from ..evaluate import FPS_MIN_SECONDS, device_label, evaluate_model, measure_fps, resolve_device
-from ..io import save_torch_atomic, write_atomic, write_json
+from ..data import Protocol, load_scene
+from ..io import check_output_dir, check_output_file, save_torch_atomic, write_atomic, write_json
 from ..methods import method_class, method_config, registry
 from ..render import resolve_backend
-from ..runs import read_metrics, scene_name, write_metrics
+from ..runs import read_metrics, refusal_reason, scene_name, write_metrics
 from .train import load_run
 
 QUALITY_KEYS = ("psnr", "ssim", "lpips", "lpips_vgg", "lpips_alex")
@@ -108,8 +109,12 @@ def decode_model(data: bytes) -> DecodedModel:
 def read_bitstream_file(path: Path) -> bytes:
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory, not a .pgs file")
-    size = path.stat().st_size  # FileNotFoundError for a missing file
+        raise ConfigError(f"{path} is a folder, not a .pgs file")
+    if not path.exists():
+        raise ConfigError(f"bitstream not found: {path}")
+    if not path.is_file():  # a pipe or a device: reading might never end
+        raise ConfigError(f"{path} is not a regular file")
+    size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise BitstreamError(f"file: {path} is {size} bytes, larger than any plausible bitstream")
     return path.read_bytes()
@@ -133,25 +138,20 @@ def check_round_trip(source, decoded) -> None:
             raise RuntimeError(f"codec bug: decoded {name} differ from the encoder's test-time values")
 
 
-def _check_output(path: Path, what: str) -> None:
-    if path.is_dir():
-        raise ConfigError(f"{what} {path} is a directory")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"{what} {path}: {parent} is not a directory")
-            break
-
-
 def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: str | None = None,
                chunk_anchors: int | None = None, mlp_precision: str = "fp32") -> dict:
     """Encode RUN_DIR's model into ``out_path``; returns the entries added to RUN_DIR/metrics.json."""
-    from ..data import load_scene
-
     run_dir, out_path = Path(run_dir), Path(out_path)
-    _check_output(out_path, "--output")
+    check_output_file(out_path, "--output")
+    # Every input is read (and so checked) before anything is written: the run, its metrics, and for the
+    # evaluation the device, the rasterizer and the scene.
     spec, model = load_run(run_dir, "cpu")
-    metrics = read_metrics(run_dir)  # read (and so checked) before anything is written
+    metrics = read_metrics(run_dir)
+    train = spec["train"]
+    if evaluate:
+        eval_device = resolve_device(device or train["device"])
+        backend = resolve_backend(train["rasterizer"], eval_device)
+        scene = load_scene(Path(spec["scene"]), spec["protocol"])
     info = {"scene": scene_name(spec["scene"]), "benchmark": spec.get("benchmark"), "protocol": spec["protocol"]}
     torchac()  # loaded (and on first use compiled, ~20 s) outside the timed coding
     start = time.perf_counter()
@@ -180,12 +180,8 @@ def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: 
         "num_anchors_coded": decoded.model.kept_anchor_count(),
     }
     if evaluate:
-        train = spec.get("train") or {}
-        eval_device = resolve_device(device or train.get("device", "auto"))
-        backend = resolve_backend(train.get("rasterizer", "auto"), eval_device)
-        scene = load_scene(Path(spec["scene"]), spec["protocol"])
         summary, per_view = evaluate_model(decoded.model.to(eval_device), scene, eval_device,
-                                           lpips=train.get("lpips", True), backend=backend)
+                                           lpips=train["lpips"], backend=backend)
         write_json(run_dir / "per_view_decoded.json", per_view)
         for key, name in SUMMARY_KEYS.items():
             entries[f"decoded_{key}"] = summary.get(name)
@@ -204,9 +200,7 @@ def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: 
 def save_decoded(model, method: str, out_dir: Path, info: dict | None = None) -> None:
     """``model.pt`` (the model's state and its test-time values, tensors and plain values only) and
     ``config.yaml`` (method, model configuration, where it came from)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--output {out_dir} exists and is not a directory")
+    out_dir = check_output_dir(out_dir, "--output")
     config = model_config_dict(model)
     state = {
         "format": DECODED_FORMAT,
@@ -232,8 +226,11 @@ def load_decoded(directory: Path, device: str | torch.device = "cpu"):
                           "write one with `predictgs decode FILE -o DIR`)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as err:
-        raise ConfigError(f"{path} cannot be read as a decoded model ({type(err).__name__}); decode the "
+    except OSError as err:
+        raise ConfigError(f"{path} cannot be read: {err.strerror or err}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, KeyError,
+            IndexError, UnicodeDecodeError, MemoryError, RecursionError) as err:
+        raise ConfigError(f"{path} cannot be read as a decoded model ({refusal_reason(err)}); decode the "
                           "bitstream again") from None
     if not isinstance(state, dict) or state.get("format") != DECODED_FORMAT:
         raise ConfigError(f"{path} is not a decoded model written by `predictgs decode`")
@@ -244,16 +241,20 @@ def load_decoded(directory: Path, device: str | torch.device = "cpu"):
         model = method_class(state["method"]).empty(config, state["extent"], state["voxel_size"],
                                                    state["num_anchors"])
         model.load_state_dict(state["state"])
-    except (KeyError, TypeError, RuntimeError) as err:
+        model.eval()
+        test_state = state["test_state"]
+        if not isinstance(test_state, dict) or not all(isinstance(v, torch.Tensor) for v in test_state.values()):
+            raise TypeError("test_state is not a mapping of tensors")
+        model.render_cache.fill(test_state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ConfigError(f"{path} is damaged ({type(err).__name__}); decode the bitstream again") from None
-    model.eval()
-    model.render_cache.fill(state["test_state"])
     return load_yaml(directory / CONFIG_FILE), model.to(device)
 
 
 def decode_file(path: Path, out_dir: Path) -> dict:
     path, out_dir = Path(path), Path(out_dir)
-    _check_output(out_dir / MODEL_FILE, "--output")
+    check_output_dir(out_dir, "--output")
+    check_output_file(out_dir / MODEL_FILE, "--output")
     data = read_bitstream_file(path)
     torchac()  # loaded (and on first use compiled) outside the timed decoding
     start = time.perf_counter()
@@ -269,14 +270,19 @@ def decode_file(path: Path, out_dir: Path) -> dict:
 def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None = None, device: str = "auto",
                      lpips: bool = True, rasterizer: str = "auto", fps_seconds: float = FPS_MIN_SECONDS) -> dict:
     """Metrics of a decoded model directory on a scene; written to DIR/metrics.json and DIR/per_view.json."""
-    from ..data import load_scene
-
     directory = Path(directory)
     torch_device = resolve_device(device)
     backend = resolve_backend(rasterizer, torch_device)
     info, model = load_decoded(directory, torch_device)
     run_info = info.get("run") or {}
-    merged = {**(run_info.get("protocol") or {}), **(protocol or {})}
+    run_protocol = (run_info.get("protocol") or {}) if isinstance(run_info, dict) else None
+    if not isinstance(run_protocol, dict):
+        raise ConfigError(f"{directory / CONFIG_FILE}: run.protocol must be a mapping; decode the bitstream again")
+    try:
+        Protocol.from_dict(run_protocol)
+    except ConfigError as err:
+        raise ConfigError(f"{directory / CONFIG_FILE}: {err}; decode the bitstream again") from None
+    merged = {**run_protocol, **(protocol or {})}
     scene = load_scene(Path(scene_path), merged)
     cameras = scene.test_cameras or scene.train_cameras
     if not cameras:

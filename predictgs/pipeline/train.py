@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Mapping
 
 import torch
 
@@ -12,10 +13,10 @@ from ..config import load_yaml, plain, to_dict, update_dataclass, validate
 from ..data import Protocol, load_scene
 from ..errors import ConfigError
 from ..evaluate import device_label, evaluate_model
-from ..io import write_json
+from ..io import check_output_dir, write_json
 from ..methods import method_class, method_config
-from ..runs import (CHECKPOINT, CONFIG, METRICS, PER_VIEW, TRAIN_LOG, RunSpec, file_logger, load_checkpoint,
-                    read_spec, save_checkpoint, save_spec, scene_name, write_metrics)
+from ..runs import (CHECKPOINT, CONFIG, METRICS, PER_VIEW, TRAIN_LOG, RunSpec, check_spec, file_logger,
+                    load_checkpoint, read_spec, save_checkpoint, save_spec, scene_name, write_metrics)
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
 
@@ -30,10 +31,13 @@ def build_spec(method: str, scene_path: Path, *, lmbda: float | None = None, ite
     overrides = load_yaml(config_file) if config_file else {}
     unknown = set(overrides) - set(CONFIG_SECTIONS)
     if unknown:
-        raise ConfigError(f"unknown section(s) {', '.join(sorted(unknown))} in {config_file}; "
+        raise ConfigError(f"unknown section(s) {', '.join(sorted(map(str, unknown)))} in {config_file}; "
                           f"expected {', '.join(CONFIG_SECTIONS)}")
-    model_config = method_config(method, overrides.get("model", {}))
-    train_overrides = dict(overrides.get("train", {}))
+    for section in ("train", "model", "protocol"):
+        if not isinstance(overrides.get(section) or {}, Mapping):
+            raise ConfigError(f"{section}: expected a mapping in {config_file}, got {overrides[section]!r}")
+    model_config = method_config(method, overrides.get("model") or {})
+    train_overrides = dict(overrides.get("train") or {})
     for key, value in (("iterations", iterations), ("seed", seed), ("device", device), ("lmbda", lmbda),
                        ("rasterizer", rasterizer)):
         if value is not None:
@@ -47,21 +51,11 @@ def build_spec(method: str, scene_path: Path, *, lmbda: float | None = None, ite
     benchmark = benchmark or overrides.get("benchmark", "custom")
     if not isinstance(benchmark, str) or not benchmark:
         raise ConfigError(f"benchmark: expected a name, got {benchmark!r}")
-    protocol_dict = {**overrides.get("protocol", {}), **(protocol or {})}
+    protocol_dict = {**(overrides.get("protocol") or {}), **(protocol or {})}
     proto = Protocol.from_dict(protocol_dict)
     spec = RunSpec(method=method, scene=str(Path(scene_path).resolve()), benchmark=benchmark,
                    protocol=proto.to_dict(), train=train_config, model=to_dict(model_config))
     return spec, model_config
-
-
-def _check_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir} exists and is not a directory")
-    for parent in run_dir.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"--out {run_dir}: {parent} is not a directory")
-            break
 
 
 def new_trainer(spec: RunSpec, model_config, scene, run_dir: Path, progress: bool = True) -> Trainer:
@@ -77,8 +71,7 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
                  stop_after: int | None = None, **options) -> dict | None:
     """Train (or resume) a run. Returns metrics.json's content when the run is complete."""
     spec, model_config = build_spec(method, scene_path, **options)
-    run_dir = Path(run_dir)
-    _check_run_dir(run_dir)
+    run_dir = check_output_dir(run_dir, "--out")
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.exists() and not restart and (run_dir / CONFIG).exists():
         saved, wanted = read_spec(run_dir), plain(spec.to_dict())
@@ -97,7 +90,12 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
             (run_dir / stale).unlink(missing_ok=True)
     trainer = new_trainer(spec, model_config, scene, run_dir, progress=progress)
     if state is not None:
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+            reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+            raise ConfigError(f"{checkpoint} cannot be resumed ({type(err).__name__}: {reason}); retrain the run "
+                              "(--restart)") from None
         trainer.log.info("resuming from iteration %d", trainer.iteration)
     else:
         save_spec(spec, run_dir)
@@ -157,15 +155,23 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu"):
     """The spec (dict, as saved) and the trained model of a run directory, from its checkpoint."""
     run_dir = Path(run_dir)
     checkpoint = run_dir / CHECKPOINT
-    if not checkpoint.is_file() or not (run_dir / CONFIG).is_file():
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is not a run directory (not a folder)")
+    if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir} is not a run directory (needs {CONFIG} and {CHECKPOINT})")
-    spec = read_spec(run_dir)
-    if not isinstance(spec, dict) or not isinstance(spec.get("method"), str):
-        raise ConfigError(f"{run_dir / CONFIG} does not describe a run (no method)")
+    spec = check_spec(read_spec(run_dir), run_dir / CONFIG)
+    try:
+        config = method_config(spec["method"], spec["model"])
+    except ConfigError as err:
+        raise ConfigError(f"{run_dir / CONFIG}: {err}") from None
     state = load_checkpoint(checkpoint, map_location=device)
-    config = method_config(spec["method"], spec.get("model") or {})
-    model = method_class(spec["method"]).empty(config, state["extent"], state["voxel_size"], state["num_anchors"])
-    model.load_state_dict(state["model"])
+    try:
+        model = method_class(spec["method"]).empty(config, state["extent"], state["voxel_size"], state["num_anchors"])
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise ConfigError(f"{checkpoint} does not hold a {spec['method']} model as {CONFIG} describes ({reason}); "
+                          "retrain the run (--restart)") from None
     return spec, model.to(device).eval()
 
 

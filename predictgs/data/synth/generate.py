@@ -1,4 +1,4 @@
-"""Writing one synthetic scene: argument checks, seeding, and the files on disk.
+"""Writing one synthetic scene: argument checks, seeding, and the files on disk (each written atomically).
 
 :func:`generate_scene` ties the parts together: the family's builder (:mod:`.scenes`) and camera rig
 (:mod:`.poses`), the renderer (:mod:`.shading`), the sparse points (:mod:`.sfm`), and ``synth.json``,
@@ -12,6 +12,7 @@ count does not change the scene layout: the scene (geometry, materials, light) d
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Callable
@@ -25,6 +26,7 @@ from predictgs.data.synth.scenes import BUILDERS
 from predictgs.data.synth.sfm import sample_sparse_points, write_sparse_model
 from predictgs.data.synth.shading import render_view, to_uint8
 from predictgs.errors import ConfigError
+from predictgs.io import write_atomic
 
 SYNTH_VERSION = "predictgs-synth-1"
 # The position of a family in this tuple seeds its random streams: append new families, never reorder.
@@ -103,7 +105,9 @@ def generate_scene(family: str, seed: int, out_dir: Path, width: int = 160, heig
     for i, cam in enumerate(cameras):
         img = render_view(scene, cam, supersample, jitter_rng)
         images.append(img)
-        Image.fromarray(to_uint8(img), mode="RGB").save(image_dir / cam.image_name, format="PNG")
+        png = io.BytesIO()
+        Image.fromarray(to_uint8(img), mode="RGB").save(png, format="PNG")
+        write_atomic(image_dir / cam.image_name, png.getvalue())
         cam.image_path = image_dir / cam.image_name
         if bar is not None:
             bar.update(1)
@@ -139,5 +143,5 @@ def generate_scene(family: str, seed: int, out_dir: Path, width: int = 160, heig
         "camera_extent": extent,
         "primitives": scene.description,
     }
-    (out_dir / "synth.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_atomic(out_dir / "synth.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return {**meta, "out_dir": str(out_dir), "image_names": [c.image_name for c in cameras]}
