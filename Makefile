@@ -13,7 +13,7 @@ GPU_SCENE  ?= ../shared/data/scenes/fern
 GPU_OUT    ?= gpu_check
 GPU_ARGS   ?=
 
-.PHONY: help install test test-fast reproduce bench gpu-check clean-venv
+.PHONY: help install test test-fast fuzz reproduce bench gpu-check clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,6 +33,10 @@ test: $(STAMP)  ## run the whole test suite (CPU; GPU tests skip without CUDA)
 
 test-fast: $(STAMP)  ## the suite without the slow training tests
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+FUZZ_CASES ?= 5000
+fuzz: $(STAMP)  ## bitstream fuzzing, FUZZ_CASES (default 5000) corruptions per method (make test runs 1000)
+	PREDICTGS_FUZZ_CASES=$(FUZZ_CASES) $(PY) -m pytest tests/test_fuzz.py -q -s $(PYTEST_ARGS)
 
 reproduce: $(STAMP)  ## regenerate the tables and plots on the embedded benchmark
 	$(VENV)/bin/snakemake --cores $(CORES) reproduce_tables
