@@ -12,12 +12,22 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ConfigError
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_NEW_FILE_MODE = _umask_mode()  # read once, at import (os.umask can only be read by setting it)
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -76,8 +86,12 @@ def write_atomic(path: str | Path, data: bytes | str, encoding: str = "utf-8") -
         raise ConfigError(f"{path} exists and is not a regular file; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode(encoding) if isinstance(data, str) else data
+    # mkstemp creates the file readable by its owner only; give it the mode a plain open() would (the
+    # umask's), or keep the mode of the file it replaces.
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else _NEW_FILE_MODE
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
+        os.fchmod(handle, mode)
         with os.fdopen(handle, "wb") as out:
             out.write(payload)
             out.flush()
