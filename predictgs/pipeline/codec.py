@@ -26,6 +26,7 @@ from ..config import dump_yaml, load_yaml
 from ..errors import BitstreamError, ConfigError
 from ..evaluate import FPS_MIN_SECONDS, device_label, evaluate_model, measure_fps, resolve_device
 from ..data import Protocol, load_scene
+from ..entropy.anchor import MAX_CHUNK_ANCHORS
 from ..io import check_output_dir, check_output_file, save_torch_atomic, write_atomic, write_json
 from ..methods import method_class, method_config, registry
 from ..render import resolve_backend
@@ -72,6 +73,10 @@ def encode_model(model, info: dict | None = None, chunk_anchors: int | None = No
     decodes exactly to the model it describes; that model differs from the trained one by the rounding."""
     if mlp_precision not in MLP_PRECISIONS:
         raise ConfigError(f"mlp precision must be one of {', '.join(MLP_PRECISIONS)}, got {mlp_precision!r}")
+    if chunk_anchors is not None and (isinstance(chunk_anchors, bool) or not isinstance(chunk_anchors, int)
+                                      or not 1 <= chunk_anchors <= MAX_CHUNK_ANCHORS):
+        raise ConfigError(f"chunk_anchors must be an integer in [1, {MAX_CHUNK_ANCHORS}] (the decoder's limit), "
+                          f"got {chunk_anchors!r}")
     half = mlp_precision == "fp16"
     source = model.rounded_to_half() if half else model
     coded = source.coded_state(half_networks=half, chunk_anchors=chunk_anchors)
@@ -272,6 +277,8 @@ def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None
     """Metrics of a decoded model directory on a scene; written to DIR/metrics.json and DIR/per_view.json."""
     directory = Path(directory)
     torch_device = resolve_device(device)
+    if directory.is_dir():  # its metrics are written there: fail now rather than after the evaluation
+        check_output_dir(directory, "DECODED_DIR")
     backend = resolve_backend(rasterizer, torch_device)
     info, model = load_decoded(directory, torch_device)
     run_info = info.get("run") or {}
