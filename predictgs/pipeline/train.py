@@ -152,7 +152,9 @@ def finish(trainer: Trainer, spec: RunSpec, run_dir: Path) -> dict:
 
 
 def load_run(run_dir: Path, device: str | torch.device = "cpu"):
-    """The spec (dict, as saved) and the trained model of a run directory, from its checkpoint."""
+    """The spec (config.yaml as saved, checked, its protocol and train sections completed with defaults)
+    and the trained model of a run directory, from its checkpoint. A damaged or foreign run directory is a
+    ConfigError naming the file."""
     run_dir = Path(run_dir)
     checkpoint = run_dir / CHECKPOINT
     if not run_dir.is_dir():
