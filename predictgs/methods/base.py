@@ -280,6 +280,19 @@ class AnchorMethod(nn.Module):
         return self.render_cache.tensors()
 
     # -- size ----------------------------------------------------------------------------------------
+    @property
+    def num_primitives(self) -> int:
+        """Rows of the per-primitive state (anchors here): what a checkpoint or bitstream sizes."""
+        return self.anchors.num_anchors
+
+    def resize(self, num: int) -> None:
+        """Give the per-primitive state ``num`` zero rows (before loading a checkpoint)."""
+        self.anchors.resize(num)
+
+    def counts(self) -> dict[str, int | None]:
+        """What metrics.json reports: anchors the bitstream stores, Gaussians they can spawn."""
+        return {"num_anchors": self.kept_anchor_count(), "num_gaussians": self.active_gaussian_count()}
+
     def networks(self) -> dict[str, nn.Module]:
         """The networks stored as floats ("mlps"), in file order."""
         return {"mlp_opacity": self.decoder.mlp_opacity, "mlp_cov": self.decoder.mlp_cov,

@@ -101,8 +101,8 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
         trainer.log.info("resuming from iteration %d", trainer.iteration)
     else:
         save_spec(spec, run_dir)
-        trainer.log.info("new run: %s on %s, %d anchors (voxel size %.6g), device %s, rasterizer %s", method,
-                         scene.path, trainer.model.anchors.num_anchors, trainer.model.voxel_size, trainer.device,
+        trainer.log.info("new run: %s on %s, %d primitives (voxel size %.6g), device %s, rasterizer %s", method,
+                         scene.path, trainer.model.num_primitives, trainer.model.voxel_size, trainer.device,
                          trainer.backend)
     trainer.train(stop_after=stop_after)
     if trainer.iteration < trainer.total:
@@ -131,8 +131,7 @@ def run_metrics(trainer: Trainer, spec: RunSpec) -> tuple[dict, dict]:
         "lpips_vgg": summary.get("LPIPS_VGG"),
         "lpips_alex": summary.get("LPIPS_ALEX"),
         "num_test_views": len(per_view["PSNR"]),
-        "num_anchors": model.kept_anchor_count(),
-        "num_gaussians": model.active_gaussian_count(),
+        **model.counts(),
         "estimated_bits": bits,
         "estimated_size_bytes": sum(bits.values()) / 8.0,
         "train_seconds": trainer.train_seconds,
@@ -164,7 +163,7 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu"):
         raise ConfigError(f"{run_dir / CONFIG} does not describe a run (no method)")
     state = load_checkpoint(checkpoint, map_location=device)
     config = method_config(spec["method"], spec.get("model") or {})
-    model = method_class(spec["method"]).empty(config, state["extent"], state["voxel_size"], state["num_anchors"])
+    model = method_class(spec["method"]).empty(config, state["extent"], state["voxel_size"], state["num_primitives"])
     model.load_state_dict(state["model"])
     return spec, model.to(device).eval()
 
