@@ -167,6 +167,9 @@ class AnchorMethod(nn.Module):
     config_class: ClassVar[type] = AnchorConfig
     default_lmbda: ClassVar[float | None] = None  # methods with a rate term set their default rate point
     with_masks: ClassVar[bool] = False
+    # How offset masks act: "opacity" (HAC: the neural opacity is gated before spawning) or "after_spawn"
+    # (HAC++: opacity and scale of the spawned Gaussians are gated in training, masked ones dropped at test).
+    mask_gate: ClassVar[str] = "opacity"
 
     def __init__(self, config: AnchorConfig, anchors: AnchorSet, extent: float, voxel_size: float):
         super().__init__()
@@ -219,6 +222,12 @@ class AnchorMethod(nn.Module):
     def begin_step(self, step: StepState) -> None:
         """Called by the trainer before each training step (e.g. HAC's box update)."""
 
+    @classmethod
+    def resolve_config(cls, config, lmbda: float | None):
+        """The configuration of a run at rate-distortion weight ``lmbda`` (settings the reference ties
+        to lambda, e.g. HAC++'s mask learning rate); most methods need nothing."""
+        return config
+
     def entropy_model(self) -> nn.Module | None:
         return None
 
@@ -252,10 +261,21 @@ class AnchorMethod(nn.Module):
         positions = rows["positions"]
         dirs, dist = view_inputs(positions, view.center)
         opacity, cov, color = self.decoder(rows["attributes"], dirs, dist)
-        if rows.get("masks") is not None:
-            opacity = opacity * rows["masks"][..., 0]
-        return assemble_gaussians(visible, positions, rows["offsets"], rows["scaling"], opacity, cov[..., 0:3],
-                                  cov[..., 3:7], color)
+        return self.spawn(visible, rows, opacity, cov[..., 0:3], cov[..., 3:7], color)
+
+    def spawn(self, visible: Tensor, rows: dict[str, Tensor], opacity: Tensor, scale_logits: Tensor,
+              rotations: Tensor, colors: Tensor) -> NeuralGaussians:
+        """The neural Gaussians of the visible anchors from their activated opacity [V,K], scale logits,
+        rotations and colours, with the offset masks applied as the method's ``mask_gate`` says."""
+        masks, after = rows.get("masks"), None
+        if masks is not None:
+            if self.mask_gate == "opacity":
+                opacity = opacity * masks[..., 0]
+            else:
+                after = masks
+        offsets = rows["offsets"].reshape(opacity.shape[0], -1, 3)
+        return assemble_gaussians(visible, rows["positions"], offsets, rows["scaling"], opacity, scale_logits,
+                                  rotations, colors, gaussian_masks=after, drop_masked=not self.training)
 
     def visible_anchors(self, view: View, positions: Tensor) -> Tensor:
         """Scaffold-GS's prefilter: anchors drawn as Gaussians with their first three scales."""

@@ -44,6 +44,7 @@ def build_spec(method: str, scene_path: Path, *, lmbda: float | None = None, ite
             raise ConfigError(f"--lmbda applies to methods with an entropy model; {method} has none")
     elif train_config.lmbda is None:
         train_config = dataclasses.replace(train_config, lmbda=cls.default_lmbda)
+    model_config = cls.resolve_config(model_config, train_config.lmbda)
     benchmark = benchmark or overrides.get("benchmark", "custom")
     if not isinstance(benchmark, str) or not benchmark:
         raise ConfigError(f"benchmark: expected a name, got {benchmark!r}")
