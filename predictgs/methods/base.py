@@ -295,6 +295,10 @@ class AnchorMethod(nn.Module):
         raise NotImplementedError
 
     def cached_test_state(self) -> dict[str, Tensor]:
+        """The test-time values, computed once in evaluation mode (in training mode, every call: the
+        parameters are still moving, and ``train()`` is what drops the cache)."""
+        if self.training:
+            return self.test_state()
         if not self.render_cache.filled:
             self.render_cache.fill(self.test_state())
         return self.render_cache.tensors()

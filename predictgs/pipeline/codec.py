@@ -125,7 +125,7 @@ def coding_report(estimated: dict[str, float], section_bytes: dict[str, int]) ->
 
 def check_round_trip(source, decoded) -> None:
     """The decoded model must be the encoder's test-time model exactly; anything else is a bug."""
-    expected, got = source.test_state(), decoded.cached_test_state()
+    expected, got = source.cached_test_state(), decoded.cached_test_state()
     if expected.keys() != got.keys():
         raise RuntimeError(f"codec bug: decoded test state has {sorted(got)}, expected {sorted(expected)}")
     for name, tensor in expected.items():
