@@ -192,6 +192,12 @@ class AnchorMethod(nn.Module):
             return cls(config, anchors, extent, voxel)
 
     @classmethod
+    def from_scene(cls, config, scene, seed: int = 0) -> "AnchorMethod":
+        """The model a run starts from (what ``predictgs train`` calls): from the scene's initial points.
+        Methods that use more of the scene (3DGS: the points' colours) override it."""
+        return cls.from_points(config, scene.points, scene.extent, seed=seed)
+
+    @classmethod
     def empty(cls, config, extent: float, voxel_size: float, num_anchors: int = 0) -> "AnchorMethod":
         """A model with ``num_anchors`` zero anchors to load a checkpoint or a bitstream into; its
         networks' initial values are drawn without touching the caller's random state."""
