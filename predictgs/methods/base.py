@@ -11,6 +11,7 @@ trainer, the codec and the report know it only through this protocol:
     method.estimated_bits()        # bits per category (metrics.json, Table 3)
     method.coded_state()           # CodedState: header fields + sections (the codec writes them)
     Method.from_coded(config, coded)   # the same class, rebuilt from a bitstream
+    Method.from_scene(config, scene, seed)   # the model a run starts from (predictgs train)
     method.test_state()            # per-anchor values of the test-time model (what the file decodes to)
 
 ``terms`` holds the method's loss terms: ``"rate"`` unweighted by lambda (the trainer's
