@@ -11,6 +11,7 @@ trainer, the codec and the report know it only through this protocol:
     method.estimated_bits()        # bits per category (metrics.json, Table 3)
     method.coded_state()           # CodedState: header fields + sections (the codec writes them)
     Method.from_coded(config, coded)   # the same class, rebuilt from a bitstream
+    Method.from_scene(config, scene, seed)   # the model a run starts from (predictgs train)
     method.test_state()            # per-anchor values of the test-time model (what the file decodes to)
 
 ``terms`` holds the method's loss terms: ``"rate"`` unweighted by lambda (the trainer's
@@ -193,6 +194,12 @@ class AnchorMethod(nn.Module):
         with torch.random.fork_rng(devices=[]):  # the same seed gives the same initial networks
             torch.manual_seed(seed)
             return cls(config, anchors, extent, voxel)
+
+    @classmethod
+    def from_scene(cls, config, scene, seed: int = 0) -> "AnchorMethod":
+        """The model a run starts from (what ``predictgs train`` calls): from the scene's initial points.
+        Methods that use more of the scene (3DGS: the points' colours) override it."""
+        return cls.from_points(config, scene.points, scene.extent, seed=seed)
 
     @classmethod
     def empty(cls, config, extent: float, voxel_size: float, num_anchors: int = 0) -> "AnchorMethod":

@@ -67,7 +67,7 @@ def _check_run_dir(run_dir: Path) -> None:
 
 def new_trainer(spec: RunSpec, model_config, scene, run_dir: Path, progress: bool = True) -> Trainer:
     """A trainer of the spec's method, initialised from the scene's points, that checkpoints into run_dir."""
-    model = method_class(spec.method).from_points(model_config, scene.points, scene.extent, seed=spec.train.seed)
+    model = method_class(spec.method).from_scene(model_config, scene, seed=spec.train.seed)
     fingerprint = spec.fingerprint()
     return Trainer(model, scene, spec.train, log=file_logger(run_dir / TRAIN_LOG), progress=progress,
                    label=f"{spec.method} {scene_name(spec.scene)}",
