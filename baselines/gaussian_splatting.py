@@ -15,21 +15,19 @@ than the PLY and is not the size the paper's tables use.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from predictgs.codec import CodedState, section_reader
 from predictgs.codec.tensors import decode_floats, encode_floats
 from predictgs.config import bounded
 from predictgs.errors import BitstreamError
 from predictgs.io import write_atomic
-from predictgs.methods.base import (MAX_DECODED_VALUES, RenderCache, check_sections, header_number, lr,
-                                    lr_field)
+from predictgs.methods.base import MAX_DECODED_VALUES, MethodBase, check_sections, header_number, lr, lr_field
 from predictgs.methods.registry import register_method
 from predictgs.model.gaussians import Gaussians
 from predictgs.model.splats import GaussianCloud, parse_ply, ply_bytes, ply_size
@@ -68,19 +66,14 @@ class GaussianSplattingConfig:
 
 
 @register_method
-class GaussianSplatting(nn.Module):
+class GaussianSplatting(MethodBase):
     name = "3dgs"
     label = "3DGS"
     config_class = GaussianSplattingConfig
-    default_lmbda = None
 
     def __init__(self, config: GaussianSplattingConfig, cloud: GaussianCloud, extent: float):
-        super().__init__()
-        self.config = config
+        super().__init__(config, extent, voxel_size=0.0)  # no voxel grid (the run files record the field)
         self.cloud = cloud
-        self.extent = float(extent)
-        self.voxel_size = 0.0  # no voxel grid (the trainer and the run files record the field)
-        self.render_cache = RenderCache()
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
@@ -115,21 +108,7 @@ class GaussianSplatting(nn.Module):
         return GaussianDensification(self.config.densify, self.extent, total, seed=seed,
                                      device=self.cloud.means.device)
 
-    def begin_step(self, step: StepState) -> None:
-        """Nothing to prepare: the SH degree follows from the step."""
-
-    def entropy_model(self) -> nn.Module | None:
-        return None
-
-    def train(self, mode: bool = True):
-        if mode:
-            self.render_cache.clear()
-        return super().train(mode)
-
     # -- rendering -----------------------------------------------------------------------------------
-    def forward(self, view, step: StepState | None = None):
-        return self.gaussians(view, step)
-
     def gaussians(self, view, step: StepState | None = None) -> tuple[Gaussians, dict[str, Tensor]]:
         """Every Gaussian (the rasterizer culls). Training: at the step's SH degree; evaluation: from
         the cached activated values at the full degree."""
@@ -153,11 +132,6 @@ class GaussianSplatting(nn.Module):
                 "scales": g.scales_activated().detach(), "opacities": g.opacities_activated().detach(),
                 "colors": g.sh_coefficients().detach()}
 
-    def cached_test_state(self) -> dict[str, Tensor]:
-        if not self.render_cache.filled:
-            self.render_cache.fill(self.test_state())
-        return self.render_cache.tensors()
-
     # -- size ----------------------------------------------------------------------------------------
     @property
     def num_primitives(self) -> int:
@@ -178,12 +152,6 @@ class GaussianSplatting(nn.Module):
     def estimated_bits(self) -> dict[str, float]:
         """The size of 3DGS's PLY file (the size the tables report for 3DGS)."""
         return {"ply": float(8 * self.ply_size())}
-
-    def rounded_to_half(self) -> "GaussianSplatting":
-        """No networks to round (``--mlp-precision fp16`` stores the same file)."""
-        model = copy.deepcopy(self)
-        model.render_cache.clear()
-        return model
 
     # -- bitstream -----------------------------------------------------------------------------------
     @classmethod
