@@ -67,7 +67,7 @@ VALUE_LIMIT = 1 << 31  # coded symbols q satisfy |q| < VALUE_LIMIT
 # The grid of shared tables.
 SPREADS_PER_OCTAVE = 16  # spreads s = sigma / Q per octave (linear within the octave: exact in binary)
 LOW_OCTAVE = -5  # frexp exponent of the lowest octave [2^-6, 2^-5); smaller spreads use 2^-6
-COARSE_OCTAVE = 2  # spreads of 2^COARSE_OCTAVE steps and more are coded on coarse bins of 2^k steps
+COARSE_OCTAVE = 3  # spreads of 2^COARSE_OCTAVE steps and more are coded on coarse bins of 2^k steps
 OFFSETS = 64  # positions of mu within its bin
 TAIL_SIGMAS = 4.0  # half-width of the alphabet in sigmas (beyond it: escapes)
 WIDTH_CLASSES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64)
@@ -96,7 +96,7 @@ class CodeLength(NamedTuple):
         return CodeLength(self.bits + other.bits, self.overhead_bytes + other.overhead_bytes)
 
 
-FLUSH_BYTES = 1.0  # torchac's mean termination cost per call beyond the ideal code length (measured)
+FLUSH_BYTES = 0.6  # torchac's mean termination cost per call beyond the ideal code length (measured: 0.57)
 
 
 class _Torchac:
@@ -226,22 +226,26 @@ def _width_class(spread: float) -> int:
 
 SPREAD_CLASS = [_width_class(_grid_spread(i)) for i in range(NUM_SPREADS)]  # non-decreasing
 CLASSES = sorted(set(SPREAD_CLASS))  # the width classes in use, in order
+CLASS_WIDTH = [WIDTH_CLASSES[c] for c in CLASSES]  # K of each class in use
 _CLASS_OF_SPREAD = torch.tensor([CLASSES.index(c) for c in SPREAD_CLASS], dtype=torch.int64)
-_FIRST_SPREAD = {k: SPREAD_CLASS.index(c) for k, c in enumerate(CLASSES)}
+_CLASS_OF_SPREAD_U8 = _CLASS_OF_SPREAD.to(torch.uint8)
+_CLASS_SPREADS = [[i for i, c in enumerate(SPREAD_CLASS) if c == cls] for cls in CLASSES]
 _ROW_BASE = torch.tensor([(i - SPREAD_CLASS.index(c)) * OFFSETS for i, c in enumerate(SPREAD_CLASS)],
                          dtype=torch.int64)  # first table row of a spread within its class's table
-CLASS_WIDTH = [WIDTH_CLASSES[c] for c in CLASSES]  # K of each class in use
 _CLASS_WIDTH = torch.tensor(CLASS_WIDTH, dtype=torch.int64)
+_COARSE_CLASSES = frozenset(CLASSES.index(c) for c in SPREAD_CLASS[-SPREADS_PER_OCTAVE:])  # may have k > 0
+HIGHEST_SPREAD = math.ldexp(1.0 - 2.0 ** -52, COARSE_OCTAVE + MAX_SHIFT)  # in the top cell
+_POW2 = torch.tensor([2.0 ** k for k in range(MAX_SHIFT + 1)], dtype=torch.float64)
+# Approximate cost of an escape and of any other symbol at each escape level, for the encoder's choice.
+_LEVEL_COSTS = [(16.0, 0.0)] + [(min(16.0, -math.log2(eps / 2)), -math.log2(1.0 - eps)) for eps in ESCAPE_LEVELS[1:]]
 
 
-@lru_cache(maxsize=None)
 def _float_table(cls: int) -> Tensor:
     """float64 CDFs [spreads x OFFSETS, 2K + 4] of class ``cls``: symbol 0 escapes below, 1 + K + b is
-    bin b in [-K, K], 2K + 2 escapes above; the edge below bin b is Phi((b - 1/2 - o) / sigma) with o
-    the position of mu relative to bin 0's centre, in bins."""
+    bin b in [-K, K], 2K + 2 escapes above; the edge below bin b is Phi((b - 1/2 - o) / sigma), with o
+    the position of mu relative to bin 0's middle (in bins) and sigma the spread in bins."""
     k = CLASS_WIDTH[cls]
-    spreads = [i for i, c in enumerate(SPREAD_CLASS) if CLASSES.index(c) == cls]
-    sigma = torch.tensor([_grid_spread(i) for i in spreads], dtype=torch.float64)
+    sigma = torch.tensor([_grid_spread(i) for i in _CLASS_SPREADS[cls]], dtype=torch.float64)
     offset = (torch.arange(OFFSETS, dtype=torch.float64) + 0.5) / OFFSETS - 0.5
     edges = torch.arange(-k, k + 2, dtype=torch.float64) - 0.5  # [2K + 2]
     z = (edges[None, None, :] - offset[None, :, None]) / sigma[:, None, None]
@@ -251,17 +255,40 @@ def _float_table(cls: int) -> Tensor:
                       torch.ones(rows, 1, dtype=torch.float64)], dim=1)
 
 
-@lru_cache(maxsize=None)
-def _tables(cls: int, level: int) -> tuple[Tensor, Tensor]:
-    """(int32 [rows x Lp] flattened, in [0, 2^16]; torchac int16 [rows, Lp]) of class ``cls`` at escape level
-    ``level``: the escape symbols get ESCAPE_LEVELS[level] / 2 each on top of the Gaussian's tails."""
-    cdf = _float_table(cls)
-    eps = ESCAPE_LEVELS[level]
-    if eps:
-        cdf = cdf.clone()
-        cdf[:, 1:-1] = eps / 2 + (1.0 - eps) * cdf[:, 1:-1]
-    full = _integer_cdf_full(cdf)
-    return full.reshape(-1), _to_int16(full)
+class _Tables(NamedTuple):
+    """Every table, flat: int32 CDF values in [0, 2^16] (for the probabilities) and torchac's int16
+    (for its rows); ``base[level, cls]`` is the first entry of class ``cls``'s table at that level."""
+
+    full: Tensor
+    packed: Tensor
+    base: Tensor
+
+    def rows(self, level: int, cls: int, rows: Tensor) -> Tensor:
+        """torchac's int16 CDF rows [n, 2K + 4] of class ``cls`` at ``level``."""
+        lp = 2 * CLASS_WIDTH[cls] + 4
+        first = int(self.base[level, cls])
+        table = self.packed[first:first + len(_CLASS_SPREADS[cls]) * OFFSETS * lp].view(-1, lp)
+        return table.index_select(0, rows)
+
+
+@lru_cache(maxsize=1)
+def _tables() -> _Tables:
+    """All classes at all escape levels (~1.4M entries, built once per process): at level l the escape
+    symbols get ESCAPE_LEVELS[l] / 2 each on top of the Gaussian's tails."""
+    floats = [_float_table(cls) for cls in range(len(CLASSES))]
+    parts, base, offset = [], [], 0
+    for eps in ESCAPE_LEVELS:
+        row = []
+        for cdf in floats:
+            if eps:
+                cdf = cdf.clone()
+                cdf[:, 1:-1] = eps / 2 + (1.0 - eps) * cdf[:, 1:-1]
+            parts.append(_integer_cdf_full(cdf).reshape(-1))
+            row.append(offset)
+            offset += parts[-1].numel()
+        base.append(row)
+    full = torch.cat(parts)
+    return _Tables(full, _to_int16(full), torch.tensor(base, dtype=torch.int64))
 
 
 @lru_cache(maxsize=1)
@@ -272,27 +299,35 @@ def _neg_log2() -> Tensor:
 
 
 # -- per-element planning ----------------------------------------------------------------------------
-HIGHEST_SPREAD = math.ldexp(1.0 - 2.0 ** -52, COARSE_OCTAVE + MAX_SHIFT)  # in the top cell
-_POW2 = torch.tensor([2.0 ** k for k in range(MAX_SHIFT + 1)], dtype=torch.float64)
-_CLASS_OF_SPREAD_U8 = _CLASS_OF_SPREAD.to(torch.uint8)
-_COARSE_CLASSES = frozenset(CLASSES.index(c) for c in SPREAD_CLASS[-SPREADS_PER_OCTAVE:])  # may have k > 0
-
-
 class _Plan(NamedTuple):
-    """A stream's coding order and, in that order, each element's table row, bin shift k, bin width
-    2^k and centre (the first value of bin 0; float64, exact); ``blocks`` lists (class, start, stop)."""
+    """A stream's coding order and, in that order, each element's class, table row, bin shift k, bin
+    width 2^k and centre (the first value of bin 0; float64, exact). ``blocks`` lists (class, start,
+    stop)."""
 
     order: Tensor
+    cls: Tensor
     row: Tensor
     shift: Tensor
     width: Tensor
     centre: Tensor
     blocks: list
 
+    def alphabet(self) -> Tensor:
+        """K of each element's table (int64)."""
+        return _CLASS_WIDTH.index_select(0, self.cls)
+
+    def coarse(self) -> Tensor | None:
+        """Elements with raw low bits (k > 0), or None when no class can have them."""
+        if not any(c in _COARSE_CLASSES for c, _, _ in self.blocks):
+            return None
+        return torch.nonzero(self.shift).reshape(-1)
+
 
 def _check_distributions(mean: Tensor, scale: Tensor, step: Tensor) -> str | None:
+    """The name of the first tensor that is not finite (or, scale and step, not positive), else None."""
     for name, t in (("mean", mean), ("scale", scale), ("step", step)):
-        if not torch.isfinite(t).all() or (name != "mean" and not (t > 0).all()):
+        low, high = torch.aminmax(t)  # NaN propagates
+        if not (math.isfinite(low) and math.isfinite(high)) or (name != "mean" and not low > 0):
             return name
     return None
 
@@ -319,7 +354,7 @@ def _plan(mean: Tensor, scale: Tensor, step: Tensor) -> _Plan:
     spread, shift = _spread_cells(scale, step)
     cls = _CLASS_OF_SPREAD_U8.index_select(0, spread)
     order = torch.argsort(cls, stable=True)
-    counts = torch.bincount(cls, minlength=len(CLASSES)).tolist()
+    counts = torch.bincount(cls, minlength=len(CLASSES))
     spread, shift = spread.index_select(0, order), shift.index_select(0, order)
     m = (mean.double() / step.double()).clamp_(-CENTRE_LIMIT, CENTRE_LIMIT).index_select(0, order)
     width = _POW2.index_select(0, shift)
@@ -329,56 +364,56 @@ def _plan(mean: Tensor, scale: Tensor, step: Tensor) -> _Plan:
     cell = ((offset + 0.5) * OFFSETS).to(torch.int64).clamp_(0, OFFSETS - 1)
     row = _ROW_BASE.index_select(0, spread) + cell
     blocks, start = [], 0
-    for c, count in enumerate(counts):
+    for c, count in enumerate(counts.tolist()):
         for first in range(start, start + count, MAX_BLOCK_SYMBOLS):
             blocks.append((c, first, min(first + MAX_BLOCK_SYMBOLS, start + count)))
         start += count
-    return _Plan(order, row, shift, width, centre, blocks)
+    return _Plan(order, cls.index_select(0, order).to(torch.int64), row, shift, width, centre, blocks)
 
 
-class _Block(NamedTuple):
-    """One block's content, as :func:`encode_gaussian` writes it."""
+class _Coded(NamedTuple):
+    """A stream as :func:`encode_gaussian` writes it (coding order): the symbols' CDF bounds (int32),
+    each block's escape level, the escapes' excess (bins beyond the alphabet) and the raw low bits."""
 
-    cls: int
-    rows: Tensor  # table rows
     symbol: Tensor  # int64: 0 escape below, 1 + K + b bin b, 2K + 2 escape above
-    level: int
-    excess: Tensor  # escaped elements' distance beyond the alphabet, in bins
-    low: Tensor | None  # int64 raw low bits (coarse classes), with their widths ``shift``
-    shift: Tensor | None
+    below: Tensor
+    above: Tensor
+    levels: list
+    excess: Tensor
+    low: Tensor | None  # raw low bits of the elements with k > 0 (their widths: plan.shift[coarse])
+    coarse: Tensor | None
 
 
-def _blocks(symbols: Tensor, plan: _Plan):
-    """The blocks coding ``symbols`` (in stream order) under ``plan``."""
+def _code(symbols: Tensor, plan: _Plan) -> _Coded:
     q = symbols.reshape(-1).index_select(0, plan.order)
     if q.numel() and q.abs().max() >= VALUE_LIMIT:
         raise BitstreamError("cannot encode: a quantised value is out of the int32 range")
     r = q.to(torch.float64) - plan.centre  # exact: |r| < 2^53
     bins = torch.floor(r / plan.width)
-    for c, start, stop in plan.blocks:
-        k = CLASS_WIDTH[c]
-        b = bins[start:stop]
-        symbol = (b + (k + 1)).clamp_(0, 2 * k + 2).to(torch.int64)
-        escaped = torch.nonzero((symbol == 0) | (symbol == 2 * k + 2)).reshape(-1)
-        excess = b.index_select(0, escaped).abs_().sub_(k + 1).to(torch.int64)
-        low = shift = None
-        if c in _COARSE_CLASSES:
-            shift = plan.shift[start:stop]
-            low = (r[start:stop] - b * plan.width[start:stop]).to(torch.int64)
-        yield _Block(c, plan.row[start:stop], symbol, _escape_level(stop - start, escaped.numel()),
-                     excess, low, shift)
-
-
-def _bounds(block: _Block) -> tuple[Tensor, Tensor]:
-    """int32 (CDF below, CDF above) of each symbol of a block, in [0, 2^16]."""
-    flat = _tables(block.cls, block.level)[0]
-    at = block.rows * (2 * CLASS_WIDTH[block.cls] + 4) + block.symbol
-    return flat.index_select(0, at), flat.index_select(0, at + 1)
-
-
-def _ideal_bits(below: Tensor, above: Tensor) -> float:
-    """Ideal code length of symbols with these integer CDF bounds."""
-    return float(_neg_log2().index_select(0, above - below).sum())
+    k = plan.alphabet()
+    symbol = torch.minimum((bins + (k + 1)).clamp_(min=0).to(torch.int64), 2 * k + 2)
+    escaped = torch.nonzero((symbol == 0) | (symbol == 2 * k + 2)).reshape(-1)
+    excess = (bins.index_select(0, escaped).abs_() - (k.index_select(0, escaped) + 1)).to(torch.int64)
+    # Escape level per block, from the escapes' count; then each symbol's CDF bounds.
+    starts = torch.tensor([start for _, start, _ in plan.blocks[1:]], dtype=torch.int64)
+    escapes = torch.bincount(torch.bucketize(escaped, starts, right=True), minlength=len(plan.blocks)).tolist()
+    tables = _tables()
+    at = plan.row * (2 * k + 4) + symbol
+    below, above = torch.empty(at.numel(), dtype=torch.int32), torch.empty(at.numel(), dtype=torch.int32)
+    levels = []
+    for (c, start, stop), count in zip(plan.blocks, escapes):
+        costs = [count * a + (stop - start - count) * b for a, b in _LEVEL_COSTS]
+        levels.append(costs.index(min(costs)))
+        base = int(tables.base[levels[-1], c])
+        part = at[start:stop] + base
+        torch.index_select(tables.full, 0, part, out=below[start:stop])
+        torch.index_select(tables.full, 0, part + 1, out=above[start:stop])
+    coarse = plan.coarse()
+    low = None
+    if coarse is not None:
+        low = (r.index_select(0, coarse) - bins.index_select(0, coarse) * plan.width.index_select(0, coarse))
+        low = low.to(torch.int64)
+    return _Coded(symbol, below, above, levels, excess, low, coarse)
 
 
 def _encoder_rows(below: Tensor, above: Tensor) -> tuple[Tensor, Tensor]:
@@ -391,17 +426,6 @@ def _encoder_rows(below: Tensor, above: Tensor) -> tuple[Tensor, Tensor]:
     rows[:, 0] = below.masked_fill(last, 0)
     rows[:, 1] = torch.where(last, below, above)
     return _to_int16(rows), last.to(torch.int16)
-
-
-def _escape_level(count: int, escapes: int) -> int:
-    """The escape level minimising the approximate cost of the escape symbols: each escape costs
-    -log2(eps / 2) bits (16 at most: the coder's floor), each other symbol -log2(1 - eps)."""
-    best, best_cost = 0, 16.0 * escapes
-    for level, eps in enumerate(ESCAPE_LEVELS[1:], start=1):
-        cost = escapes * min(16.0, -math.log2(eps / 2)) - (count - escapes) * math.log2(1.0 - eps)
-        if cost < best_cost:
-            best, best_cost = level, cost
-    return best
 
 
 # -- varints and raw bits ----------------------------------------------------------------------------
@@ -435,7 +459,7 @@ def _read_varints(reader: ByteReader, count: int) -> Tensor:
     last = data < 128
     ends = torch.nonzero(last).reshape(-1)[:count]
     if ends.numel() < count:
-        raise reader.error(f"truncated: {count} escaped values expected")
+        raise reader.error(f"escaped values: truncated or overlong varints ({count} values expected)")
     total = int(ends[-1]) + 1
     data, last = data[:total], last[:total]
     starts = torch.cat([torch.zeros(1, dtype=torch.int64), ends[:-1] + 1])
@@ -511,48 +535,54 @@ def predicted_centres(mean: Tensor, step: Tensor) -> Tensor:
 def encode_gaussian(out: ByteWriter, symbols: Tensor, mean: Tensor, scale: Tensor, step: Tensor) -> CodeLength:
     """Append the blocks coding int64 ``symbols`` [n] under N(mean, scale^2) on the grid ``step``
     (float32 [n] each; ``scale`` already floored). Appends nothing for n = 0. Returns the code
-    length that :func:`gaussian_code_bits` predicts for these blocks."""
+    length that :func:`gaussian_code_bits` predicts for this stream (the same numbers)."""
     if symbols.numel() == 0:
         return CodeLength(0.0, 0.0)
     bad = _check_distributions(mean, scale, step)
     if bad:
         raise BitstreamError(f"cannot encode: the entropy model gives invalid distributions ({bad})")
-    bits = overhead = 0.0
-    for block in _blocks(symbols, _plan(mean, scale, step)):
-        below, above = _bounds(block)
-        data = torchac().encode_int16_normalized_cdf(*_encoder_rows(below, above))
+    plan = _plan(mean, scale, step)
+    coded = _code(symbols, plan)
+    rows, last = _encoder_rows(coded.below, coded.above)
+    headers = 0
+    for (_, start, stop), level in zip(plan.blocks, coded.levels):
+        data = torchac().encode_int16_normalized_cdf(rows[start:stop], last[start:stop])
         size = _varint_bytes(len(data))
-        out.raw(size).pack("B", block.level).raw(data)
-        if block.excess.numel():
-            out.raw(_pack_varints(block.excess))
-        raw_bits = 0
-        if block.low is not None:
-            raw_bits = int(block.shift.sum())
-            out.raw(_pack_bits(block.low, block.shift, raw_bits))
-        bits += _ideal_bits(below, above) + raw_bits + 8 * int(_varint_sizes(block.excess).sum())
-        overhead += len(size) + 1 + (-raw_bits % 8) / 8 + FLUSH_BYTES
-    return CodeLength(bits, overhead)
+        out.raw(size).pack("B", level).raw(data)
+        headers += len(size) + 1
+    out.raw(_pack_varints(coded.excess))
+    raw_bits = 0
+    if coded.coarse is not None:
+        widths = plan.shift.index_select(0, coded.coarse)
+        raw_bits = int(widths.sum())
+        out.raw(_pack_bits(coded.low, widths, raw_bits))
+    return _length(coded, plan, raw_bits, headers)
+
+
+def _length(coded: _Coded, plan: _Plan, raw_bits: int, headers: int | None = None) -> CodeLength:
+    arithmetic = _neg_log2().index_select(0, coded.above - coded.below)
+    bits = float(arithmetic.sum()) + raw_bits + 8 * int(_varint_sizes(coded.excess).sum())
+    if headers is None:  # the byte counts' varints, from the blocks' predicted sizes
+        headers = sum(len(_varint_bytes(math.ceil(float(arithmetic[start:stop].sum()) / 8 + FLUSH_BYTES))) + 1
+                      for _, start, stop in plan.blocks)
+    return CodeLength(bits, headers + len(plan.blocks) * FLUSH_BYTES + (-raw_bits % 8) / 8)
 
 
 def gaussian_code_bits(symbols: Tensor, mean: Tensor, scale: Tensor, step: Tensor) -> CodeLength:
     """What :func:`encode_gaussian` writes for these arguments, without coding: the ideal code length
     of its symbols under the very integer CDFs it uses (the grid tables, the 2^-16 floor, the escape
-    level it would choose), its raw bits and escape varints, and the block overhead. The coded size
-    differs from ``total_bytes`` by the coder's termination (0-2 bytes per block, FLUSH_BYTES counted)
-    and its finite precision (~1e-4 bit per symbol)."""
+    levels it chooses), its raw bits and escape varints, and the overhead (block headers, padding). The
+    coded size differs from ``total_bytes`` by the coder's termination (0-2 bytes per block, counted
+    as FLUSH_BYTES on average) and its finite precision (~1e-4 bit per symbol)."""
     if symbols.numel() == 0:
         return CodeLength(0.0, 0.0)
     bad = _check_distributions(mean, scale, step)
     if bad:
         raise BitstreamError(f"invalid distributions ({bad})")
-    bits = overhead = 0.0
-    for block in _blocks(symbols, _plan(mean, scale, step)):
-        coded = _ideal_bits(*_bounds(block))
-        raw_bits = int(block.shift.sum()) if block.low is not None else 0
-        bits += coded + raw_bits + 8 * int(_varint_sizes(block.excess).sum())
-        size = math.ceil(coded / 8 + FLUSH_BYTES)
-        overhead += len(_varint_bytes(size)) + 1 + (-raw_bits % 8) / 8 + FLUSH_BYTES
-    return CodeLength(bits, overhead)
+    plan = _plan(mean, scale, step)
+    coded = _code(symbols, plan)
+    raw_bits = int(plan.shift.index_select(0, coded.coarse).sum()) if coded.coarse is not None else 0
+    return _length(coded, plan, raw_bits)
 
 
 def decode_gaussian(reader: ByteReader, mean: Tensor, scale: Tensor, step: Tensor) -> Tensor:
@@ -565,33 +595,33 @@ def decode_gaussian(reader: ByteReader, mean: Tensor, scale: Tensor, step: Tenso
         raise reader.error(f"the entropy model gives invalid distributions ({bad}); the hash tables or "
                            "MLPs are corrupt")
     plan = _plan(mean, scale, step)
-    out = torch.empty(n, dtype=torch.float64)
+    tables = _tables()
+    symbol = torch.empty(n, dtype=torch.int16)
     for c, start, stop in plan.blocks:
         size = _read_varint(reader, "block byte count")
         level = reader.unpack("B", "block escape level")
         if level >= len(ESCAPE_LEVELS):
             raise reader.error(f"unknown escape level {level}")
         data = bytes(reader.take(size, "arithmetic-coded block"))
-        k = CLASS_WIDTH[c]
-        table = _tables(c, level)[1].index_select(0, plan.row[start:stop])
-        symbol = torchac().decode_int16_normalized_cdf(table, data)
-        b = symbol.to(torch.float64) - (k + 1)
-        escaped = torch.nonzero((symbol == 0) | (symbol == 2 * k + 2)).reshape(-1)
-        width = plan.width[start:stop]
-        if escaped.numel():
-            excess = _read_varints(reader, escaped.numel()).to(torch.float64)
-            b.index_copy_(0, escaped, torch.sign(b.index_select(0, escaped)) * (excess + (k + 1)))
-            if (b.abs() * width >= 2.0 ** (MAX_SHIFT + 1)).any():  # exact products: powers of two
-                raise reader.error("an escaped value is out of range")
-        q = plan.centre[start:stop] + b * width
-        if c in _COARSE_CLASSES:
-            shift = plan.shift[start:stop]
-            q += _read_bits(reader, shift, int(shift.sum())).to(torch.float64)
-        if (q.abs() >= VALUE_LIMIT).any():
-            raise reader.error("a decoded value is out of range")
-        out[start:stop] = q
+        symbol[start:stop] = torchac().decode_int16_normalized_cdf(tables.rows(level, c, plan.row[start:stop]), data)
+    k = plan.alphabet()
+    b = symbol.to(torch.float64) - (k + 1).to(torch.float64)
+    escaped = torch.nonzero((symbol == 0) | (symbol.to(torch.int64) == 2 * k + 2)).reshape(-1)
+    if escaped.numel():
+        excess = _read_varints(reader, escaped.numel()).to(torch.float64)
+        sign = torch.sign(b.index_select(0, escaped))
+        b.index_copy_(0, escaped, sign * (excess + (k.index_select(0, escaped) + 1).to(torch.float64)))
+        if (b.abs() * plan.width >= 2.0 ** (MAX_SHIFT + 1)).any():  # exact products: powers of two
+            raise reader.error("an escaped value is out of range")
+    q = plan.centre + b * plan.width
+    coarse = plan.coarse()
+    if coarse is not None and coarse.numel():
+        widths = plan.shift.index_select(0, coarse)
+        q.index_add_(0, coarse, _read_bits(reader, widths, int(widths.sum())).to(torch.float64))
+    if (q.abs() >= VALUE_LIMIT).any():
+        raise reader.error("a decoded value is out of range")
     decoded = torch.empty(n, dtype=torch.int64)
-    decoded.index_copy_(0, plan.order, out.to(torch.int64))
+    decoded.index_copy_(0, plan.order, q.to(torch.int64))
     return decoded
 
 
