@@ -3,42 +3,50 @@
 attributes).
 
 Gaussian streams. An element has symbol ``q = round(x / Q)`` and the entropy model's N(mu, sigma^2) on
-the bin grid of step Q. Its distribution is described by two numbers, its spread ``s = sigma / Q`` and
-the position of ``mu / Q`` between grid points, and the coder uses shared, precomputed CDF tables on a
-fixed grid of both (``SPREADS_PER_OCTAVE`` spreads per octave, ``OFFSETS`` positions per bin): an
-element takes the table of its grid cell, so no CDF is evaluated per element and no table grows with
-the values. The grid costs ~0.05% of the file against the exact per-element Gaussians.
+the bin grid of step Q. Its discretised Gaussian is shaped by two numbers, the spread ``s = sigma / Q``
+and the position of ``mu / Q`` between grid points, and the coder uses shared CDF tables on a fixed grid
+of both (``SPREADS_PER_OCTAVE`` spreads per octave, ``OFFSETS`` positions per bin, built once per
+process): an element takes the table of its cell, so no CDF is evaluated per element and no table grows
+with the values. Against each element's exact Gaussian the grid costs ~0.0004 bit per element (< 0.06%
+of its cost from s = 0.2 up), the coarse bins ~0.002 more.
 
-- Spreads below ``2^(LOW_OCTAVE - 1)`` use the lowest spread; spreads of ``2^COARSE_OCTAVE`` steps and
-  more are coded on coarse bins of ``w = 2^k`` steps (k chosen so that sigma is 2^(COARSE_OCTAVE - 1) to
-  2^COARSE_OCTAVE bins) and the k low bits of the value inside its bin follow raw: the Gaussian is
-  nearly flat across a bin of a quarter sigma or less, so this costs < 0.005 bit per element.
+- Spreads below ``2^(LOW_OCTAVE - 1)`` use the lowest grid spread. Spreads of ``2^COARSE_OCTAVE`` steps
+  and more are coded on coarse bins of ``w = 2^k`` steps, k chosen so that sigma is 2^(COARSE_OCTAVE-1)
+  to 2^COARSE_OCTAVE bins, and the k low bits of the value inside its bin are stored raw: the Gaussian is
+  nearly flat across a bin of a quarter sigma or less (< 0.004 bit per element), and the alphabet stays
+  bounded however wide the distribution.
 - The alphabet of a table is the bins ``[-K, K]`` around the predicted bin, K = ceil(TAIL_SIGMAS sigma +
-  1/2) rounded up to a class of ``WIDTH_CLASSES``, plus two escape symbols (below, above) carrying the
+  1/2) rounded up to one of ``WIDTH_CLASSES``, plus two escape symbols (below, above) carrying the
   Gaussian's tails. An escaped value's distance beyond the alphabet follows as a LEB128 varint: an
-  outlier costs its escape symbol and a few bytes, and widens nothing.
-- Elements are grouped by width class (stable: the coding order, :func:`spread_order`) and each group
-  is one block per at most ``MAX_BLOCK_SYMBOLS`` elements. A block's header chooses one of
-  ``ESCAPE_LEVELS``: the escape symbols get probability eps/2 each on top of the Gaussian's (mixture
-  (1 - eps) N + eps outliers), so a block with many outliers pays ~log2(1/eps) bits per escape
-  instead of the coder's 16-bit floor.
+  outlier costs its escape symbol and a byte or two, and widens no table.
+- Elements are grouped by width class (stable: the coding order, :func:`spread_order`), each group cut
+  into blocks of at most ``MAX_BLOCK_SYMBOLS`` elements. Each block's header chooses one of
+  ``ESCAPE_LEVELS``: the escape symbols get probability eps/2 each on top of the Gaussian's (a mixture
+  (1 - eps) N + eps outliers), so that a block with many outliers pays ~log2(2/eps) bits per escape
+  rather than the coder's 16-bit floor.
 
-Block layout (everything else follows from the distributions, which the decoder has):
-    varint byte count, u8 escape level, torchac bytes,
-    one varint per escaped element (its distance beyond the alphabet, in bins),
-    the raw low bits of the block's coarse elements (MSB first, k bits each, zero-padded to a byte).
+Stream layout (the blocks, their classes and sizes follow from the distributions, which the decoder
+has):
+    per block: varint byte count, u8 escape level, torchac bytes;
+    then one varint per escaped element, in coding order (its distance beyond the alphabet, in bins);
+    then the raw low bits of the elements with k > 0, in coding order (MSB first, zero-padded to a byte).
+
+:func:`gaussian_code_bits` predicts what :func:`encode_gaussian` writes (the ideal code length under the
+very integer CDFs the coder uses, plus raw bits, varints and headers); ``encode_gaussian`` returns the
+same figures.
 
 Exactness. The decoder must build the encoder's integer CDFs, to the bit. The distribution parameters
 arrive as float32 (see ``streams.py`` for how they are made reproducible). The grid cell of an element
 is computed from them with IEEE-exact float64 operations only (division, subtraction, rounding, frexp,
-comparisons: no transcendental function, whose last bit may depend on the code path), so both sides
-pick the same table. The tables are evaluated in float64 from exactly representable grid values and
-rounded to 16-bit integers; a last-bit difference of ``ndtr`` between machines or code paths would have
-to be ~1e-12 to change a single integer.
+comparisons; no transcendental function, whose last bit may depend on the code path), so both sides
+pick the same table. The tables are evaluated in float64 (``ndtr``) from exactly representable grid
+values and rounded to 16-bit integers: a last-bit difference of ``ndtr`` between machines or code paths
+would have to be ~1e-12 to change a single integer (tests/test_arithmetic.py compares batched and
+one-value evaluations).
 
-Bounds. A block holds at most MAX_BLOCK_SYMBOLS elements and its tables at most 2 (2 max K + 4) bytes
-per element; every count read from the stream is checked against the bytes left, decoded values
-against the int32 range the encoder accepts.
+Bounds. A block holds at most MAX_BLOCK_SYMBOLS elements, its CDF rows at most 2 (2 max K + 4) bytes
+each; every length read from the stream is checked against the bytes left (varints at most
+MAX_VARINT_BYTES), decoded values against the int32 range the encoder accepts.
 """
 
 from __future__ import annotations
@@ -249,7 +257,10 @@ def _float_table(cls: int) -> Tensor:
     offset = (torch.arange(OFFSETS, dtype=torch.float64) + 0.5) / OFFSETS - 0.5
     edges = torch.arange(-k, k + 2, dtype=torch.float64) - 0.5  # [2K + 2]
     z = (edges[None, None, :] - offset[None, :, None]) / sigma[:, None, None]
-    inner = torch.special.ndtr(z).reshape(-1, 2 * k + 2)
+    # Far tails (|z| >= 40: Phi is 0, subnormal or exactly 1) are clamped, and values below 2^-64 set to
+    # 0: both round to the same integers, and subnormal numbers would make the arithmetic ~100x slower.
+    inner = torch.special.ndtr(z.clamp_(-40.0, 40.0)).reshape(-1, 2 * k + 2)
+    inner = inner.masked_fill(inner < 2.0 ** -64, 0.0)
     rows = inner.shape[0]
     return torch.cat([torch.zeros(rows, 1, dtype=torch.float64), inner,
                       torch.ones(rows, 1, dtype=torch.float64)], dim=1)
