@@ -209,7 +209,8 @@ def main() -> None:
             json.dump({"device": "cpu", "processor": platform.processor() or platform.machine(),
                        "threads": torch.get_num_threads(), "torch": torch.__version__, "runs": run_rows,
                        "sweep": rows,
-                       "chunks": chunk_rows, "extrapolated": extrapolated, "published": PUBLISHED}, f, indent=2)
+                       "chunks": chunk_rows, "extrapolated": extrapolated, "published": PUBLISHED}, f,
+                      indent=2)
 
 
 if __name__ == "__main__":

@@ -170,7 +170,8 @@ def test_the_estimate_charges_the_coders_probabilities():
     symbols, mean, scale, step = gaussian_stream(50000, 0.7, jitter=0.2)
     data, _ = encode(symbols, mean, scale, step)
     estimate = gaussian_code_bits(symbols, mean, scale, step)
-    assert abs(len(data) - estimate.total_bytes) < 2 * len(ac._plan(mean, scale, step).blocks) + 0.001 * len(data)
+    blocks = len(ac._plan(mean, scale, step).blocks)
+    assert abs(len(data) - estimate.total_bytes) < 2 * blocks + 0.001 * len(data)
 
 
 def test_the_grid_costs_little_against_exact_gaussians():
@@ -278,18 +279,39 @@ def test_bad_headers_raise():
         decode(ac._varint_bytes(10**9) + data[size_bytes:], mean, scale, step)
 
 
+def _bits(text: str) -> bytes:
+    text = text + "0" * (-len(text) % 8)
+    return bytes(int(text[i:i + 8], 2) for i in range(0, len(text), 8))
+
+
+def test_escape_codes():
+    """Exp-Golomb codes of the escapes' excess: known code words, and the order the encoder picks."""
+    prefix, suffix, widths = ac._golomb_code(torch.tensor([0, 1, 2, 6, 994]), 0)
+    assert prefix.tolist() == [1, 2, 2, 3, 10] and widths.tolist() == [0, 1, 1, 2, 9]
+    assert suffix.tolist() == [0, 0, 1, 3, 995 - 512]
+    assert ac._golomb_order(torch.zeros(100, dtype=torch.int64)) == 0
+    assert ac._golomb_order(torch.full((100,), 300)) in (7, 8)
+
+
 def test_escape_payload_checks():
-    """Escaped values: truncated, overlong or non-canonical varints and values beyond int32 raise."""
-    n = 1
-    mean, scale, step = torch.zeros(n), torch.ones(n), torch.ones(n)
-    for excess, error in [(b"\x80\x80\x80\x80\x80\x01", "overlong"), (b"\x81\x00", "canonical"),
-                          (b"", "truncated"), (b"\xff\xff\xff\xff\x0f", "out of range")]:
-        out = ByteWriter()
-        encode_gaussian(out, torch.tensor([1000]), mean, scale, step)  # one escape, excess 995
-        data = out.getvalue()
-        head = 1 + 1 + data[0]  # one-byte size, level, torchac bytes
+    """Escapes: a bad order, truncated or overlong codes, values beyond int32, non-zero padding."""
+    mean, scale, step = torch.zeros(1), torch.ones(1), torch.ones(1)
+    data, _ = encode(torch.tensor([1000]), mean, scale, step)  # one escape (excess 994), nothing else
+    head = 1 + 1 + data[0]  # one-byte size, level, torchac bytes
+    assert data[head] <= ac.MAX_GOLOMB_K
+    assert torch.equal(decode(data, mean, scale, step), torch.tensor([1000]))
+    cases = [(bytes([ac.MAX_GOLOMB_K + 1]) + data[head + 1:], "order"),
+             (data[head:head + 1], "truncated"),
+             (b"\x00" + _bits("0" * 38 + "1"), "too long"),
+             (b"\x00" + _bits("0" * 35 + "1" + "1" * 35), "out of range"),
+             (data[head:] + b"\x00", None)]
+    for tail, error in cases:
+        if error is None:  # trailing bytes are the caller's to find
+            with pytest.raises(BitstreamError, match="unexpected bytes"):
+                decode(data[:head] + tail, mean, scale, step)
+            continue
         with pytest.raises(BitstreamError, match=error):
-            decode(data[:head] + excess, mean, scale, step)
+            decode(data[:head] + tail, mean, scale, step)
     # the raw low bits' padding must be zero
     mean, scale, step = torch.zeros(1), torch.full((1,), 100.0), torch.ones(1)
     data, _ = encode(torch.tensor([3]), mean, scale, step)

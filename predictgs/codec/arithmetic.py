@@ -17,22 +17,25 @@ of its cost from s = 0.2 up), the coarse bins ~0.002 more.
   bounded however wide the distribution.
 - The alphabet of a table is the bins ``[-K, K]`` around the predicted bin, K = ceil(TAIL_SIGMAS sigma +
   1/2) rounded up to one of ``WIDTH_CLASSES``, plus two escape symbols (below, above) carrying the
-  Gaussian's tails. An escaped value's distance beyond the alphabet follows as a LEB128 varint: an
-  outlier costs its escape symbol and a byte or two, and widens no table.
+  Gaussian's tails. An escaped value's distance beyond the alphabet (in bins) follows in an
+  Exp-Golomb code whose order the encoder picks per stream: an outlier costs its escape symbol and
+  ~2 log2(distance) bits, and widens no table.
 - Elements are grouped by width class (stable: the coding order, :func:`spread_order`), each group cut
   into blocks of at most ``MAX_BLOCK_SYMBOLS`` elements. Each block's header chooses one of
   ``ESCAPE_LEVELS``: the escape symbols get probability eps/2 each on top of the Gaussian's (a mixture
-  (1 - eps) N + eps outliers), so that a block with many outliers pays ~log2(2/eps) bits per escape
-  rather than the coder's 16-bit floor.
+  (1 - eps) N + eps outliers), so that a block with many outliers (a model that predicts them badly)
+  pays ~log2(2/eps) bits per escape rather than the coder's 16-bit floor.
 
 Stream layout (the blocks, their classes and sizes follow from the distributions, which the decoder
 has):
     per block: varint byte count, u8 escape level, torchac bytes;
-    then one varint per escaped element, in coding order (its distance beyond the alphabet, in bins);
-    then the raw low bits of the elements with k > 0, in coding order (MSB first, zero-padded to a byte).
+    if any element escaped: u8 Exp-Golomb order k;
+    one bit field, MSB first, zero-padded to a byte: the escaped elements' code prefixes (n - k zeros
+    and a one each), their suffixes (n bits each), then the raw low bits of the elements with bin
+    shift > 0, all in coding order.
 
 :func:`gaussian_code_bits` predicts what :func:`encode_gaussian` writes (the ideal code length under the
-very integer CDFs the coder uses, plus raw bits, varints and headers); ``encode_gaussian`` returns the
+very integer CDFs the coder uses, plus escape codes, raw bits and headers); ``encode_gaussian`` returns the
 same figures.
 
 Exactness. The decoder must build the encoder's integer CDFs, to the bit. The distribution parameters
@@ -46,7 +49,8 @@ one-value evaluations).
 
 Bounds. A block holds at most MAX_BLOCK_SYMBOLS elements, its CDF rows at most 2 (2 max K + 4) bytes
 each; every length read from the stream is checked against the bytes left (varints at most
-MAX_VARINT_BYTES), decoded values against the int32 range the encoder accepts.
+MAX_VARINT_BYTES, escape codes at most 71 bits), decoded values against the int32 range the encoder
+accepts.
 """
 
 from __future__ import annotations
@@ -79,9 +83,10 @@ COARSE_OCTAVE = 3  # spreads of 2^COARSE_OCTAVE steps and more are coded on coar
 OFFSETS = 64  # positions of mu within its bin
 TAIL_SIGMAS = 4.0  # half-width of the alphabet in sigmas (beyond it: escapes)
 WIDTH_CLASSES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64)
-ESCAPE_LEVELS = (0.0,) + tuple(2.0 ** -e for e in (16, 14, 12, 10, 8, 6, 4, 2))
+ESCAPE_LEVELS = (0.0,) + tuple(2.0 ** -e for e in (16, 14, 12, 10, 8, 6, 4, 2, 1)) + (0.75, 0.9375)
 MAX_SHIFT = 33  # coarse bins of at most 2^33 steps (|q - centre| < 2^32.6)
-MAX_VARINT_BYTES = 5
+MAX_VARINT_BYTES = 5  # block byte counts
+MAX_GOLOMB_K = 32  # escapes' excess (< 2^35) in Exp-Golomb codes of order k <= 32: at most 71 bits
 
 NUM_SPREADS = (COARSE_OCTAVE - LOW_OCTAVE + 1) * SPREADS_PER_OCTAVE
 LOWEST_SPREAD = math.ldexp(1.0, LOW_OCTAVE - 1)
@@ -89,9 +94,10 @@ LOWEST_SPREAD = math.ldexp(1.0, LOW_OCTAVE - 1)
 
 class CodeLength(NamedTuple):
     """What :func:`encode_gaussian` writes: ``bits`` of information (the ideal code length of the
-    arithmetic-coded symbols under the coder's integer CDFs, plus the raw low bits and the escapes'
-    varints) and ``overhead_bytes`` (block headers, padding of the raw bits, and the coder's
-    termination, FLUSH_BYTES per block). The coded size is ~ bits / 8 + overhead_bytes."""
+    arithmetic-coded symbols under the coder's integer CDFs, plus the escapes' Exp-Golomb codes and the
+    raw low bits) and ``overhead_bytes`` (block headers, the escape code order, the bit field's padding,
+    and the coder's termination, FLUSH_BYTES per block on average). The coded size is ~ bits / 8 +
+    overhead_bytes."""
 
     bits: float
     overhead_bytes: float
@@ -245,7 +251,8 @@ _COARSE_CLASSES = frozenset(CLASSES.index(c) for c in SPREAD_CLASS[-SPREADS_PER_
 HIGHEST_SPREAD = math.ldexp(1.0 - 2.0 ** -52, COARSE_OCTAVE + MAX_SHIFT)  # in the top cell
 _POW2 = torch.tensor([2.0 ** k for k in range(MAX_SHIFT + 1)], dtype=torch.float64)
 # Approximate cost of an escape and of any other symbol at each escape level, for the encoder's choice.
-_LEVEL_COSTS = [(16.0, 0.0)] + [(min(16.0, -math.log2(eps / 2)), -math.log2(1.0 - eps)) for eps in ESCAPE_LEVELS[1:]]
+_LEVEL_COSTS = [(16.0, 0.0)] + [(min(16.0, -math.log2(eps / 2)), -math.log2(1.0 - eps))
+                                for eps in ESCAPE_LEVELS[1:]]
 
 
 def _float_table(cls: int) -> Tensor:
@@ -407,7 +414,8 @@ def _code(symbols: Tensor, plan: _Plan) -> _Coded:
     excess = (bins.index_select(0, escaped).abs_() - (k.index_select(0, escaped) + 1)).to(torch.int64)
     # Escape level per block, from the escapes' count; then each symbol's CDF bounds.
     starts = torch.tensor([start for _, start, _ in plan.blocks[1:]], dtype=torch.int64)
-    escapes = torch.bincount(torch.bucketize(escaped, starts, right=True), minlength=len(plan.blocks)).tolist()
+    block_of_escape = torch.bucketize(escaped, starts, right=True)
+    escapes = torch.bincount(block_of_escape, minlength=len(plan.blocks)).tolist()
     tables = _tables()
     at = plan.row * (2 * k + 4) + symbol
     below, above = torch.empty(at.numel(), dtype=torch.int32), torch.empty(at.numel(), dtype=torch.int32)
@@ -439,59 +447,34 @@ def _encoder_rows(below: Tensor, above: Tensor) -> tuple[Tensor, Tensor]:
     return _to_int16(rows), last.to(torch.int16)
 
 
-# -- varints and raw bits ----------------------------------------------------------------------------
-_VARINT_SHIFTS = torch.arange(MAX_VARINT_BYTES, dtype=torch.int64) * 7
+# -- escape codes, raw bits and varints ------------------------------------------------------------
+def _bit_length(values: Tensor) -> Tensor:
+    """Bits of non-negative int64 values below 2^53 (0 for 0), exactly (frexp of an exact float)."""
+    return torch.frexp(values.to(torch.float64))[1].to(torch.int64)
 
 
-def _varint_sizes(values: Tensor) -> Tensor:
-    size = torch.ones_like(values)
-    for j in range(1, MAX_VARINT_BYTES):
-        size += values >= 1 << (7 * j)
-    return size
+def _golomb_order(excess: Tensor) -> int:
+    """The Exp-Golomb order k minimising the escapes' code length (see :func:`_golomb_code`)."""
+    costs = [int((2 * _bit_length(excess + (1 << k)) - k - 1).sum()) for k in range(MAX_GOLOMB_K + 1)]
+    return costs.index(min(costs))
 
 
-def _pack_varints(values: Tensor) -> bytes:
-    """LEB128 of non-negative int64 values below 2^35."""
-    if values.numel() == 0:
-        return b""
-    size = _varint_sizes(values)
-    index = torch.arange(MAX_VARINT_BYTES, dtype=torch.int64)
-    groups = (values[:, None] >> _VARINT_SHIFTS) & 127
-    groups = groups | ((index < size[:, None] - 1).to(torch.int64) << 7)
-    return groups[index < size[:, None]].to(torch.uint8).numpy().tobytes()
-
-
-def _read_varints(reader: ByteReader, count: int) -> Tensor:
-    """``count`` LEB128 values (at most MAX_VARINT_BYTES each, canonical) -> int64 [count]."""
-    available = min(reader.remaining, count * MAX_VARINT_BYTES)
-    view = reader.data[reader.offset:reader.offset + available]
-    data = torch.frombuffer(bytearray(view), dtype=torch.uint8).to(torch.int64) if available else \
-        torch.zeros(0, dtype=torch.int64)
-    last = data < 128
-    ends = torch.nonzero(last).reshape(-1)[:count]
-    if ends.numel() < count:
-        raise reader.error(f"escaped values: truncated or overlong varints ({count} values expected)")
-    total = int(ends[-1]) + 1
-    data, last = data[:total], last[:total]
-    starts = torch.cat([torch.zeros(1, dtype=torch.int64), ends[:-1] + 1])
-    sizes = ends - starts + 1
-    if (sizes > MAX_VARINT_BYTES).any():
-        raise reader.error("an escaped value's varint is too long")
-    if ((sizes > 1) & (data[ends] == 0)).any():
-        raise reader.error("an escaped value's varint is not canonical")
-    group = torch.cumsum(last.to(torch.int64), 0) - last.to(torch.int64)
-    position = torch.arange(total, dtype=torch.int64) - starts[group]
-    values = torch.zeros(count, dtype=torch.int64).index_add_(0, group, (data & 127) << (7 * position))
-    reader.take(total, "escaped values")
-    return values
+def _golomb_code(excess: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Exp-Golomb codes of order k of non-negative values v: with u = v + 2^k of n + 1 bits, n - k
+    zeros and a one (the prefix), then u's low n bits (the suffix): 2n - k + 1 bits. Returns (prefix
+    widths n - k + 1, suffix values, suffix widths n)."""
+    u = excess + (1 << k)
+    n = _bit_length(u) - 1
+    return n - k + 1, u - torch.bitwise_left_shift(torch.ones_like(u), n), n
 
 
 _BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.int64)
 _BIT_SHIFTS = torch.arange(7, -1, -1, dtype=torch.int64)
 
 
-def _pack_bits(values: Tensor, widths: Tensor, total: int) -> bytes:
-    """values[i] in widths[i] bits (``total`` in all), MSB first, concatenated, zero-padded to a byte."""
+def _pack_bits(values: Tensor, widths: Tensor) -> bytes:
+    """values[i] in widths[i] bits, MSB first, concatenated, zero-padded to a byte."""
+    total = int(widths.sum())
     if total == 0:
         return b""
     j = torch.arange(int(widths.max()), dtype=torch.int64)
@@ -500,18 +483,54 @@ def _pack_bits(values: Tensor, widths: Tensor, total: int) -> bytes:
     return (bits.view(-1, 8) * _BIT_WEIGHTS).sum(1).to(torch.uint8).numpy().tobytes()
 
 
-def _read_bits(reader: ByteReader, widths: Tensor, total: int) -> Tensor:
-    """The values written by :func:`_pack_bits` for ``widths`` -> int64 (0 where the width is 0)."""
-    if total == 0:
+def _unpack(data) -> Tensor:
+    """Bytes -> their bits, MSB first (int64 0/1)."""
+    if not len(data):
+        return torch.zeros(0, dtype=torch.int64)
+    data = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return ((data.to(torch.int64)[:, None] >> _BIT_SHIFTS) & 1).reshape(-1)
+
+
+def _bit_values(bits: Tensor, start: int, widths: Tensor) -> Tensor:
+    """The values of ``widths`` consecutive fields of ``bits`` from ``start`` (MSB first) -> int64."""
+    if widths.numel() == 0 or int(widths.max()) == 0:
         return torch.zeros(widths.numel(), dtype=torch.int64)
-    data = torch.frombuffer(bytearray(reader.take((total + 7) // 8, "raw low bits")), dtype=torch.uint8)
-    bits = ((data.to(torch.int64)[:, None] >> _BIT_SHIFTS) & 1).reshape(-1)
-    if bits[total:].any():
-        raise reader.error("raw low bits: non-zero padding")
     j = torch.arange(int(widths.max()), dtype=torch.int64)
-    index = ((torch.cumsum(widths, 0) - widths)[:, None] + j).clamp_(max=total - 1)
-    weight = (widths[:, None] - 1 - j)
-    return ((bits[index] << weight.clamp(min=0)) * (weight >= 0)).sum(1)
+    index = (start + torch.cumsum(widths, 0) - widths)[:, None] + j
+    weight = widths[:, None] - 1 - j
+    index = torch.where(weight >= 0, index, start)
+    fields = bits.index_select(0, index.reshape(-1)).view(index.shape)
+    return ((fields << weight.clamp(min=0)) * (weight >= 0)).sum(1)
+
+
+def _read_tail(reader: ByteReader, escapes: int, low_widths: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The bit region after the blocks: ``escapes`` Exp-Golomb codes (u8 order first, then the
+    prefixes, then the suffixes) and the raw low bits of ``low_widths`` -> (excess, low)."""
+    low_widths = low_widths if low_widths is not None else torch.zeros(0, dtype=torch.int64)
+    excess = torch.zeros(0, dtype=torch.int64)
+    prefix_bits, suffix_widths = 0, torch.zeros(0, dtype=torch.int64)
+    k = 0
+    if escapes:
+        k = reader.unpack("B", "escape code order")
+        if k > MAX_GOLOMB_K:
+            raise reader.error(f"escape code order {k} above {MAX_GOLOMB_K}")
+        longest = 36 - k  # prefix of an excess below 2^35
+        peek = reader.data[reader.offset:reader.offset + min(reader.remaining, (escapes * longest + 7) // 8)]
+        ones = torch.nonzero(_unpack(peek)).reshape(-1)[:escapes]
+        if ones.numel() < escapes:
+            raise reader.error(f"escaped values: truncated ({escapes} expected)")
+        prefix = torch.diff(ones, prepend=torch.tensor([-1])) # n - k + 1 each
+        if int(prefix.max()) > longest:
+            raise reader.error("an escaped value's code is too long")
+        prefix_bits, suffix_widths = int(ones[-1]) + 1, prefix - 1 + k
+    total = prefix_bits + int(suffix_widths.sum()) + int(low_widths.sum())
+    bits = _unpack(reader.take((total + 7) // 8, "escaped values and raw low bits"))
+    if bits[total:].any():
+        raise reader.error("raw bits: non-zero padding")
+    if escapes:
+        leading = torch.bitwise_left_shift(torch.ones_like(suffix_widths), suffix_widths)
+        excess = _bit_values(bits, prefix_bits, suffix_widths) + leading - (1 << k)
+    return excess, _bit_values(bits, prefix_bits + int(suffix_widths.sum()), low_widths)
 
 
 def _varint_bytes(value: int) -> bytes:
@@ -543,7 +562,8 @@ def predicted_centres(mean: Tensor, step: Tensor) -> Tensor:
     return centre.to(torch.int64)
 
 
-def encode_gaussian(out: ByteWriter, symbols: Tensor, mean: Tensor, scale: Tensor, step: Tensor) -> CodeLength:
+def encode_gaussian(out: ByteWriter, symbols: Tensor, mean: Tensor, scale: Tensor,
+                    step: Tensor) -> CodeLength:
     """Append the blocks coding int64 ``symbols`` [n] under N(mean, scale^2) on the grid ``step``
     (float32 [n] each; ``scale`` already floored). Appends nothing for n = 0. Returns the code
     length that :func:`gaussian_code_bits` predicts for this stream (the same numbers)."""
@@ -561,28 +581,45 @@ def encode_gaussian(out: ByteWriter, symbols: Tensor, mean: Tensor, scale: Tenso
         size = _varint_bytes(len(data))
         out.raw(size).pack("B", level).raw(data)
         headers += len(size) + 1
-    out.raw(_pack_varints(coded.excess))
-    raw_bits = 0
+    values, widths, order = _tail(coded, plan)
+    if order is not None:
+        out.pack("B", order)
+    out.raw(_pack_bits(values, widths))
+    return _length(coded, plan, widths, order is not None, headers)
+
+
+def _tail(coded: _Coded, plan: _Plan) -> tuple[Tensor, Tensor, int | None]:
+    """The bit region after the blocks: (values, widths, Exp-Golomb order or None without escapes)."""
+    values, widths, order = [], [], None
+    if coded.excess.numel():
+        order = _golomb_order(coded.excess)
+        prefix, suffix, suffix_widths = _golomb_code(coded.excess, order)
+        values += [torch.ones_like(prefix), suffix]
+        widths += [prefix, suffix_widths]
     if coded.coarse is not None:
-        widths = plan.shift.index_select(0, coded.coarse)
-        raw_bits = int(widths.sum())
-        out.raw(_pack_bits(coded.low, widths, raw_bits))
-    return _length(coded, plan, raw_bits, headers)
+        values.append(coded.low)
+        widths.append(plan.shift.index_select(0, coded.coarse))
+    if not values:
+        return torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), None
+    return torch.cat(values), torch.cat(widths), order
 
 
-def _length(coded: _Coded, plan: _Plan, raw_bits: int, headers: int | None = None) -> CodeLength:
+def _length(coded: _Coded, plan: _Plan, widths: Tensor, order: bool,
+            headers: int | None = None) -> CodeLength:
+    """The code length of a coded stream (``headers``: the blocks' header bytes, when known)."""
     arithmetic = _neg_log2().index_select(0, coded.above - coded.below)
-    bits = float(arithmetic.sum()) + raw_bits + 8 * int(_varint_sizes(coded.excess).sum())
+    raw_bits = int(widths.sum())
+    bits = float(arithmetic.sum()) + raw_bits
     if headers is None:  # the byte counts' varints, from the blocks' predicted sizes
         headers = sum(len(_varint_bytes(math.ceil(float(arithmetic[start:stop].sum()) / 8 + FLUSH_BYTES))) + 1
                       for _, start, stop in plan.blocks)
-    return CodeLength(bits, headers + len(plan.blocks) * FLUSH_BYTES + (-raw_bits % 8) / 8)
+    return CodeLength(bits, headers + len(plan.blocks) * FLUSH_BYTES + int(order) + (-raw_bits % 8) / 8)
 
 
 def gaussian_code_bits(symbols: Tensor, mean: Tensor, scale: Tensor, step: Tensor) -> CodeLength:
     """What :func:`encode_gaussian` writes for these arguments, without coding: the ideal code length
     of its symbols under the very integer CDFs it uses (the grid tables, the 2^-16 floor, the escape
-    levels it chooses), its raw bits and escape varints, and the overhead (block headers, padding). The
+    levels it chooses), the escapes' codes and raw bits, and the overhead (headers, padding). The
     coded size differs from ``total_bytes`` by the coder's termination (0-2 bytes per block, counted
     as FLUSH_BYTES on average) and its finite precision (~1e-4 bit per symbol)."""
     if symbols.numel() == 0:
@@ -592,8 +629,8 @@ def gaussian_code_bits(symbols: Tensor, mean: Tensor, scale: Tensor, step: Tenso
         raise BitstreamError(f"invalid distributions ({bad})")
     plan = _plan(mean, scale, step)
     coded = _code(symbols, plan)
-    raw_bits = int(plan.shift.index_select(0, coded.coarse).sum()) if coded.coarse is not None else 0
-    return _length(coded, plan, raw_bits)
+    _, widths, order = _tail(coded, plan)
+    return _length(coded, plan, widths, order is not None)
 
 
 def decode_gaussian(reader: ByteReader, mean: Tensor, scale: Tensor, step: Tensor) -> Tensor:
@@ -614,21 +651,22 @@ def decode_gaussian(reader: ByteReader, mean: Tensor, scale: Tensor, step: Tenso
         if level >= len(ESCAPE_LEVELS):
             raise reader.error(f"unknown escape level {level}")
         data = bytes(reader.take(size, "arithmetic-coded block"))
-        symbol[start:stop] = torchac().decode_int16_normalized_cdf(tables.rows(level, c, plan.row[start:stop]), data)
+        rows = tables.rows(level, c, plan.row[start:stop])
+        symbol[start:stop] = torchac().decode_int16_normalized_cdf(rows, data)
     k = plan.alphabet()
     b = symbol.to(torch.float64) - (k + 1).to(torch.float64)
     escaped = torch.nonzero((symbol == 0) | (symbol.to(torch.int64) == 2 * k + 2)).reshape(-1)
+    coarse = plan.coarse()
+    low_widths = plan.shift.index_select(0, coarse) if coarse is not None else None
+    excess, low = _read_tail(reader, escaped.numel(), low_widths)
     if escaped.numel():
-        excess = _read_varints(reader, escaped.numel()).to(torch.float64)
         sign = torch.sign(b.index_select(0, escaped))
-        b.index_copy_(0, escaped, sign * (excess + (k.index_select(0, escaped) + 1).to(torch.float64)))
+        b.index_copy_(0, escaped, sign * (excess + (k.index_select(0, escaped) + 1)).to(torch.float64))
         if (b.abs() * plan.width >= 2.0 ** (MAX_SHIFT + 1)).any():  # exact products: powers of two
             raise reader.error("an escaped value is out of range")
     q = plan.centre + b * plan.width
-    coarse = plan.coarse()
     if coarse is not None and coarse.numel():
-        widths = plan.shift.index_select(0, coarse)
-        q.index_add_(0, coarse, _read_bits(reader, widths, int(widths.sum())).to(torch.float64))
+        q.index_add_(0, coarse, low.to(torch.float64))
     if (q.abs() >= VALUE_LIMIT).any():
         raise reader.error("a decoded value is out of range")
     decoded = torch.empty(n, dtype=torch.int64)
