@@ -241,7 +241,7 @@ def test_compact_encoder_rows_write_the_same_bytes_as_full_rows():
     symbols, mean, scale, step = gaussian_stream(20000, 3.0, 0.01)
     plan = ac._plan(mean, scale, step)
     coded = ac._code(symbols, plan)
-    rows, last = ac._encoder_rows(coded.below, coded.above)
+    rows, last = ac._encoder_rows(coded)
     assert last.any()
     for (c, start, stop), level in zip(plan.blocks, coded.levels):
         table = ac._tables().rows(level, c, plan.row[start:stop])

@@ -394,6 +394,7 @@ class _Coded(NamedTuple):
     each block's escape level, the escapes' excess (bins beyond the alphabet) and the raw low bits."""
 
     symbol: Tensor  # int64: 0 escape below, 1 + K + b bin b, 2K + 2 escape above
+    at: Tensor  # index of the CDF value below the symbol in the flat tables
     below: Tensor
     above: Tensor
     levels: list
@@ -424,27 +425,34 @@ def _code(symbols: Tensor, plan: _Plan) -> _Coded:
         costs = [count * a + (stop - start - count) * b for a, b in _LEVEL_COSTS]
         levels.append(costs.index(min(costs)))
         base = int(tables.base[levels[-1], c])
-        part = at[start:stop] + base
-        torch.index_select(tables.full, 0, part, out=below[start:stop])
-        torch.index_select(tables.full, 0, part + 1, out=above[start:stop])
+        at[start:stop] += base
+        torch.index_select(tables.full, 0, at[start:stop], out=below[start:stop])
+        torch.index_select(tables.full, 0, at[start:stop] + 1, out=above[start:stop])
     coarse = plan.coarse()
     low = None
     if coarse is not None:
         low = (r.index_select(0, coarse) - bins.index_select(0, coarse) * plan.width.index_select(0, coarse))
         low = low.to(torch.int64)
-    return _Coded(symbol, below, above, levels, excess, low, coarse)
+    return _Coded(symbol, at, below, above, levels, excess, low, coarse)
 
 
-def _encoder_rows(below: Tensor, above: Tensor) -> tuple[Tensor, Tensor]:
+def _encoder_rows(coded: _Coded) -> tuple[Tensor, Tensor]:
     """torchac's encoder reads only the two CDF values around each symbol: (int16 [n, 3] CDF rows,
     int16 symbols) that give it exactly those values, so that it writes the same bytes as with the full
-    rows without their memory traffic. Row [below, above, 0] with symbol 0; for a last symbol (above =
-    2^16, which int16 storage cannot hold: torchac hard-wires it) row [0, below, 0] with symbol 1."""
-    last = above == PRECISION
-    rows = torch.zeros(below.numel(), 3, dtype=torch.int32)
-    rows[:, 0] = below.masked_fill(last, 0)
-    rows[:, 1] = torch.where(last, below, above)
-    return _to_int16(rows), last.to(torch.int16)
+    rows without their memory traffic. Row [below, above, 0] with symbol 0; for a last symbol (an
+    escape above: its upper bound 2^16, which int16 storage cannot hold, is hard-wired in torchac) row
+    [0, below, 0] with symbol 1."""
+    packed = _tables().packed
+    rows = torch.zeros(coded.at.numel(), 3, dtype=torch.int16)
+    torch.index_select(packed, 0, coded.at, out=rows[:, 0])
+    torch.index_select(packed, 0, coded.at + 1, out=rows[:, 1])
+    symbol = torch.zeros(coded.at.numel(), dtype=torch.int16)
+    last = torch.nonzero(coded.above == PRECISION).reshape(-1)
+    if last.numel():
+        rows[last, 1] = rows[last, 0]
+        rows[last, 0] = 0
+        symbol[last] = 1
+    return rows, symbol
 
 
 # -- escape codes, raw bits and varints ------------------------------------------------------------
@@ -454,9 +462,12 @@ def _bit_length(values: Tensor) -> Tensor:
 
 
 def _golomb_order(excess: Tensor) -> int:
-    """The Exp-Golomb order k minimising the escapes' code length (see :func:`_golomb_code`)."""
-    costs = [int((2 * _bit_length(excess + (1 << k)) - k - 1).sum()) for k in range(MAX_GOLOMB_K + 1)]
-    return costs.index(min(costs))
+    """The Exp-Golomb order k giving the escapes the shortest codes (see :func:`_golomb_code`), among
+    the orders near the bit length of their median."""
+    middle = int(_bit_length(excess.median().reshape(1)))
+    candidates = range(max(0, middle - 3), min(MAX_GOLOMB_K, middle + 1) + 1)
+    costs = [int((2 * _bit_length(excess + (1 << k)) - k - 1).sum()) for k in candidates]
+    return candidates[costs.index(min(costs))]
 
 
 def _golomb_code(excess: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -468,19 +479,29 @@ def _golomb_code(excess: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     return n - k + 1, u - torch.bitwise_left_shift(torch.ones_like(u), n), n
 
 
-_BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.int64)
+_BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.int32)
 _BIT_SHIFTS = torch.arange(7, -1, -1, dtype=torch.int64)
 
 
-def _pack_bits(values: Tensor, widths: Tensor) -> bytes:
-    """values[i] in widths[i] bits, MSB first, concatenated, zero-padded to a byte."""
-    total = int(widths.sum())
-    if total == 0:
+def _pack_bits(fields: list[tuple[Tensor, Tensor]], ones: Tensor | None = None) -> bytes:
+    """One bit field, MSB first, zero-padded to a byte: ``ones`` (unary codes: widths[i] - 1 zeros and
+    a one), then each (values, widths) of ``fields`` in order, values[i] in widths[i] bits."""
+    parts = []
+    if ones is not None and ones.numel():
+        unary = torch.zeros(int(ones.sum()), dtype=torch.uint8)
+        unary[torch.cumsum(ones, 0) - 1] = 1
+        parts.append(unary)
+    for values, widths in fields:
+        if widths.numel() and int(widths.max()) > 0:
+            j = torch.arange(int(widths.max()), dtype=torch.int64)
+            shift = widths[:, None] - 1 - j
+            bits = (values[:, None] >> shift.clamp(min=0)) & 1
+            parts.append(bits[shift >= 0].to(torch.uint8))
+    if not parts:
         return b""
-    j = torch.arange(int(widths.max()), dtype=torch.int64)
-    bits = (values[:, None] >> (widths[:, None] - 1 - j).clamp_(min=0)) & 1
-    bits = torch.nn.functional.pad(bits[j < widths[:, None]], (0, -total % 8))
-    return (bits.view(-1, 8) * _BIT_WEIGHTS).sum(1).to(torch.uint8).numpy().tobytes()
+    bits = torch.cat(parts)
+    bits = torch.nn.functional.pad(bits, (0, -bits.numel() % 8))
+    return (bits.view(-1, 8).to(torch.int32) * _BIT_WEIGHTS).sum(1).to(torch.uint8).numpy().tobytes()
 
 
 def _unpack(data) -> Tensor:
@@ -574,41 +595,41 @@ def encode_gaussian(out: ByteWriter, symbols: Tensor, mean: Tensor, scale: Tenso
         raise BitstreamError(f"cannot encode: the entropy model gives invalid distributions ({bad})")
     plan = _plan(mean, scale, step)
     coded = _code(symbols, plan)
-    rows, last = _encoder_rows(coded.below, coded.above)
+    rows, last = _encoder_rows(coded)
     headers = 0
     for (_, start, stop), level in zip(plan.blocks, coded.levels):
         data = torchac().encode_int16_normalized_cdf(rows[start:stop], last[start:stop])
         size = _varint_bytes(len(data))
         out.raw(size).pack("B", level).raw(data)
         headers += len(size) + 1
-    values, widths, order = _tail(coded, plan)
+    prefix, fields, order = _tail(coded, plan)
     if order is not None:
         out.pack("B", order)
-    out.raw(_pack_bits(values, widths))
-    return _length(coded, plan, widths, order is not None, headers)
+    out.raw(_pack_bits(fields, prefix))
+    return _length(coded, plan, _tail_bits(prefix, fields), order is not None, headers)
 
 
-def _tail(coded: _Coded, plan: _Plan) -> tuple[Tensor, Tensor, int | None]:
-    """The bit region after the blocks: (values, widths, Exp-Golomb order or None without escapes)."""
-    values, widths, order = [], [], None
+def _tail(coded: _Coded, plan: _Plan) -> tuple[Tensor | None, list, int | None]:
+    """The bit field after the blocks: (the escape codes' prefix widths, [(values, widths)] of their
+    suffixes and of the raw low bits, the Exp-Golomb order or None without escapes)."""
+    prefix, fields, order = None, [], None
     if coded.excess.numel():
         order = _golomb_order(coded.excess)
         prefix, suffix, suffix_widths = _golomb_code(coded.excess, order)
-        values += [torch.ones_like(prefix), suffix]
-        widths += [prefix, suffix_widths]
+        fields.append((suffix, suffix_widths))
     if coded.coarse is not None:
-        values.append(coded.low)
-        widths.append(plan.shift.index_select(0, coded.coarse))
-    if not values:
-        return torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), None
-    return torch.cat(values), torch.cat(widths), order
+        fields.append((coded.low, plan.shift.index_select(0, coded.coarse)))
+    return prefix, fields, order
 
 
-def _length(coded: _Coded, plan: _Plan, widths: Tensor, order: bool,
+def _tail_bits(prefix: Tensor | None, fields: list) -> int:
+    return (int(prefix.sum()) if prefix is not None else 0) + sum(int(w.sum()) for _, w in fields)
+
+
+def _length(coded: _Coded, plan: _Plan, raw_bits: int, order: bool,
             headers: int | None = None) -> CodeLength:
     """The code length of a coded stream (``headers``: the blocks' header bytes, when known)."""
     arithmetic = _neg_log2().index_select(0, coded.above - coded.below)
-    raw_bits = int(widths.sum())
     bits = float(arithmetic.sum()) + raw_bits
     if headers is None:  # the byte counts' varints, from the blocks' predicted sizes
         headers = sum(len(_varint_bytes(math.ceil(float(arithmetic[start:stop].sum()) / 8 + FLUSH_BYTES))) + 1
@@ -629,8 +650,8 @@ def gaussian_code_bits(symbols: Tensor, mean: Tensor, scale: Tensor, step: Tenso
         raise BitstreamError(f"invalid distributions ({bad})")
     plan = _plan(mean, scale, step)
     coded = _code(symbols, plan)
-    _, widths, order = _tail(coded, plan)
-    return _length(coded, plan, widths, order is not None)
+    prefix, fields, order = _tail(coded, plan)
+    return _length(coded, plan, _tail_bits(prefix, fields), order is not None)
 
 
 def decode_gaussian(reader: ByteReader, mean: Tensor, scale: Tensor, step: Tensor) -> Tensor:
