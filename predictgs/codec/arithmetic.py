@@ -81,7 +81,7 @@ SPREADS_PER_OCTAVE = 16  # spreads s = sigma / Q per octave (linear within the o
 LOW_OCTAVE = -5  # frexp exponent of the lowest octave [2^-6, 2^-5); smaller spreads use 2^-6
 COARSE_OCTAVE = 3  # spreads of 2^COARSE_OCTAVE steps and more are coded on coarse bins of 2^k steps
 OFFSETS = 64  # positions of mu within its bin
-TAIL_SIGMAS = 4.0  # half-width of the alphabet in sigmas (beyond it: escapes)
+TAIL_SIGMAS = 3.0  # half-width of the alphabet in sigmas (beyond it: escapes); chosen by measurement
 WIDTH_CLASSES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64)
 ESCAPE_LEVELS = (0.0,) + tuple(2.0 ** -e for e in (16, 14, 12, 10, 8, 6, 4, 2, 1)) + (0.75, 0.9375)
 MAX_SHIFT = 33  # coarse bins of at most 2^33 steps (|q - centre| < 2^32.6)
