@@ -32,9 +32,10 @@ import time
 import numpy as np
 import torch
 
-from predictgs.codec import DEFAULT_CHUNK_ANCHORS, decode_model, encode_model
 from predictgs.codec.arithmetic import torchac
-from predictgs.codec.synthetic import random_hac
+from predictgs.entropy.anchor import DEFAULT_CHUNK_ANCHORS
+from predictgs.methods.synthetic import random_hac
+from predictgs.pipeline.codec import decode_model, encode_model
 from predictgs.config import to_dict
 
 PUBLISHED = {  # seconds on Mip-NeRF360, A100 (Predict-GS paper, efficiency table)
@@ -54,20 +55,20 @@ def _best(times: list[tuple[float, float]]) -> dict:
 
 def codec_calls(model, method: str, model_config: dict, chunk_anchors: int):
     """The codec's API in one place: (encode, decode, context) callables for a model. ``context``
-    evaluates the float64 context model on the coded anchors, chunk by chunk, as both sides do."""
-    from predictgs.codec import streams
+    evaluates the float64 coding network on the coded anchors, chunk by chunk, as both sides do."""
+    entropy = model.entropy_model()
+    entropy.chunk_anchors = chunk_anchors
 
     def encode():
-        return encode_model(model, method, model_config, chunk_anchors=chunk_anchors)
+        return encode_model(model, chunk_anchors=chunk_anchors)
 
     def decode(data: bytes):
         return decode_model(data)
 
     def context():
-        context64 = streams.float64_context(model)
-        positions = model.anchor_positions()[model.kept_anchors()]
-        for start in range(0, positions.shape[0], chunk_anchors):
-            streams.chunk_distributions(context64, model.bounds, positions[start:start + chunk_anchors])
+        coded = model.coded_anchors()
+        for _ in entropy._coding_chunks(model.bounds.normalise(coded.positions)):
+            pass
 
     return encode, decode, context
 
@@ -103,7 +104,7 @@ def time_codec(model, chunk_anchors: int, repeats: int, method: str = "hac", mod
 
 def time_run(run_dir: str, chunk_anchors: int, repeats: int) -> dict:
     """Time the trained model of a run directory."""
-    from predictgs.train.run import load_run
+    from predictgs.pipeline.train import load_run
 
     spec, model = load_run(run_dir, "cpu")
     result = time_codec(model, chunk_anchors, repeats, spec["method"], spec["model"], with_context=True)

@@ -115,7 +115,7 @@ def test_mixture_coder_round_trip_and_estimate(spread, outliers):
     reader = ByteReader(data, "test")
     assert torch.equal(decode_mixture(reader, mean, scale, weight, step), symbols)
     reader.expect_end()
-    estimate = mixture_code_bits(symbols, mean, scale, weight, step) / 8
+    estimate = mixture_code_bits(symbols, mean, scale, weight, step).total_bytes
     if len(data) >= 2000:
         assert abs(len(data) - estimate) <= 0.01 * len(data), (len(data), estimate)
 

@@ -694,9 +694,3 @@ def decode_gaussian(reader: ByteReader, mean: Tensor, scale: Tensor, step: Tenso
     decoded.index_copy_(0, plan.order, q.to(torch.int64))
     return decoded
 
-
-def coder_floor_bits(symbols: Tensor, mean: Tensor, scale: Tensor, step: Tensor) -> float:
-    """Deprecated name, kept for ``streams.py``: the coder-exact size in bits of what
-    :func:`encode_gaussian` writes (:func:`gaussian_code_bits`, information plus overhead)."""
-    length = gaussian_code_bits(symbols.to(torch.int64), mean, scale, step)
-    return 8 * length.total_bytes

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..codec.arithmetic import coder_floor_bits, decode_gaussian, encode_gaussian
+from ..codec.arithmetic import CodeLength, decode_gaussian, encode_gaussian, gaussian_code_bits
 from ..codec.container import ByteReader, ByteWriter
 from ..config import bounded, positive
 from ..errors import BitstreamError
@@ -155,9 +155,10 @@ class AnchorEntropyModel(nn.Module):
     def _coding_chunks(self, normalised_positions: Tensor) -> Iterator[tuple[slice, dict[str, CodingDistribution]]]:
         """Chunks of anchors (file order) with every group's coding distributions."""
         network = self._coding_network()
+        tables = network.encoding.binarised()  # once, not once per chunk
         positions = normalised_positions.detach().cpu()
         for rows in chunks(positions.shape[0], self.chunk_anchors):
-            dist = network.distributions(positions[rows].double())
+            dist = network.distributions(positions[rows].double(), tables)
             out = {}
             for group in self.groups:
                 mean = dist.mean[group].float()
@@ -200,19 +201,27 @@ class AnchorEntropyModel(nn.Module):
         return flat, dist
 
     @torch.no_grad()
-    def bits(self, values: dict[str, Tensor], normalised_positions: Tensor, centres: Mapping[str, Tensor],
-             masks: Mapping[str, Tensor] | None = None) -> dict[str, float]:
-        """Bits of each group's stream as the coder spends them on the test-time values (the model's
-        probabilities with the coder's 2^-16 floor). ``masks`` (per group, bool like the values) leaves
-        out elements that are not coded (HAC's masked offsets)."""
+    def code_lengths(self, values: dict[str, Tensor], normalised_positions: Tensor,
+                     centres: Mapping[str, Tensor], masks: Mapping[str, Tensor] | None = None) -> dict[str, CodeLength]:
+        """What :meth:`compress` writes for each group, without coding: the ideal code length of the
+        test-time values under exactly the coder's probabilities (``bits``) and the coder's known
+        overhead (block headers, termination). ``masks`` (per group, bool like the values) leaves out
+        elements that are not coded (HAC's masked offsets)."""
         masks = masks or {}
-        total = {g: 0.0 for g in self.gaussian_groups}
+        total = {g: CodeLength(0.0, 0.0) for g in self.gaussian_groups}
         for rows, dists, symbols in self._passes(values, normalised_positions, centres):
             for g in self.gaussian_groups:
                 mask = masks[g][rows].cpu() if g in masks else None
                 flat, dist = self._coded_elements(symbols[g], dists[g], mask)
-                total[g] += coder_floor_bits(flat, dist.mean, dist.scale, dist.step)
+                total[g] = total[g] + gaussian_code_bits(flat.to(torch.int64), dist.mean, dist.scale, dist.step)
         return total
+
+    def bits(self, values: dict[str, Tensor], normalised_positions: Tensor, centres: Mapping[str, Tensor],
+             masks: Mapping[str, Tensor] | None = None) -> dict[str, float]:
+        """Bits of each group's stream as the coder spends them, its overhead included (the estimate in
+        metrics.json; equal to the section sizes to within the coder's rounding)."""
+        lengths = self.code_lengths(values, normalised_positions, centres, masks)
+        return {g: 8 * length.total_bytes for g, length in lengths.items()}
 
     @torch.no_grad()
     def compress(self, values: dict[str, Tensor], normalised_positions: Tensor, centres: Mapping[str, Tensor],

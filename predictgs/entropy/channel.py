@@ -22,8 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from ..codec.container import ByteReader, ByteWriter
+from ..codec.arithmetic import CodeLength
 from ..codec.mixture import decode_mixture, encode_mixture, mixture_code_bits
-from .anchor import AnchorEntropyModel, CodingDistribution, ContextConfig, Distributions
+from .anchor import AnchorEntropyModel, CodingDistribution, ContextConfig, Distributions, chunks
 from .functional import SCALE_FLOOR, adaptive_step, clamp_around, low_bound
 
 
@@ -134,11 +135,10 @@ class ChannelContextEntropyModel(AnchorEntropyModel):
     def _raw_chunks(self, normalised_positions: Tensor):
         """Like _coding_chunks, plus the float64 distributions of the chunk (for the mixture)."""
         network = self._coding_network()
+        tables = network.encoding.binarised()
         positions = normalised_positions.detach().cpu()
-        from .anchor import chunks as anchor_chunks
-
-        for rows in anchor_chunks(positions.shape[0], self.chunk_anchors):
-            dist = network.distributions(positions[rows].double())
+        for rows in chunks(positions.shape[0], self.chunk_anchors):
+            dist = network.distributions(positions[rows].double(), tables)
             out = {}
             for group in self.groups:
                 mean = dist.mean[group].float()
@@ -152,17 +152,16 @@ class ChannelContextEntropyModel(AnchorEntropyModel):
             yield rows, out
 
     @torch.no_grad()
-    def bits(self, values, normalised_positions, centres, masks=None) -> dict[str, float]:
+    def code_lengths(self, values, normalised_positions, centres, masks=None) -> dict[str, CodeLength]:
         g = self.mixture_group
-        others = super().bits(values, normalised_positions, centres, masks)
-        total = 0.0
+        lengths = super().code_lengths(values, normalised_positions, centres, masks)
+        total = CodeLength(0.0, 0.0)
         for rows, dists, dist64, network, symbols in self._mixture_passes(values, normalised_positions, centres):
             step = dists[g].step.reshape(symbols.shape)
             for columns, means, scales, weights, q in self._mixture_chunks(network, dist64, symbols * step, step):
                 flat = symbols[:, columns].reshape(-1)
-                total += mixture_code_bits(flat.to(torch.int64), means, scales, weights, q)
-        others[g] = total
-        return others
+                total = total + mixture_code_bits(flat.to(torch.int64), means, scales, weights, q)
+        return {**lengths, g: total}
 
     def _mixture_passes(self, values, normalised_positions, centres):
         g = self.mixture_group

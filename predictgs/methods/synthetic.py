@@ -80,11 +80,11 @@ def _draw_values(model) -> None:
 @torch.no_grad()
 def _add_outliers(model, share: float, steps: float) -> None:
     a, ctx = model.anchors, model.context
-    values = {"attributes": a.attributes, "scaling": a.scaling, "offsets": a.offsets}
+    values = {model.attribute_group: a.attributes, "scaling": a.scaling, "offsets": a.offsets}
     for group, tensor in values.items():
         hit = torch.rand(tensor.shape) < share
         sign = torch.where(torch.rand(tensor.shape) < 0.5, -1.0, 1.0)
-        shift = hit * sign * (steps * ctx.base_step(group))
+        shift = hit * sign * (steps * ctx.base_steps[group])
         if group == "scaling":  # stored as log; the coded value is the activated scaling
             tensor.copy_(torch.log((torch.exp(tensor) + shift).clamp_min(1e-3)))
         else:
