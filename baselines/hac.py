@@ -173,8 +173,7 @@ class HAC(AnchorMethod):
             values = self.context.add_noise(values)
         elif step.quantisation == "entropy":
             dist = self.context.distributions(self.bounds.normalise(positions), tables["hash"])
-            values, likelihoods = self.context(values, dist, self.parameter_centres())
-            terms = self.rate_terms(likelihoods, masks, tables)
+            values, terms = self.entropy_step(values, dist, masks, tables)
         rows = self.training_rows(self.rows_from_values(positions, values, masks), tables)
         neural = self.render_anchors(view, visible, rows, residual=step.residual)
         return neural, {**self.loss_terms(neural), **terms}
@@ -182,6 +181,12 @@ class HAC(AnchorMethod):
     def training_rows(self, rows: dict[str, Tensor], tables: "StepTables") -> dict[str, Tensor]:
         """Method-specific per-anchor inputs of a training step (Predict-GS's predicted features)."""
         return rows
+
+    def entropy_step(self, values: dict[str, Tensor], dist, masks: Tensor, tables: "StepTables"):
+        """The entropy phase: the visible anchors' values with the adaptive steps' noise (rendered), and
+        the rate terms. -> (values, terms)."""
+        values, likelihoods = self.context(values, dist, self.parameter_centres())
+        return values, self.rate_terms(likelihoods, masks, tables)
 
     def rate_terms(self, likelihoods: dict[str, Tensor], masks: Tensor, tables: "StepTables") -> dict[str, Tensor]:
         """HAC's entropy loss: bits per coded value over a random ``entropy_sample_rate`` of the visible
@@ -218,15 +223,38 @@ class HAC(AnchorMethod):
         """Anchors with at least one active offset; the others are dropped by the encoder."""
         return torch.nonzero((self.anchors.mask_hard(self.config.mask_threshold) > 0).any(dim=(1, 2))).squeeze(1)
 
+    # -- anchor positions in the bitstream (HAC: 16-bit codes in the box; HAC++ overrides) -------------
+    def anchor_codes(self, positions: Tensor) -> Tensor:
+        """Integer codes [n, 3] of anchor positions, as stored."""
+        return self.bounds.to_codes(positions)
+
+    def positions_from_codes(self, codes: Tensor) -> Tensor:
+        """The positions the codes stand for (what the model renders with)."""
+        return self.bounds.from_codes(codes)
+
+    def code_order(self, codes: Tensor) -> Tensor:
+        return morton_order(codes)
+
+    def encode_anchor_codes(self, codes: Tensor) -> bytes:
+        return encode_positions(codes.cpu())
+
+    @classmethod
+    def decode_anchor_codes(cls, reader, count: int) -> Tensor:
+        return decode_positions(reader, count)
+
+    def anchor_bits(self, codes: Tensor) -> float:
+        """HAC's cost of the positions: 16 bits per axis."""
+        return float(codes.shape[0] * ANCHOR_BITS)
+
     @torch.no_grad()
     def coded_anchors(self) -> CodedAnchors:
         kept = self.kept_anchors()
-        codes = self.bounds.to_codes(self.anchors.positions[kept])
-        order = morton_order(codes).to(kept.device)
+        codes = self.anchor_codes(self.anchors.positions[kept])
+        order = self.code_order(codes.cpu()).to(kept.device)
         rows, codes = kept[order], codes[order]
         masks = self.anchors.mask_hard(self.config.mask_threshold)[rows].detach() > 0
         values = {g: v.detach() for g, v in self.coded_values(rows).items()}
-        return CodedAnchors(rows, codes, self.bounds.from_codes(codes), masks, values, self.parameter_centres())
+        return CodedAnchors(rows, codes, self.positions_from_codes(codes), masks, values, self.parameter_centres())
 
     @torch.no_grad()
     def test_state(self) -> dict[str, Tensor]:
@@ -269,7 +297,7 @@ class HAC(AnchorMethod):
         coded = self.coded_anchors()
         streams = self.context.bits(coded.values, self.bounds.normalise(coded.positions), coded.centres,
                                     self.element_masks(coded.masks))
-        bits = {"anchor": float(coded.rows.shape[0] * ANCHOR_BITS), **streams}
+        bits = {"anchor": self.anchor_bits(coded.codes), **streams}
         for name, encoding in self.binary_tables().items():
             bits[name] = tables_bits(encoding)
         bits["masks"] = mask_bits(coded.masks)
@@ -302,10 +330,10 @@ class HAC(AnchorMethod):
         coded = self.coded_anchors()
         streams, _ = self.context.compress(coded.values, self.bounds.normalise(coded.positions), coded.centres,
                                            self.element_masks(coded.masks))
-        sections = {"anchor": encode_positions(coded.codes.cpu()), "masks": compress_masks(coded.masks.cpu())}
+        sections = {"anchor": self.encode_anchor_codes(coded.codes), "masks": compress_masks(coded.masks.cpu())}
         for name, encoding in self.binary_tables().items():
             sections[name] = compress_tables(encoding)
-        sections.update(streams)
+        sections.update({g: streams[g] for g in self.context.groups})
         sections["mlps"] = encode_floats(self.network_tensors(), half=half_networks)
         header = {**self.base_header(), "chunk_anchors": self.context.chunk_anchors}
         header.update({key: box.as_json() for key, box in self.boxes().items()})
@@ -321,7 +349,7 @@ class HAC(AnchorMethod):
         n, extent, voxel = cls.coded_size(coded, config)
         chunk = header_number(coded.header, "chunk_anchors", int, 1, MAX_CHUNK_ANCHORS)
         # The anchor positions first: their count must match the header's before the model is allocated.
-        codes = decode_positions(section_reader(coded.sections, "anchor"), n)
+        codes = cls.decode_anchor_codes(section_reader(coded.sections, "anchor"), n)
         model = cls.empty(config, extent, voxel, n)
         for key, box in model.boxes().items():
             box.assign(*header_box(coded.header, key))
@@ -334,7 +362,7 @@ class HAC(AnchorMethod):
         values = decode_floats(section_reader(coded.sections, "mlps"), [tuple(t.shape) for t in tensors])
         for target, value in zip(tensors, values):
             target.copy_(value)
-        positions = model.bounds.from_codes(codes)
+        positions = model.positions_from_codes(codes)
         streams = {g: section_reader(coded.sections, g) for g in model.context.groups}
         values = model.context.decompress(streams, model.bounds.normalise(positions), model.element_masks(masks))
         a = model.anchors

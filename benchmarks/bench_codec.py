@@ -1,15 +1,25 @@
 #!/usr/bin/env python
-"""Encode and decode time of the HAC codec against the anchor count, on the CPU.
+"""Encode and decode time of the HAC codec, on the CPU (one thread by default): trained models of run
+directories, and random models against the anchor count.
 
     python benchmarks/bench_codec.py                              # 1k .. 100k anchors, chunk sweep at 30k
     python benchmarks/bench_codec.py --anchors 1000 10000 --chunks 1000 3000 --json out.json
+    python benchmarks/bench_codec.py --anchors 30000 --chunks --outliers 0.001 --outlier-steps 300
+    python benchmarks/bench_codec.py --run-dir runs/fern_hac --repeats 3
 
-Models are HAC models with random parameters (``predictgs.codec.synthetic.random_hac``: HAC's default
-sizes, 50-d features, 10 offsets, 2^13/2^15 hash tables; values drawn from the model's own entropy
-model), so no training is needed. Times are wall-clock around ``encode_model`` (model -> bytes) and
-``decode_model`` (bytes -> model in decoded mode), after a warm-up that loads torchac. A linear fit
-t = a + b N extrapolates to a Mip-NeRF360-sized model (500k anchors), printed beside the published
-times (A100 GPU, as reported in the Predict-GS paper).
+Random models are HAC models with random parameters (``predictgs.codec.synthetic.random_hac``: HAC's
+default sizes, 50-d features, 10 offsets, 2^13/2^15 hash tables; values drawn from the model's own
+entropy model), so no training is needed; ``--outliers`` moves that share of the values by
+``--outlier-steps`` quantisation steps, as a trained model's badly predicted values. ``--run-dir`` times
+the trained model of a run directory (its checkpoint) instead.
+
+Times are around ``encode_model`` (model -> bytes) and ``decode_model`` (bytes -> model in decoded
+mode), after a warm-up that loads torchac and builds the coder's tables; the best of ``--repeats``,
+wall-clock and process CPU time (on a busy machine the CPU time is the steadier figure). ``context``
+is the float64 context model alone (the per-chunk distributions, which encoder and decoder both
+evaluate), a part of both times. A linear fit t = a + b N extrapolates the sweep to a Mip-NeRF360-sized
+model (500k anchors), printed beside the published times (A100 GPU, as reported in the Predict-GS
+paper).
 """
 
 from __future__ import annotations
@@ -22,9 +32,10 @@ import time
 import numpy as np
 import torch
 
-from predictgs.codec import decode_model, encode_model
 from predictgs.codec.arithmetic import torchac
-from predictgs.codec.synthetic import random_hac
+from predictgs.entropy.anchor import DEFAULT_CHUNK_ANCHORS
+from predictgs.methods.synthetic import random_hac
+from predictgs.pipeline.codec import decode_model, encode_model
 from predictgs.config import to_dict
 
 PUBLISHED = {  # seconds on Mip-NeRF360, A100 (Predict-GS paper, efficiency table)
@@ -34,18 +45,82 @@ PUBLISHED = {  # seconds on Mip-NeRF360, A100 (Predict-GS paper, efficiency tabl
 MIPNERF360_ANCHORS = 500_000
 
 
-def time_codec(model, chunk_anchors: int, repeats: int) -> dict:
-    config = to_dict(model.config)
-    encode_times, decode_times = [], []
+def _clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _best(times: list[tuple[float, float]]) -> dict:
+    return {"seconds": min(t[0] for t in times), "cpu_seconds": min(t[1] for t in times)}
+
+
+def codec_calls(model, method: str, model_config: dict, chunk_anchors: int):
+    """The codec's API in one place: (encode, decode, context) callables for a model. ``context``
+    evaluates the float64 coding network on the coded anchors, chunk by chunk, as both sides do."""
+    entropy = model.entropy_model()
+    entropy.chunk_anchors = chunk_anchors
+
+    def encode():
+        return encode_model(model, chunk_anchors=chunk_anchors)
+
+    def decode(data: bytes):
+        return decode_model(data)
+
+    def context():
+        coded = model.coded_anchors()
+        for _ in entropy._coding_chunks(model.bounds.normalise(coded.positions)):
+            pass
+
+    return encode, decode, context
+
+
+def coded_anchors(model) -> int:
+    return int(model.kept_anchors().numel())
+
+
+def time_codec(model, chunk_anchors: int, repeats: int, method: str = "hac", model_config: dict | None = None,
+               with_context: bool = False) -> dict:
+    encode, decode, context = codec_calls(model, method, model_config or to_dict(model.config), chunk_anchors)
+    encode_times, decode_times, context_times = [], [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        encoded = encode_model(model, "hac", config, chunk_anchors=chunk_anchors)
-        encode_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        decode_model(encoded.data)
-        decode_times.append(time.perf_counter() - start)
-    return {"encode_seconds": min(encode_times), "decode_seconds": min(decode_times),
-            "size_bytes": len(encoded.data), "section_bytes": encoded.section_bytes}
+        start = _clocks()
+        encoded = encode()
+        encode_times.append(tuple(b - a for a, b in zip(start, _clocks())))
+        start = _clocks()
+        decode(encoded.data)
+        decode_times.append(tuple(b - a for a, b in zip(start, _clocks())))
+        if with_context:
+            start = _clocks()
+            context()
+            context_times.append(tuple(b - a for a, b in zip(start, _clocks())))
+    enc, dec = _best(encode_times), _best(decode_times)
+    result = {"encode_seconds": enc["seconds"], "decode_seconds": dec["seconds"],
+              "encode_cpu_seconds": enc["cpu_seconds"], "decode_cpu_seconds": dec["cpu_seconds"],
+              "size_bytes": len(encoded.data), "section_bytes": encoded.section_bytes}
+    if with_context:
+        ctx = _best(context_times)
+        result.update(context_seconds=ctx["seconds"], context_cpu_seconds=ctx["cpu_seconds"])
+    return result
+
+
+def time_run(run_dir: str, chunk_anchors: int, repeats: int) -> dict:
+    """Time the trained model of a run directory."""
+    from predictgs.pipeline.train import load_run
+
+    spec, model = load_run(run_dir, "cpu")
+    result = time_codec(model, chunk_anchors, repeats, spec["method"], spec["model"], with_context=True)
+    return {"run_dir": str(run_dir), "method": spec["method"], "anchors": coded_anchors(model),
+            "chunk_anchors": chunk_anchors, **result}
+
+
+def print_per_anchor(rows: list[dict]) -> None:
+    print(f"{'anchors':>8} {'size B':>10} {'enc us/a':>9} {'dec us/a':>9} {'enc cpu':>8} {'dec cpu':>8} "
+          f"{'ctx cpu':>8}  (us per anchor; cpu: process CPU time)")
+    for r in rows:
+        n = r["anchors"]
+        ctx = f"{1e6 * r['context_cpu_seconds'] / n:>8.1f}" if "context_cpu_seconds" in r else f"{'-':>8}"
+        print(f"{n:>8} {r['size_bytes']:>10} {1e6 * r['encode_seconds'] / n:>9.1f} "
+              f"{1e6 * r['decode_seconds'] / n:>9.1f} {1e6 * r['encode_cpu_seconds'] / n:>8.1f} "
+              f"{1e6 * r['decode_cpu_seconds'] / n:>8.1f} {ctx}  {r.get('run_dir', '')}")
 
 
 def linear_fit(counts, seconds) -> tuple[float, float]:
@@ -56,42 +131,59 @@ def linear_fit(counts, seconds) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--anchors", type=int, nargs="+", default=[1000, 3000, 10000, 30000, 100000])
-    parser.add_argument("--chunk", type=int, default=3000, help="anchors per context chunk for the sweep over N")
-    parser.add_argument("--chunks", type=int, nargs="*", default=[1000, 3000, 10000, 30000],
-                        help="chunk sizes compared at --chunk-anchors-model anchors (empty: skip)")
+    parser.add_argument("--run-dir", nargs="+", default=[],
+                        help="time these runs' trained models (the synthetic sweeps then run only if "
+                             "--anchors or --chunks is given)")
+    parser.add_argument("--anchors", type=int, nargs="+", help="random models' sizes (default 1k .. 100k)")
+    parser.add_argument("--outliers", type=float, default=0.0,
+                        help="share of the random models' values moved by --outlier-steps steps")
+    parser.add_argument("--outlier-steps", type=float, default=300.0)
+    parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK_ANCHORS,
+                        help="anchors per context chunk (runs and the sweep over N)")
+    parser.add_argument("--chunks", type=int, nargs="*",
+                        help="chunk sizes compared at --chunk-sweep-anchors anchors (default 1k .. 30k; "
+                             "empty: skip)")
     parser.add_argument("--chunk-sweep-anchors", type=int, default=30000)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    synthetic = not args.run_dir or args.anchors is not None or args.chunks is not None
+    anchors = (args.anchors or [1000, 3000, 10000, 30000, 100000]) if synthetic else []
+    chunks = (args.chunks if args.chunks is not None else [1000, 3000, 10000, 30000]) if synthetic else []
+    torch.set_num_threads(args.threads)
     torchac()  # compile/load the backend outside the timings
-    warm = random_hac(500, seed=99)
+    warm = random_hac(500, seed=99, outliers=0.01)
     time_codec(warm, args.chunk, 1)
 
     print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    print(f"{'anchors':>8} {'encode s':>9} {'decode s':>9} {'size KiB':>9} {'enc us/anchor':>14} {'dec us/anchor':>14}")
+    run_rows = []
+    if args.run_dir:
+        for run_dir in args.run_dir:
+            run_rows.append(time_run(run_dir, args.chunk, args.repeats))
+        print("\ntrained models:")
+        print_per_anchor(run_rows)
+
     rows = []
-    for n in args.anchors:
-        model = random_hac(n, seed=n)
-        result = {"anchors": model.anchors.num_anchors, "chunk_anchors": args.chunk,
-                  **time_codec(model, args.chunk, args.repeats)}
-        rows.append(result)
-        print(f"{result['anchors']:>8} {result['encode_seconds']:>9.3f} {result['decode_seconds']:>9.3f} "
-              f"{result['size_bytes'] / 1024:>9.1f} {1e6 * result['encode_seconds'] / n:>14.1f} "
-              f"{1e6 * result['decode_seconds'] / n:>14.1f}")
+    if anchors:
+        print(f"\nrandom models (outliers {args.outliers:g} x {args.outlier_steps:g} steps):")
+        for n in anchors:
+            model = random_hac(n, seed=n, outliers=args.outliers, outlier_steps=args.outlier_steps)
+            rows.append({"anchors": coded_anchors(model), "chunk_anchors": args.chunk,
+                         "outliers": args.outliers, "outlier_steps": args.outlier_steps,
+                         **time_codec(model, args.chunk, args.repeats, with_context=True)})
+        print_per_anchor(rows)
 
     chunk_rows = []
-    if args.chunks:
+    if chunks:
         n = args.chunk_sweep_anchors
-        model = random_hac(n, seed=n)
+        model = random_hac(n, seed=n, outliers=args.outliers, outlier_steps=args.outlier_steps)
         print(f"\nchunk size at {n} anchors:")
         print(f"{'chunk':>8} {'encode s':>9} {'decode s':>9} {'size bytes':>11}")
-        for chunk in args.chunks:
-            result = {"anchors": n, "chunk_anchors": chunk, **time_codec(model, chunk, args.repeats)}
+        for chunk in chunks:
+            result = {"anchors": coded_anchors(model), "chunk_anchors": chunk,
+                      **time_codec(model, chunk, args.repeats)}
             chunk_rows.append(result)
             print(f"{chunk:>8} {result['encode_seconds']:>9.3f} {result['decode_seconds']:>9.3f} "
                   f"{result['size_bytes']:>11}")
@@ -99,25 +191,30 @@ def main() -> None:
     extrapolated = {}
     if len(rows) >= 2:
         counts = [r["anchors"] for r in rows]
-        enc = linear_fit(counts, [r["encode_seconds"] for r in rows])
-        dec = linear_fit(counts, [r["decode_seconds"] for r in rows])
-        extrapolated = {"anchors": MIPNERF360_ANCHORS,
-                        "encode_seconds": enc[0] + enc[1] * MIPNERF360_ANCHORS,
-                        "decode_seconds": dec[0] + dec[1] * MIPNERF360_ANCHORS,
-                        "encode_fit": enc, "decode_fit": dec}
-        print(f"\nlinear fit: encode {enc[0]:.3f} s + {1e6 * enc[1]:.2f} us/anchor, "
-              f"decode {dec[0]:.3f} s + {1e6 * dec[1]:.2f} us/anchor")
-        print(f"extrapolated to {MIPNERF360_ANCHORS} anchors (Mip-NeRF360 size), this CPU: "
-              f"encode {extrapolated['encode_seconds']:.1f} s, decode {extrapolated['decode_seconds']:.1f} s")
-        for name, (e, d) in PUBLISHED.items():
-            print(f"  published {name} (A100 GPU, Mip-NeRF360): encode {e:.2f} s, decode {d:.2f} s "
-                  f"-> ours/published: encode x{extrapolated['encode_seconds'] / e:.2f}, "
-                  f"decode x{extrapolated['decode_seconds'] / d:.2f}")
+        for clock in ("", "cpu_"):  # wall-clock, then CPU time (the steadier on a busy machine)
+            enc = linear_fit(counts, [r[f"encode_{clock}seconds"] for r in rows])
+            dec = linear_fit(counts, [r[f"decode_{clock}seconds"] for r in rows])
+            fit = {"anchors": MIPNERF360_ANCHORS,
+                   "encode_seconds": enc[0] + enc[1] * MIPNERF360_ANCHORS,
+                   "decode_seconds": dec[0] + dec[1] * MIPNERF360_ANCHORS,
+                   "encode_fit": enc, "decode_fit": dec}
+            extrapolated["cpu" if clock else "wall"] = fit
+            name = "CPU time" if clock else "wall-clock"
+            print(f"\nlinear fit ({name}): encode {enc[0]:.3f} s + {1e6 * enc[1]:.2f} us/anchor, "
+                  f"decode {dec[0]:.3f} s + {1e6 * dec[1]:.2f} us/anchor")
+            print(f"extrapolated to {MIPNERF360_ANCHORS} anchors (Mip-NeRF360 size), this CPU: "
+                  f"encode {fit['encode_seconds']:.1f} s, decode {fit['decode_seconds']:.1f} s")
+            for label, (e, d) in PUBLISHED.items():
+                print(f"  published {label} (A100 GPU, Mip-NeRF360): encode {e:.2f} s, decode {d:.2f} s "
+                      f"-> ours/published: encode x{fit['encode_seconds'] / e:.2f}, "
+                      f"decode x{fit['decode_seconds'] / d:.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": "cpu", "processor": platform.processor() or platform.machine(),
-                       "threads": torch.get_num_threads(), "torch": torch.__version__, "sweep": rows,
-                       "chunks": chunk_rows, "extrapolated": extrapolated, "published": PUBLISHED}, f, indent=2)
+                       "threads": torch.get_num_threads(), "torch": torch.__version__, "runs": run_rows,
+                       "sweep": rows,
+                       "chunks": chunk_rows, "extrapolated": extrapolated, "published": PUBLISHED}, f,
+                      indent=2)
 
 
 if __name__ == "__main__":

@@ -151,7 +151,7 @@ def train_run(method: str, lmbda: float, scene: Path, out: Path, iterations: int
         seconds = time.perf_counter() - start
         phases.append({"phase": curriculum.quantisation(stop), "iterations": stop - last, "seconds": seconds,
                        "its_per_second": (stop - last) / seconds if seconds > 0 else None,
-                       "anchors_at_end": trainer.model.anchors.num_anchors})
+                       "primitives_at_end": trainer.model.num_primitives})
         last = stop
     train_seconds = time.perf_counter() - start_total
     syncs = count_syncs(trainer, sync_steps) if cuda and sync_steps else None

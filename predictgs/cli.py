@@ -90,7 +90,7 @@ def cmd_train(args) -> int:
         progress=not args.quiet,
     )
     summary = {k: metrics[k] for k in ("method", "scene", "lmbda", "iterations", "psnr", "ssim", "lpips",
-                                        "num_anchors", "estimated_size_bytes", "train_seconds")}
+                                        "num_anchors", "num_gaussians", "estimated_size_bytes", "train_seconds")}
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -119,7 +119,7 @@ def cmd_eval(args) -> int:
     metrics = evaluate_decoded(Path(args.decoded_dir), Path(args.scene), protocol=_protocol_overrides(args),
                                device=args.device, lpips=not args.no_lpips, rasterizer=args.rasterizer,
                                fps_seconds=args.fps_seconds)
-    keys = ("method", "psnr", "ssim", "lpips", "num_anchors", "fps", "device")
+    keys = ("method", "psnr", "ssim", "lpips", "num_anchors", "num_gaussians", "fps", "device", "rasterizer")
     print(json.dumps({k: metrics[k] for k in keys}, indent=2))
     return 0
 

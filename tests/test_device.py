@@ -163,7 +163,7 @@ def test_training_and_test_time_steps_create_no_tensor_on_the_cpu(name, tmp_path
             model.begin_step(step)
             neural, terms = model.gaussians(view, step)
             out = rasterize(neural.means, neural.quats, neural.scales, neural.opacities, neural.colors,
-                            **view.render_args())
+                            sh_degree=neural.sh_degree, **view.render_args())
             loss = loss_fn(out.image, target, terms)
             loss.backward()
             with torch.no_grad():
@@ -176,7 +176,8 @@ def test_training_and_test_time_steps_create_no_tensor_on_the_cpu(name, tmp_path
     mode = ExplicitDevice()
     with mode, torch.no_grad():
         neural, _ = model.gaussians(view)
-        rasterize(neural.means, neural.quats, neural.scales, neural.opacities, neural.colors, **view.render_args())
+        rasterize(neural.means, neural.quats, neural.scales, neural.opacities, neural.colors,
+                  sh_degree=neural.sh_degree, **view.render_args())
     assert mode.calls == []
     assert {s.quantisation for s in map(curriculum.state, iterations)} >= (
         {"none", "noise", "entropy"} if model.entropy_model() is not None else {"none"})

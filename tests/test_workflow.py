@@ -239,7 +239,7 @@ def test_default_training_configs_give_each_method_its_own_keys(tmp_path):
     assert "context" in hac and "sfp" not in hac
     assert "context" in predictgs and "sfp" in predictgs
     assert sfp_only == predictgs  # an ablation variant uses its base method's entry
-    assert linear == {**predictgs, "schedule": "linear"}
+    assert linear == {**predictgs, "curriculum": {"schedule": "linear"}}
 
 
 def lint(snakefile: Path, cwd: Path) -> tuple[int, str, list[str]]:

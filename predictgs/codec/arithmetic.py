@@ -3,31 +3,65 @@
 attributes).
 
 Gaussian streams. An element has symbol ``q = round(x / Q)`` and the entropy model's N(mu, sigma^2) on
-the bin grid of step Q. The coder codes ``r = q - round(mu / Q)``: centring on the predicted mean keeps
-the alphabet of a block small, which makes the CDF tables small and the +1-per-symbol floor of torchac's
-integer CDF (below) cheap. The elements are sorted by predicted spread sigma / Q (an order the decoder
-derives from the same numbers) and cut into blocks; each block codes the alphabet
-``[lo, hi]`` of its own values, the tails of the Gaussian folded into ``lo`` and ``hi``. Values with
-``|r| >= ESCAPE`` (a badly predicted or pathological element) are coded as the symbol ``+-ESCAPE`` and
-their exact ``r`` follows the block as an int32, so that the alphabet, hence memory and time, stay
-bounded whatever the values.
+the bin grid of step Q. Its discretised Gaussian is shaped by two numbers, the spread ``s = sigma / Q``
+and the position of ``mu / Q`` between grid points, and the coder uses shared CDF tables on a fixed grid
+of both (``SPREADS_PER_OCTAVE`` spreads per octave, ``OFFSETS`` positions per bin, built once per
+process): an element takes the table of its cell, so no CDF is evaluated per element and no table grows
+with the values. Against each element's exact Gaussian the grid costs ~0.0004 bit per element (< 0.06%
+of its cost from s = 0.2 up), the coarse bins ~0.002 more.
 
-Block layout: u32 count, i16 lo, i16 hi, u32 escape count, u32 byte count, then the torchac bytes, then
-the escapes (int32 each).
+- Spreads below ``2^(LOW_OCTAVE - 1)`` use the lowest grid spread. Spreads of ``2^COARSE_OCTAVE`` steps
+  and more are coded on coarse bins of ``w = 2^k`` steps, k chosen so that sigma is 2^(COARSE_OCTAVE-1)
+  to 2^COARSE_OCTAVE bins, and the k low bits of the value inside its bin are stored raw: the Gaussian is
+  nearly flat across a bin of a quarter sigma or less (< 0.004 bit per element), and the alphabet stays
+  bounded however wide the distribution.
+- The alphabet of a table is the bins ``[-K, K]`` around the predicted bin, K = ceil(TAIL_SIGMAS sigma +
+  1/2) rounded up to one of ``WIDTH_CLASSES``, plus two escape symbols (below, above) carrying the
+  Gaussian's tails. An escaped value's distance beyond the alphabet (in bins) follows in an
+  Exp-Golomb code whose order the encoder picks per stream: an outlier costs its escape symbol and
+  ~2 log2(distance) bits, and widens no table.
+- Elements are grouped by width class (stable: the coding order, :func:`spread_order`), each group cut
+  into blocks of at most ``MAX_BLOCK_SYMBOLS`` elements. Each block's header chooses one of
+  ``ESCAPE_LEVELS``: the escape symbols get probability eps/2 each on top of the Gaussian's (a mixture
+  (1 - eps) N + eps outliers), so that a block with many outliers (a model that predicts them badly)
+  pays ~log2(2/eps) bits per escape rather than the coder's 16-bit floor.
 
-Exactness. The decoder must build the same integer CDFs as the encoder, to the bit. The distribution
-parameters arrive as float32 (see ``streams.py`` for how they are made reproducible); the CDF itself is
-evaluated in float64 and rounded to 16-bit integers here, so the vectorised and scalar code paths of
-``erfc`` (which can differ in the last float bit, and are chosen by tensor shape and thread count) would
-have to differ by ~1e-12 to change a single integer.
+Stream layout (the blocks, their classes and sizes follow from the distributions, which the decoder
+has):
+    per block: varint byte count, u8 escape level, torchac bytes;
+    if any element escaped: u8 Exp-Golomb order k;
+    one bit field, MSB first, zero-padded to a byte: the escaped elements' code prefixes (n - k zeros
+    and a one each), their suffixes (n bits each), then the raw low bits of the elements with bin
+    shift > 0, all in coding order.
+
+:func:`gaussian_code_bits` predicts what :func:`encode_gaussian` writes (the ideal code length under the
+very integer CDFs the coder uses, plus escape codes, raw bits and headers); ``encode_gaussian`` returns the
+same figures.
+
+Exactness. The decoder must build the encoder's integer CDFs, to the bit. The distribution parameters
+arrive as float32 (see ``streams.py`` for how they are made reproducible). The grid cell of an element
+is computed from them with IEEE-exact float64 operations only (division, subtraction, rounding, frexp,
+comparisons; no transcendental function, whose last bit may depend on the code path), so both sides
+pick the same table. The tables are evaluated in float64 (``ndtr``) from exactly representable grid
+values and rounded to 16-bit integers: a last-bit difference of ``ndtr`` between machines or code paths
+would have to be ~1e-12 to change a single integer (tests/test_arithmetic.py compares batched and
+one-value evaluations).
+
+Bounds. A block holds at most MAX_BLOCK_SYMBOLS elements, its CDF rows at most 2 (2 max K + 4) bytes
+each; every length read from the stream is checked against the bytes left (varints at most
+MAX_VARINT_BYTES, escape codes at most 71 bits), decoded values against the int32 range the encoder
+accepts.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 import os
 import sys
 import tempfile
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -37,17 +71,79 @@ from ..errors import BitstreamError
 from .container import ByteReader, ByteWriter
 
 PRECISION = 1 << 16  # torchac's CDF total
-ESCAPE = 4096  # |r| >= ESCAPE is coded as an escape; the alphabet of a block is at most 2 ESCAPE + 1
 MAX_BLOCK_SYMBOLS = 1 << 16  # elements per Gaussian block
-MAX_CDF_ENTRIES = 1 << 22  # elements x (alphabet + 1) per block: bounds the CDF table (~40 MB float64)
 BINARY_BLOCK = 1 << 20  # symbols per torchac call for binary streams
-CENTRE_LIMIT = 1 << 30  # round(mu / Q) is clamped here (garbage predictions must not overflow)
+CENTRE_LIMIT = 1 << 30  # mu / Q is clamped here (garbage predictions must not overflow)
+VALUE_LIMIT = 1 << 31  # coded symbols q satisfy |q| < VALUE_LIMIT
+
+# The grid of shared tables.
+SPREADS_PER_OCTAVE = 16  # spreads s = sigma / Q per octave (linear within the octave: exact in binary)
+LOW_OCTAVE = -5  # frexp exponent of the lowest octave [2^-6, 2^-5); smaller spreads use 2^-6
+COARSE_OCTAVE = 3  # spreads of 2^COARSE_OCTAVE steps and more are coded on coarse bins of 2^k steps
+OFFSETS = 64  # positions of mu within its bin
+TAIL_SIGMAS = 3.0  # half-width of the alphabet in sigmas (beyond it: escapes); chosen by measurement
+WIDTH_CLASSES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64)
+ESCAPE_LEVELS = (0.0,) + tuple(2.0 ** -e for e in (16, 14, 12, 10, 8, 6, 4, 2, 1)) + (0.75, 0.9375)
+MAX_SHIFT = 33  # coarse bins of at most 2^33 steps (|q - centre| < 2^32.6)
+MAX_VARINT_BYTES = 5  # block byte counts
+MAX_GOLOMB_K = 32  # escapes' excess (< 2^35) in Exp-Golomb codes of order k <= 32: at most 71 bits
+
+NUM_SPREADS = (COARSE_OCTAVE - LOW_OCTAVE + 1) * SPREADS_PER_OCTAVE
+LOWEST_SPREAD = math.ldexp(1.0, LOW_OCTAVE - 1)
+
+
+class CodeLength(NamedTuple):
+    """What :func:`encode_gaussian` writes: ``bits`` of information (the ideal code length of the
+    arithmetic-coded symbols under the coder's integer CDFs, plus the escapes' Exp-Golomb codes and the
+    raw low bits) and ``overhead_bytes`` (block headers, the escape code order, the bit field's padding,
+    and the coder's termination, FLUSH_BYTES per block on average). The coded size is ~ bits / 8 +
+    overhead_bytes."""
+
+    bits: float
+    overhead_bytes: float
+
+    @property
+    def total_bytes(self) -> float:
+        return self.bits / 8 + self.overhead_bytes
+
+    def __add__(self, other):  # sum of streams (NamedTuple's + would concatenate)
+        return CodeLength(self.bits + other.bits, self.overhead_bytes + other.overhead_bytes)
+
+
+FLUSH_BYTES = 0.6  # torchac's mean termination cost per call beyond the ideal code length (measured: 0.57)
+
+
+class _Torchac:
+    """torchac's two integer-CDF entry points, ``encode_int16_normalized_cdf(cdf, sym) -> bytes`` and
+    ``decode_int16_normalized_cdf(cdf, data) -> int16``, on a backend built from torchac's own C++
+    source. torchac's loader compiles that source without optimisation (no -O flag), which makes the
+    coder 2-3x slower; the code is integer-only, so both builds write and read the same bytes."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def encode_int16_normalized_cdf(self, cdf: Tensor, sym: Tensor) -> bytes:
+        # The backend reads the CDF rows at i * Lp: the table must be contiguous int16 (it checks the
+        # dtype, not the layout).
+        return self.backend.encode_cdf(cdf.reshape(-1, cdf.shape[-1]).contiguous(),
+                                       sym.reshape(-1).to(torch.int16).contiguous())
+
+    def decode_int16_normalized_cdf(self, cdf: Tensor, data: bytes) -> Tensor:
+        return self.backend.decode_cdf(cdf.reshape(-1, cdf.shape[-1]).contiguous(), data)
 
 
 @lru_cache(maxsize=1)
 def torchac():
-    """torchac, whose C++ backend compiles on first use. Its build chatter (printed by ninja on the
-    process's own stdout) is kept off the console; it is shown only if the build fails."""
+    """The torchac coder (:class:`_Torchac`), whose C++ backend compiles on first use (~30 s) with -O2.
+    Its build chatter (printed by ninja on the process's own stdout) is kept off the console; it is
+    shown only if the build fails."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("torchac")  # without importing it: its import builds the slow backend
+    if spec is None or spec.origin is None:
+        raise RuntimeError("torchac is not installed")
+    source = Path(spec.origin).parent / "backend" / "torchac_backend.cpp"
     sys.stdout.flush()
     sys.stderr.flush()
     with tempfile.TemporaryFile(mode="w+") as log:
@@ -55,7 +151,9 @@ def torchac():
         try:
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
-            import torchac as module
+            from torch.utils.cpp_extension import load
+
+            backend = load(name="torchac_backend_o2", sources=[str(source)], extra_cflags=["-O2"])
         except Exception as err:  # the build failed: show what the compiler said
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
@@ -66,23 +164,27 @@ def torchac():
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
-    return module
+    return _Torchac(backend)
 
 
 def _to_int16(cdf: Tensor) -> Tensor:
     """Integer CDF values in [0, 2^16] as torchac's int16 storage (read back as uint16; the final
     2^16 wraps to 0, which torchac never reads: the last symbol's upper bound is hard-wired)."""
-    as_uint16 = (cdf & (PRECISION - 1)).to(torch.int32).numpy().astype(np.uint16)
-    return torch.from_numpy(as_uint16.view(np.int16))
+    low = (cdf & (PRECISION - 1)).to(torch.int32)
+    return torch.where(low >= 1 << 15, low - PRECISION, low).to(torch.int16)
+
+
+def _integer_cdf_full(cdf: Tensor) -> Tensor:
+    """float64 CDFs [n, Lp] (0 first, 1 last) -> int32 [n, Lp] in [0, 2^16], torchac's rule:
+    round(cdf (2^16 - (Lp - 1))) + i, which gives every symbol at least 1/2^16."""
+    lp = cdf.shape[1]
+    scaled = torch.round(cdf * float(PRECISION - (lp - 1))).to(torch.int32)
+    return scaled + torch.arange(lp, dtype=torch.int32)
 
 
 def integer_cdf(cdf: Tensor) -> Tensor:
-    """float64 CDFs [n, Lp] with cdf[:, 0] = 0 and cdf[:, -1] = 1 -> torchac int16 CDFs.
-
-    torchac's rule: round(cdf (2^16 - (Lp - 1))) + i, which gives every symbol at least 1/2^16."""
-    lp = cdf.shape[1]
-    scaled = torch.round(cdf * float(PRECISION - (lp - 1))).to(torch.int64)
-    return _to_int16(scaled + torch.arange(lp, dtype=torch.int64))
+    """float64 CDFs [n, Lp] with cdf[:, 0] = 0 and cdf[:, -1] = 1 -> torchac int16 CDFs."""
+    return _to_int16(_integer_cdf_full(cdf))
 
 
 # -- binary streams ----------------------------------------------------------------------------------
@@ -121,69 +223,435 @@ def _bernoulli_cdf(p_one: float) -> Tensor:
     return _to_int16(torch.tensor([[0, zero_mass, PRECISION]], dtype=torch.int64))
 
 
+# -- the table grid ----------------------------------------------------------------------------------
+def _grid_spread(index: int) -> float:
+    """The table spread (in bins) of spread index ``index``: the middle of its linear sub-interval."""
+    octave, sub = divmod(index, SPREADS_PER_OCTAVE)
+    return math.ldexp(1.0 + (sub + 0.5) / SPREADS_PER_OCTAVE, LOW_OCTAVE + octave - 1)
+
+
+def _width_class(spread: float) -> int:
+    needed = math.ceil(TAIL_SIGMAS * spread + 0.5)
+    cls = bisect.bisect_left(WIDTH_CLASSES, needed)
+    if cls == len(WIDTH_CLASSES):
+        raise AssertionError("WIDTH_CLASSES does not cover the widest table")
+    return cls
+
+
+SPREAD_CLASS = [_width_class(_grid_spread(i)) for i in range(NUM_SPREADS)]  # non-decreasing
+CLASSES = sorted(set(SPREAD_CLASS))  # the width classes in use, in order
+CLASS_WIDTH = [WIDTH_CLASSES[c] for c in CLASSES]  # K of each class in use
+_CLASS_OF_SPREAD = torch.tensor([CLASSES.index(c) for c in SPREAD_CLASS], dtype=torch.int64)
+_CLASS_OF_SPREAD_U8 = _CLASS_OF_SPREAD.to(torch.uint8)
+_CLASS_SPREADS = [[i for i, c in enumerate(SPREAD_CLASS) if c == cls] for cls in CLASSES]
+_ROW_BASE = torch.tensor([(i - SPREAD_CLASS.index(c)) * OFFSETS for i, c in enumerate(SPREAD_CLASS)],
+                         dtype=torch.int64)  # first table row of a spread within its class's table
+_CLASS_WIDTH = torch.tensor(CLASS_WIDTH, dtype=torch.int64)
+_COARSE_CLASSES = frozenset(CLASSES.index(c) for c in SPREAD_CLASS[-SPREADS_PER_OCTAVE:])  # may have k > 0
+HIGHEST_SPREAD = math.ldexp(1.0 - 2.0 ** -52, COARSE_OCTAVE + MAX_SHIFT)  # in the top cell
+_POW2 = torch.tensor([2.0 ** k for k in range(MAX_SHIFT + 1)], dtype=torch.float64)
+# Approximate cost of an escape and of any other symbol at each escape level, for the encoder's choice.
+_LEVEL_COSTS = [(16.0, 0.0)] + [(min(16.0, -math.log2(eps / 2)), -math.log2(1.0 - eps))
+                                for eps in ESCAPE_LEVELS[1:]]
+
+
+def _float_table(cls: int) -> Tensor:
+    """float64 CDFs [spreads x OFFSETS, 2K + 4] of class ``cls``: symbol 0 escapes below, 1 + K + b is
+    bin b in [-K, K], 2K + 2 escapes above; the edge below bin b is Phi((b - 1/2 - o) / sigma), with o
+    the position of mu relative to bin 0's middle (in bins) and sigma the spread in bins."""
+    k = CLASS_WIDTH[cls]
+    sigma = torch.tensor([_grid_spread(i) for i in _CLASS_SPREADS[cls]], dtype=torch.float64)
+    offset = (torch.arange(OFFSETS, dtype=torch.float64) + 0.5) / OFFSETS - 0.5
+    edges = torch.arange(-k, k + 2, dtype=torch.float64) - 0.5  # [2K + 2]
+    z = (edges[None, None, :] - offset[None, :, None]) / sigma[:, None, None]
+    # Far tails (|z| >= 40: Phi is 0, subnormal or exactly 1) are clamped, and values below 2^-64 set to
+    # 0: both round to the same integers, and subnormal numbers would make the arithmetic ~100x slower.
+    inner = torch.special.ndtr(z.clamp_(-40.0, 40.0)).reshape(-1, 2 * k + 2)
+    inner = inner.masked_fill(inner < 2.0 ** -64, 0.0)
+    rows = inner.shape[0]
+    return torch.cat([torch.zeros(rows, 1, dtype=torch.float64), inner,
+                      torch.ones(rows, 1, dtype=torch.float64)], dim=1)
+
+
+class _Tables(NamedTuple):
+    """Every table, flat: int32 CDF values in [0, 2^16] (for the probabilities) and torchac's int16
+    (for its rows); ``base[level, cls]`` is the first entry of class ``cls``'s table at that level."""
+
+    full: Tensor
+    packed: Tensor
+    base: Tensor
+
+    def rows(self, level: int, cls: int, rows: Tensor) -> Tensor:
+        """torchac's int16 CDF rows [n, 2K + 4] of class ``cls`` at ``level``."""
+        lp = 2 * CLASS_WIDTH[cls] + 4
+        first = int(self.base[level, cls])
+        table = self.packed[first:first + len(_CLASS_SPREADS[cls]) * OFFSETS * lp].view(-1, lp)
+        return table.index_select(0, rows)
+
+
+@lru_cache(maxsize=1)
+def _tables() -> _Tables:
+    """All classes at all escape levels (1.9M entries, ~25 ms once per process): at level l the escape
+    symbols get ESCAPE_LEVELS[l] / 2 each on top of the Gaussian's tails."""
+    floats = [_float_table(cls) for cls in range(len(CLASSES))]
+    parts, base, offset = [], [], 0
+    for eps in ESCAPE_LEVELS:
+        row = []
+        for cdf in floats:
+            if eps:
+                cdf = cdf.clone()
+                cdf[:, 1:-1] = eps / 2 + (1.0 - eps) * cdf[:, 1:-1]
+            parts.append(_integer_cdf_full(cdf).reshape(-1))
+            row.append(offset)
+            offset += parts[-1].numel()
+        base.append(row)
+    full = torch.cat(parts)
+    return _Tables(full, _to_int16(full), torch.tensor(base, dtype=torch.int64))
+
+
+@lru_cache(maxsize=1)
+def _neg_log2() -> Tensor:
+    """-log2(p / 2^16) for p in [0, 2^16] (index 0 unused)."""
+    p = torch.arange(PRECISION + 1, dtype=torch.float64).clamp(min=1)
+    return -torch.log2(p / PRECISION)
+
+
+# -- per-element planning ----------------------------------------------------------------------------
+class _Plan(NamedTuple):
+    """A stream's coding order and, in that order, each element's class, table row, bin shift k, bin
+    width 2^k and centre (the first value of bin 0; float64, exact). ``blocks`` lists (class, start,
+    stop)."""
+
+    order: Tensor
+    cls: Tensor
+    row: Tensor
+    shift: Tensor
+    width: Tensor
+    centre: Tensor
+    blocks: list
+
+    def alphabet(self) -> Tensor:
+        """K of each element's table (int64)."""
+        return _CLASS_WIDTH.index_select(0, self.cls)
+
+    def coarse(self) -> Tensor | None:
+        """Elements with raw low bits (k > 0), or None when no class can have them."""
+        if not any(c in _COARSE_CLASSES for c, _, _ in self.blocks):
+            return None
+        return torch.nonzero(self.shift).reshape(-1)
+
+
+def _check_distributions(mean: Tensor, scale: Tensor, step: Tensor) -> str | None:
+    """The name of the first tensor that is not finite (or, scale and step, not positive), else None."""
+    for name, t in (("mean", mean), ("scale", scale), ("step", step)):
+        low, high = torch.aminmax(t)  # NaN propagates
+        if not (math.isfinite(low) and math.isfinite(high)) or (name != "mean" and not low > 0):
+            return name
+    return None
+
+
+def _spread_cells(scale: Tensor, step: Tensor) -> tuple[Tensor, Tensor]:
+    """(spread index, bin shift k) per element, from s = sigma / Q in float64 (exact operations)."""
+    s = (scale.double() / step.double()).clamp_(LOWEST_SPREAD, HIGHEST_SPREAD)
+    mantissa, exponent = torch.frexp(s)  # s = mantissa 2^exponent, mantissa in [0.5, 1)
+    exponent = exponent.to(torch.int64)
+    shift = (exponent - COARSE_OCTAVE).clamp_(0, MAX_SHIFT)
+    sub = ((mantissa - 0.5) * (2 * SPREADS_PER_OCTAVE)).to(torch.int64)
+    return (exponent - shift - LOW_OCTAVE) * SPREADS_PER_OCTAVE + sub, shift
+
+
+def spread_order(scale: Tensor, step: Tensor) -> Tensor:
+    """Coding order of a stream's elements: grouped by the width class of their predicted spread
+    sigma / Q, stable (the decoder derives the same order). Each group is coded as one or more blocks
+    with tables of one width."""
+    spread, _ = _spread_cells(scale, step)
+    return torch.argsort(_CLASS_OF_SPREAD_U8.index_select(0, spread), stable=True)
+
+
+def _plan(mean: Tensor, scale: Tensor, step: Tensor) -> _Plan:
+    spread, shift = _spread_cells(scale, step)
+    cls = _CLASS_OF_SPREAD_U8.index_select(0, spread)
+    order = torch.argsort(cls, stable=True)
+    counts = torch.bincount(cls, minlength=len(CLASSES))
+    spread, shift = spread.index_select(0, order), shift.index_select(0, order)
+    m = (mean.double() / step.double()).clamp_(-CENTRE_LIMIT, CENTRE_LIMIT).index_select(0, order)
+    width = _POW2.index_select(0, shift)
+    half = (width - 1.0) * 0.5
+    centre = torch.round(m - half)  # bin 0 holds the values centre .. centre + 2^k - 1
+    offset = (m - centre - half) / width  # mu relative to bin 0's middle, in bins: [-1/2, 1/2]
+    cell = ((offset + 0.5) * OFFSETS).to(torch.int64).clamp_(0, OFFSETS - 1)
+    row = _ROW_BASE.index_select(0, spread) + cell
+    blocks, start = [], 0
+    for c, count in enumerate(counts.tolist()):
+        for first in range(start, start + count, MAX_BLOCK_SYMBOLS):
+            blocks.append((c, first, min(first + MAX_BLOCK_SYMBOLS, start + count)))
+        start += count
+    return _Plan(order, cls.index_select(0, order).to(torch.int64), row, shift, width, centre, blocks)
+
+
+class _Coded(NamedTuple):
+    """A stream as :func:`encode_gaussian` writes it (coding order): the symbols' CDF bounds (int32),
+    each block's escape level, the escapes' excess (bins beyond the alphabet) and the raw low bits."""
+
+    symbol: Tensor  # int64: 0 escape below, 1 + K + b bin b, 2K + 2 escape above
+    at: Tensor  # index of the CDF value below the symbol in the flat tables
+    below: Tensor
+    above: Tensor
+    levels: list
+    excess: Tensor
+    low: Tensor | None  # raw low bits of the elements with k > 0 (their widths: plan.shift[coarse])
+    coarse: Tensor | None
+
+
+def _code(symbols: Tensor, plan: _Plan) -> _Coded:
+    q = symbols.reshape(-1).index_select(0, plan.order)
+    if q.numel() and q.abs().max() >= VALUE_LIMIT:
+        raise BitstreamError("cannot encode: a quantised value is out of the int32 range")
+    r = q.to(torch.float64) - plan.centre  # exact: |r| < 2^53
+    bins = torch.floor(r / plan.width)
+    k = plan.alphabet()
+    symbol = torch.minimum((bins + (k + 1)).clamp_(min=0).to(torch.int64), 2 * k + 2)
+    escaped = torch.nonzero((symbol == 0) | (symbol == 2 * k + 2)).reshape(-1)
+    excess = (bins.index_select(0, escaped).abs_() - (k.index_select(0, escaped) + 1)).to(torch.int64)
+    # Escape level per block, from the escapes' count; then each symbol's CDF bounds.
+    starts = torch.tensor([start for _, start, _ in plan.blocks[1:]], dtype=torch.int64)
+    block_of_escape = torch.bucketize(escaped, starts, right=True)
+    escapes = torch.bincount(block_of_escape, minlength=len(plan.blocks)).tolist()
+    tables = _tables()
+    at = plan.row * (2 * k + 4) + symbol
+    below, above = torch.empty(at.numel(), dtype=torch.int32), torch.empty(at.numel(), dtype=torch.int32)
+    levels = []
+    for (c, start, stop), count in zip(plan.blocks, escapes):
+        costs = [count * a + (stop - start - count) * b for a, b in _LEVEL_COSTS]
+        levels.append(costs.index(min(costs)))
+        base = int(tables.base[levels[-1], c])
+        at[start:stop] += base
+        torch.index_select(tables.full, 0, at[start:stop], out=below[start:stop])
+        torch.index_select(tables.full, 0, at[start:stop] + 1, out=above[start:stop])
+    coarse = plan.coarse()
+    low = None
+    if coarse is not None:
+        low = (r.index_select(0, coarse) - bins.index_select(0, coarse) * plan.width.index_select(0, coarse))
+        low = low.to(torch.int64)
+    return _Coded(symbol, at, below, above, levels, excess, low, coarse)
+
+
+def _encoder_rows(coded: _Coded) -> tuple[Tensor, Tensor]:
+    """torchac's encoder reads only the two CDF values around each symbol: (int16 [n, 3] CDF rows,
+    int16 symbols) that give it exactly those values, so that it writes the same bytes as with the full
+    rows without their memory traffic. Row [below, above, 0] with symbol 0; for a last symbol (an
+    escape above: its upper bound 2^16, which int16 storage cannot hold, is hard-wired in torchac) row
+    [0, below, 0] with symbol 1."""
+    packed = _tables().packed
+    rows = torch.zeros(coded.at.numel(), 3, dtype=torch.int16)
+    rows[:, 0] = packed.index_select(0, coded.at)
+    rows[:, 1] = packed.index_select(0, coded.at + 1)
+    symbol = torch.zeros(coded.at.numel(), dtype=torch.int16)
+    last = torch.nonzero(coded.above == PRECISION).reshape(-1)
+    if last.numel():
+        rows[last, 1] = rows[last, 0]
+        rows[last, 0] = 0
+        symbol[last] = 1
+    return rows, symbol
+
+
+# -- escape codes, raw bits and varints ------------------------------------------------------------
+def _bit_length(values: Tensor) -> Tensor:
+    """Bits of non-negative int64 values below 2^53 (0 for 0), exactly (frexp of an exact float)."""
+    return torch.frexp(values.to(torch.float64))[1].to(torch.int64)
+
+
+def _golomb_order(excess: Tensor) -> int:
+    """The Exp-Golomb order k giving the escapes the shortest codes (see :func:`_golomb_code`), among
+    the orders near the bit length of their median."""
+    middle = int(_bit_length(excess.median().reshape(1)))
+    candidates = range(max(0, middle - 3), min(MAX_GOLOMB_K, middle + 1) + 1)
+    costs = [int((2 * _bit_length(excess + (1 << k)) - k - 1).sum()) for k in candidates]
+    return candidates[costs.index(min(costs))]
+
+
+def _golomb_code(excess: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Exp-Golomb codes of order k of non-negative values v: with u = v + 2^k of n + 1 bits, n - k
+    zeros and a one (the prefix), then u's low n bits (the suffix): 2n - k + 1 bits. Returns (prefix
+    widths n - k + 1, suffix values, suffix widths n)."""
+    u = excess + (1 << k)
+    n = _bit_length(u) - 1
+    return n - k + 1, u - torch.bitwise_left_shift(torch.ones_like(u), n), n
+
+
+_BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.int32)
+_BIT_SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)
+
+
+def _pack_bits(fields: list[tuple[Tensor, Tensor]], ones: Tensor | None = None) -> bytes:
+    """One bit field, MSB first, zero-padded to a byte: ``ones`` (unary codes: widths[i] - 1 zeros and
+    a one), then each (values, widths) of ``fields`` in order, values[i] in widths[i] bits."""
+    parts = []
+    if ones is not None and ones.numel():
+        unary = torch.zeros(int(ones.sum()), dtype=torch.uint8)
+        unary[torch.cumsum(ones, 0) - 1] = 1
+        parts.append(unary)
+    for values, widths in fields:
+        if widths.numel() and int(widths.max()) > 0:
+            j = torch.arange(int(widths.max()), dtype=torch.int64)
+            shift = widths[:, None] - 1 - j
+            bits = (values[:, None] >> shift.clamp(min=0)) & 1
+            parts.append(bits[shift >= 0].to(torch.uint8))
+    if not parts:
+        return b""
+    bits = torch.cat(parts)
+    bits = torch.nn.functional.pad(bits, (0, -bits.numel() % 8))
+    return (bits.view(-1, 8).to(torch.int32) * _BIT_WEIGHTS).sum(1).to(torch.uint8).numpy().tobytes()
+
+
+def _unpack(data) -> Tensor:
+    """Bytes -> their bits, MSB first (uint8 0/1)."""
+    if not len(data):
+        return torch.zeros(0, dtype=torch.uint8)
+    data = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return ((data[:, None] >> _BIT_SHIFTS) & 1).reshape(-1)
+
+
+def _bit_values(bits: Tensor, start: int, widths: Tensor) -> Tensor:
+    """The values of ``widths`` consecutive fields of ``bits`` from ``start`` (MSB first) -> int64."""
+    if widths.numel() == 0 or int(widths.max()) == 0:
+        return torch.zeros(widths.numel(), dtype=torch.int64)
+    j = torch.arange(int(widths.max()), dtype=torch.int64)
+    index = (start + torch.cumsum(widths, 0) - widths)[:, None] + j
+    weight = widths[:, None] - 1 - j
+    index = torch.where(weight >= 0, index, start)
+    fields = bits.index_select(0, index.reshape(-1)).view(index.shape).to(torch.int64)
+    return ((fields << weight.clamp(min=0)) * (weight >= 0)).sum(1)
+
+
+def _read_tail(reader: ByteReader, escapes: int, low_widths: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The bit region after the blocks: ``escapes`` Exp-Golomb codes (u8 order first, then the
+    prefixes, then the suffixes) and the raw low bits of ``low_widths`` -> (excess, low)."""
+    low_widths = low_widths if low_widths is not None else torch.zeros(0, dtype=torch.int64)
+    excess = torch.zeros(0, dtype=torch.int64)
+    prefix_bits, suffix_widths = 0, torch.zeros(0, dtype=torch.int64)
+    k = 0
+    if escapes:
+        k = reader.unpack("B", "escape code order")
+        if k > MAX_GOLOMB_K:
+            raise reader.error(f"escape code order {k} above {MAX_GOLOMB_K}")
+        longest = 36 - k  # prefix of an excess below 2^35
+        peek = reader.data[reader.offset:reader.offset + min(reader.remaining, (escapes * longest + 7) // 8)]
+        ones = torch.nonzero(_unpack(peek)).reshape(-1)[:escapes]
+        if ones.numel() < escapes:
+            raise reader.error(f"escaped values: truncated ({escapes} expected)")
+        prefix = torch.diff(ones, prepend=torch.tensor([-1]))  # n - k + 1 each
+        if int(prefix.max()) > longest:
+            raise reader.error("an escaped value's code is too long")
+        prefix_bits, suffix_widths = int(ones[-1]) + 1, prefix - 1 + k
+    total = prefix_bits + int(suffix_widths.sum()) + int(low_widths.sum())
+    bits = _unpack(reader.take((total + 7) // 8, "escaped values and raw low bits"))
+    if bits[total:].any():
+        raise reader.error("raw bits: non-zero padding")
+    if escapes:
+        leading = torch.bitwise_left_shift(torch.ones_like(suffix_widths), suffix_widths)
+        excess = _bit_values(bits, prefix_bits, suffix_widths) + leading - (1 << k)
+    return excess, _bit_values(bits, prefix_bits + int(suffix_widths.sum()), low_widths)
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 127, value >> 7
+        out.append(byte | (128 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _read_varint(reader: ByteReader, what: str) -> int:
+    value = 0
+    for j in range(MAX_VARINT_BYTES):
+        byte = reader.unpack("B", what)
+        value |= (byte & 127) << (7 * j)
+        if byte < 128:
+            if j and not byte:
+                raise reader.error(f"{what}: varint not canonical")
+            return value
+    raise reader.error(f"{what}: varint too long")
+
+
 # -- Gaussian streams --------------------------------------------------------------------------------
 def predicted_centres(mean: Tensor, step: Tensor) -> Tensor:
-    """round(mu / Q) as int64, clamped (float32 arithmetic, identical in encoder and decoder)."""
+    """round(mu / Q) as int64, clamped (float32 arithmetic): the predicted symbol."""
     centre = torch.round(mean / step)
     centre = torch.nan_to_num(centre, nan=0.0).clamp(-CENTRE_LIMIT, CENTRE_LIMIT)
     return centre.to(torch.int64)
 
 
-def _gaussian_cdf(lo: int, hi: int, centre: Tensor, mean: Tensor, scale: Tensor, step: Tensor) -> Tensor:
-    """float64 CDF [n, L + 1] of the alphabet r in [lo, hi] (L = hi - lo + 1), tails folded into the
-    end symbols: entry j (0 < j < L) is Phi(((centre + lo + j - 1/2) Q - mu) / sigma)."""
-    edges = torch.arange(1, hi - lo + 1, dtype=torch.float64) + (lo - 0.5)  # [L - 1]
-    position = (centre.to(torch.float64)[:, None] + edges[None, :]) * step.double()[:, None]
-    z = (position - mean.double()[:, None]) / scale.double()[:, None]
-    inner = torch.special.ndtr(z)
-    n = centre.shape[0]
-    return torch.cat([torch.zeros(n, 1, dtype=torch.float64), inner, torch.ones(n, 1, dtype=torch.float64)],
-                     dim=1)
-
-
-def _block_sizes(residuals: Tensor) -> list[tuple[int, int, int]]:
-    """Cut clipped residuals into blocks: (count, lo, hi) each, count * (L + 1) <= MAX_CDF_ENTRIES."""
-    blocks, start, n = [], 0, residuals.shape[0]
-    while start < n:
-        count = min(MAX_BLOCK_SYMBOLS, n - start)
-        while True:
-            part = residuals[start:start + count]
-            lo, hi = int(part.min()), int(part.max())
-            entries = count * (hi - lo + 2)
-            if entries <= MAX_CDF_ENTRIES:
-                break
-            count = max(1, MAX_CDF_ENTRIES // (hi - lo + 2))
-        blocks.append((count, lo, hi))
-        start += count
-    return blocks
-
-
-def spread_order(scale: Tensor, step: Tensor) -> Tensor:
-    """Coding order of a stream's elements: by predicted spread sigma / Q (stable, float32, so the
-    decoder derives the same order). Blocks then hold elements of similar spread, whose alphabets, and
-    so CDF tables, are as small as the values allow."""
-    return torch.argsort(scale / step, stable=True)
-
-
-def encode_gaussian(out: ByteWriter, symbols: Tensor, mean: Tensor, scale: Tensor, step: Tensor) -> None:
+def encode_gaussian(out: ByteWriter, symbols: Tensor, mean: Tensor, scale: Tensor,
+                    step: Tensor) -> CodeLength:
     """Append the blocks coding int64 ``symbols`` [n] under N(mean, scale^2) on the grid ``step``
-    (float32 [n] each; ``scale`` already floored). Appends nothing for n = 0."""
-    order = spread_order(scale, step)
-    symbols, mean, scale, step = symbols[order], mean[order], scale[order], step[order]
-    centre = predicted_centres(mean, step)
-    residual = symbols - centre
-    clipped = residual.clamp(-ESCAPE, ESCAPE)
-    start = 0
-    for count, lo, hi in _block_sizes(clipped):
-        rows = slice(start, start + count)
-        cdf = integer_cdf(_gaussian_cdf(lo, hi, centre[rows], mean[rows], scale[rows], step[rows]))
-        data = torchac().encode_int16_normalized_cdf(cdf, (clipped[rows] - lo).to(torch.int16))
-        escapes = residual[rows][clipped[rows].abs() == ESCAPE]
-        if escapes.numel() and escapes.abs().max() >= 1 << 31:
-            raise BitstreamError("cannot encode: a quantised value is out of the int32 range")
-        out.pack("IhhII", count, lo, hi, escapes.numel(), len(data)).raw(data)
-        out.array(escapes.numpy(), "i4")
-        start += count
+    (float32 [n] each; ``scale`` already floored). Appends nothing for n = 0. Returns the code
+    length that :func:`gaussian_code_bits` predicts for this stream (the same numbers)."""
+    if symbols.numel() == 0:
+        return CodeLength(0.0, 0.0)
+    bad = _check_distributions(mean, scale, step)
+    if bad:
+        raise BitstreamError(f"cannot encode: the entropy model gives invalid distributions ({bad})")
+    plan = _plan(mean, scale, step)
+    coded = _code(symbols, plan)
+    rows, last = _encoder_rows(coded)
+    headers = 0
+    for (_, start, stop), level in zip(plan.blocks, coded.levels):
+        data = torchac().encode_int16_normalized_cdf(rows[start:stop], last[start:stop])
+        size = _varint_bytes(len(data))
+        out.raw(size).pack("B", level).raw(data)
+        headers += len(size) + 1
+    prefix, fields, order = _tail(coded, plan)
+    if order is not None:
+        out.pack("B", order)
+    out.raw(_pack_bits(fields, prefix))
+    return _length(coded, plan, _tail_bits(prefix, fields), order is not None, headers)
+
+
+def _tail(coded: _Coded, plan: _Plan) -> tuple[Tensor | None, list, int | None]:
+    """The bit field after the blocks: (the escape codes' prefix widths, [(values, widths)] of their
+    suffixes and of the raw low bits, the Exp-Golomb order or None without escapes)."""
+    prefix, fields, order = None, [], None
+    if coded.excess.numel():
+        order = _golomb_order(coded.excess)
+        prefix, suffix, suffix_widths = _golomb_code(coded.excess, order)
+        fields.append((suffix, suffix_widths))
+    if coded.coarse is not None:
+        fields.append((coded.low, plan.shift.index_select(0, coded.coarse)))
+    return prefix, fields, order
+
+
+def _tail_bits(prefix: Tensor | None, fields: list) -> int:
+    return (int(prefix.sum()) if prefix is not None else 0) + sum(int(w.sum()) for _, w in fields)
+
+
+def _length(coded: _Coded, plan: _Plan, raw_bits: int, order: bool,
+            headers: int | None = None) -> CodeLength:
+    """The code length of a coded stream (``headers``: the blocks' header bytes, when known)."""
+    arithmetic = _neg_log2().index_select(0, coded.above - coded.below)
+    bits = float(arithmetic.sum()) + raw_bits
+    if headers is None:  # the byte counts' varints, from the blocks' predicted sizes
+        headers = sum(len(_varint_bytes(math.ceil(float(arithmetic[start:stop].sum()) / 8 + FLUSH_BYTES))) + 1
+                      for _, start, stop in plan.blocks)
+    return CodeLength(bits, headers + len(plan.blocks) * FLUSH_BYTES + int(order) + (-raw_bits % 8) / 8)
+
+
+def gaussian_code_bits(symbols: Tensor, mean: Tensor, scale: Tensor, step: Tensor) -> CodeLength:
+    """What :func:`encode_gaussian` writes for these arguments, without coding: the ideal code length
+    of its symbols under the very integer CDFs it uses (the grid tables, the 2^-16 floor, the escape
+    levels it chooses), the escapes' codes and raw bits, and the overhead (headers, padding). The
+    coded size differs from ``total_bytes`` by the coder's termination (0-2 bytes per block, counted
+    as FLUSH_BYTES on average) and its finite precision (~1e-4 bit per symbol)."""
+    if symbols.numel() == 0:
+        return CodeLength(0.0, 0.0)
+    bad = _check_distributions(mean, scale, step)
+    if bad:
+        raise BitstreamError(f"invalid distributions ({bad})")
+    plan = _plan(mean, scale, step)
+    coded = _code(symbols, plan)
+    prefix, fields, order = _tail(coded, plan)
+    return _length(coded, plan, _tail_bits(prefix, fields), order is not None)
 
 
 def decode_gaussian(reader: ByteReader, mean: Tensor, scale: Tensor, step: Tensor) -> Tensor:
@@ -191,49 +659,38 @@ def decode_gaussian(reader: ByteReader, mean: Tensor, scale: Tensor, step: Tenso
     n = mean.shape[0]
     if n == 0:
         return torch.zeros(0, dtype=torch.int64)
-    for name, t in (("mean", mean), ("scale", scale), ("step", step)):
-        if not torch.isfinite(t).all() or (name != "mean" and not (t > 0).all()):
-            raise reader.error(f"the entropy model gives invalid distributions ({name}); the hash tables or "
-                               "MLPs are corrupt")
-    order = spread_order(scale, step)
-    mean, scale, step = mean[order], scale[order], step[order]
-    centre = predicted_centres(mean, step)
-    out = torch.empty(n, dtype=torch.int64)
-    start = 0
-    while start < n:
-        count, lo, hi, num_escapes, size = reader.unpack("IhhII", "block header")
-        if not 0 < count <= min(MAX_BLOCK_SYMBOLS, n - start):
-            raise reader.error(f"block of {count} symbols where {n - start} remain")
-        if not -ESCAPE <= lo <= hi <= ESCAPE or count * (hi - lo + 2) > MAX_CDF_ENTRIES:
-            raise reader.error(f"bad block alphabet [{lo}, {hi}] for {count} symbols")
-        if num_escapes > count:
-            raise reader.error(f"{num_escapes} escapes in a block of {count} symbols")
+    bad = _check_distributions(mean, scale, step)
+    if bad:
+        raise reader.error(f"the entropy model gives invalid distributions ({bad}); the hash tables or "
+                           "MLPs are corrupt")
+    plan = _plan(mean, scale, step)
+    tables = _tables()
+    symbol = torch.empty(n, dtype=torch.int16)
+    for c, start, stop in plan.blocks:
+        size = _read_varint(reader, "block byte count")
+        level = reader.unpack("B", "block escape level")
+        if level >= len(ESCAPE_LEVELS):
+            raise reader.error(f"unknown escape level {level}")
         data = bytes(reader.take(size, "arithmetic-coded block"))
-        escapes = torch.from_numpy(reader.array("i4", num_escapes, "escapes")).to(torch.int64)
-        rows = slice(start, start + count)
-        cdf = integer_cdf(_gaussian_cdf(lo, hi, centre[rows], mean[rows], scale[rows], step[rows]))
-        residual = torchac().decode_int16_normalized_cdf(cdf, data).to(torch.int64) + lo
-        escaped = residual.abs() == ESCAPE
-        if int(escaped.sum()) != num_escapes:
-            raise reader.error(f"block announces {num_escapes} escapes, the coded symbols hold "
-                               f"{int(escaped.sum())}")
-        if num_escapes:
-            if ((escapes.abs() < ESCAPE) | (torch.sign(escapes) != torch.sign(residual[escaped]))).any():
-                raise reader.error("an escaped value does not match its escape symbol")
-            residual[escaped] = escapes
-        out[rows] = centre[rows] + residual
-        start += count
-    decoded = torch.empty_like(out)
-    decoded[order] = out
+        rows = tables.rows(level, c, plan.row[start:stop])
+        symbol[start:stop] = torchac().decode_int16_normalized_cdf(rows, data)
+    k = plan.alphabet()
+    b = symbol.to(torch.float64) - (k + 1).to(torch.float64)
+    escaped = torch.nonzero((symbol == 0) | (symbol.to(torch.int64) == 2 * k + 2)).reshape(-1)
+    coarse = plan.coarse()
+    low_widths = plan.shift.index_select(0, coarse) if coarse is not None else None
+    excess, low = _read_tail(reader, escaped.numel(), low_widths)
+    if escaped.numel():
+        sign = torch.sign(b.index_select(0, escaped))
+        b.index_copy_(0, escaped, sign * (excess + (k.index_select(0, escaped) + 1)).to(torch.float64))
+        if (b.abs() * plan.width >= 2.0 ** (MAX_SHIFT + 1)).any():  # exact products: powers of two
+            raise reader.error("an escaped value is out of range")
+    q = plan.centre + b * plan.width
+    if coarse is not None and coarse.numel():
+        q.index_add_(0, coarse, low.to(torch.float64))
+    if (q.abs() >= VALUE_LIMIT).any():
+        raise reader.error("a decoded value is out of range")
+    decoded = torch.empty(n, dtype=torch.int64)
+    decoded.index_copy_(0, plan.order, q.to(torch.int64))
     return decoded
 
-
-def coder_floor_bits(symbols: Tensor, mean: Tensor, scale: Tensor, step: Tensor) -> float:
-    """The entropy model's cost of the symbols with its likelihood floor (1e-6, HAC's) replaced by the
-    coder's (2^-16: torchac gives every symbol at least that much probability). What the coded size
-    should approach; the model's own estimate charges ~19.9 bits for an outlier the coder codes in <= 16."""
-    if symbols.numel() == 0:
-        return 0.0
-    x, s, q = symbols.double() * step.double(), scale.double(), step.double()
-    mass = torch.special.ndtr((x + 0.5 * q - mean.double()) / s) - torch.special.ndtr((x - 0.5 * q - mean.double()) / s)
-    return float(-torch.log2(mass.clamp(min=1.0 / PRECISION)).sum())

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..codec.arithmetic import coder_floor_bits, decode_gaussian, encode_gaussian
+from ..codec.arithmetic import CodeLength, decode_gaussian, encode_gaussian, gaussian_code_bits
 from ..codec.container import ByteReader, ByteWriter
 from ..config import bounded, positive
 from ..errors import BitstreamError
@@ -58,11 +58,13 @@ class ContextConfig:
 
 @dataclass
 class Distributions:
-    """Per group: mean and scale [n, dim], step [n, 1]."""
+    """Per group: mean and scale [n, dim], step [n, 1]; ``logits``: extra outputs of subclasses
+    (HAC++'s mixture logits)."""
 
     mean: dict[str, Tensor]
     scale: dict[str, Tensor]
     step: dict[str, Tensor]
+    logits: Tensor | None = None
 
 
 @dataclass
@@ -102,6 +104,11 @@ class AnchorEntropyModel(nn.Module):
     @property
     def values_per_anchor(self) -> int:
         return sum(self.groups.values())
+
+    @property
+    def gaussian_groups(self) -> list[str]:
+        """The groups coded here as single discretised Gaussians (subclasses code the others)."""
+        return list(self.groups)
 
     # -- training ------------------------------------------------------------------------------------
     def distributions(self, normalised_positions: Tensor, tables=None) -> Distributions:
@@ -148,9 +155,10 @@ class AnchorEntropyModel(nn.Module):
     def _coding_chunks(self, normalised_positions: Tensor) -> Iterator[tuple[slice, dict[str, CodingDistribution]]]:
         """Chunks of anchors (file order) with every group's coding distributions."""
         network = self._coding_network()
+        tables = network.encoding.binarised()  # once, not once per chunk
         positions = normalised_positions.detach().cpu()
         for rows in chunks(positions.shape[0], self.chunk_anchors):
-            dist = network.distributions(positions[rows].double())
+            dist = network.distributions(positions[rows].double(), tables)
             out = {}
             for group in self.groups:
                 mean = dist.mean[group].float()
@@ -193,26 +201,34 @@ class AnchorEntropyModel(nn.Module):
         return flat, dist
 
     @torch.no_grad()
-    def bits(self, values: dict[str, Tensor], normalised_positions: Tensor, centres: Mapping[str, Tensor],
-             masks: Mapping[str, Tensor] | None = None) -> dict[str, float]:
-        """Bits of each group's stream as the coder spends them on the test-time values (the model's
-        probabilities with the coder's 2^-16 floor). ``masks`` (per group, bool like the values) leaves
-        out elements that are not coded (HAC's masked offsets)."""
+    def code_lengths(self, values: dict[str, Tensor], normalised_positions: Tensor,
+                     centres: Mapping[str, Tensor], masks: Mapping[str, Tensor] | None = None) -> dict[str, CodeLength]:
+        """What :meth:`compress` writes for each group, without coding: the ideal code length of the
+        test-time values under exactly the coder's probabilities (``bits``) and the coder's known
+        overhead (block headers, termination). ``masks`` (per group, bool like the values) leaves out
+        elements that are not coded (HAC's masked offsets)."""
         masks = masks or {}
-        total = {g: 0.0 for g in self.groups}
+        total = {g: CodeLength(0.0, 0.0) for g in self.gaussian_groups}
         for rows, dists, symbols in self._passes(values, normalised_positions, centres):
-            for g in self.groups:
+            for g in self.gaussian_groups:
                 mask = masks[g][rows].cpu() if g in masks else None
                 flat, dist = self._coded_elements(symbols[g], dists[g], mask)
-                total[g] += coder_floor_bits(flat, dist.mean, dist.scale, dist.step)
+                total[g] = total[g] + gaussian_code_bits(flat.to(torch.int64), dist.mean, dist.scale, dist.step)
         return total
+
+    def bits(self, values: dict[str, Tensor], normalised_positions: Tensor, centres: Mapping[str, Tensor],
+             masks: Mapping[str, Tensor] | None = None) -> dict[str, float]:
+        """Bits of each group's stream as the coder spends them, its overhead included (the estimate in
+        metrics.json; equal to the section sizes to within the coder's rounding)."""
+        lengths = self.code_lengths(values, normalised_positions, centres, masks)
+        return {g: 8 * length.total_bytes for g, length in lengths.items()}
 
     @torch.no_grad()
     def compress(self, values: dict[str, Tensor], normalised_positions: Tensor, centres: Mapping[str, Tensor],
                  masks: Mapping[str, Tensor] | None = None) -> tuple[dict[str, bytes], dict[str, Tensor]]:
         """-> (one stream per group, the quantised values the decoder will return; masked elements 0)."""
         masks = masks or {}
-        writers = {g: ByteWriter() for g in self.groups}
+        writers = {g: ByteWriter() for g in self.gaussian_groups}
         out = {g: torch.zeros(v.shape, dtype=torch.float32) for g, v in values.items()}
         for rows, dists, symbols in self._passes(values, normalised_positions, centres):
             for g in self.groups:
@@ -221,7 +237,8 @@ class AnchorEntropyModel(nn.Module):
                 if not torch.isfinite(flat).all() or (flat.abs() >= 2**31).any():
                     raise BitstreamError(f"cannot encode: {g} has non-finite or out-of-range quantised values "
                                          "(a zero quantisation step?)")
-                encode_gaussian(writers[g], flat.to(torch.int64), dist.mean, dist.scale, dist.step)
+                if g in writers:
+                    encode_gaussian(writers[g], flat.to(torch.int64), dist.mean, dist.scale, dist.step)
                 quantised = symbols[g] * dists[g].step.reshape(symbols[g].shape)
                 out[g][rows] = quantised if mask is None else torch.where(mask, quantised, torch.zeros(()))
         return {g: w.getvalue() for g, w in writers.items()}, out
@@ -229,12 +246,14 @@ class AnchorEntropyModel(nn.Module):
     @torch.no_grad()
     def decompress(self, streams: Mapping[str, ByteReader], normalised_positions: Tensor,
                    masks: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
-        """The values [n, dim] per group of the streams written by :meth:`compress` (masked elements 0)."""
+        """The values [n, dim] per group of the streams written by :meth:`compress` (masked elements 0;
+        groups a subclass codes itself are left at 0 for it to fill)."""
         masks = masks or {}
         n = normalised_positions.shape[0]
         out = {g: torch.zeros(n, dim) for g, dim in self.groups.items()}
         for rows, dists in self._coding_chunks(normalised_positions):
-            for g, dim in self.groups.items():
+            for g in self.gaussian_groups:
+                dim = self.groups[g]
                 dist = dists[g]
                 mask = masks[g][rows].reshape(-1) if g in masks else None
                 if mask is not None:
@@ -247,6 +266,6 @@ class AnchorEntropyModel(nn.Module):
                     full = torch.zeros(mask.shape[0])
                     full[mask] = values
                     out[g][rows] = full.reshape(count, dim)
-        for reader in streams.values():
-            reader.expect_end()
+        for g in self.gaussian_groups:
+            streams[g].expect_end()
         return out

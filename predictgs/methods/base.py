@@ -11,6 +11,7 @@ trainer, the codec and the report know it only through this protocol:
     method.estimated_bits()        # bits per category (metrics.json, Table 3)
     method.coded_state()           # CodedState: header fields + sections (the codec writes them)
     Method.from_coded(config, coded)   # the same class, rebuilt from a bitstream
+    Method.from_scene(config, scene, seed)   # the model a run starts from (predictgs train)
     method.test_state()            # per-anchor values of the test-time model (what the file decodes to)
 
 ``terms`` holds the method's loss terms: ``"rate"`` unweighted by lambda (the trainer's
@@ -161,21 +162,96 @@ def check_sections(cls, config, coded: CodedState) -> None:
                              f"this one has {', '.join(coded.sections) or 'none'}")
 
 
-class AnchorMethod(nn.Module):
-    name: ClassVar[str] = "anchor"
-    label: ClassVar[str] = "anchor"  # the name printed in tables
-    config_class: ClassVar[type] = AnchorConfig
-    default_lmbda: ClassVar[float | None] = None  # methods with a rate term set their default rate point
-    with_masks: ClassVar[bool] = False
+class MethodBase(nn.Module):
+    """What every method shares: the test-time render cache and its life cycle, the optional parts of
+    the protocol with their defaults, float16 rounding of the networks."""
 
-    def __init__(self, config: AnchorConfig, anchors: AnchorSet, extent: float, voxel_size: float):
+    name: ClassVar[str] = "method"
+    label: ClassVar[str] = "method"  # the name printed in tables
+    config_class: ClassVar[type]
+    default_lmbda: ClassVar[float | None] = None  # methods with a rate term set their default rate point
+
+    def __init__(self, config, extent: float, voxel_size: float):
         super().__init__()
         self.config = config
-        self.anchors = anchors
         self.extent = float(extent)
         self.voxel_size = float(voxel_size)
-        self.decoder = ScaffoldDecoder(config.feat_dim, config.n_offsets, config.use_distance)
         self.render_cache = RenderCache()
+
+    @classmethod
+    def from_scene(cls, config, scene, seed: int = 0):
+        """The model a run starts from (what ``predictgs train`` calls): from the scene's initial points.
+        Methods that use more of the scene (3DGS: the points' colours) override it."""
+        return cls.from_points(config, scene.points, scene.extent, seed=seed)
+
+    @classmethod
+    def resolve_config(cls, config, lmbda: float | None):
+        """The configuration of a run at rate-distortion weight ``lmbda`` (settings the reference ties
+        to lambda, e.g. HAC++'s mask learning rate); most methods need nothing."""
+        return config
+
+    def begin_step(self, step: StepState) -> None:
+        """Called by the trainer before each training step (e.g. HAC's box update)."""
+
+    def entropy_model(self) -> nn.Module | None:
+        return None
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.render_cache.clear()
+        return super().train(mode)
+
+    def forward(self, view: View, step: StepState | None = None):
+        return self.gaussians(view, step)
+
+    def test_state(self) -> dict[str, Tensor]:
+        """Per-primitive values the test-time model renders (on the model's device)."""
+        raise NotImplementedError
+
+    def cached_test_state(self) -> dict[str, Tensor]:
+        """The test-time values, computed once in evaluation mode (in training mode, every call: the
+        parameters are still moving, and ``train()`` is what drops the cache)."""
+        if self.training:
+            return self.test_state()
+        if not self.render_cache.filled:
+            self.render_cache.fill(self.test_state())
+        return self.render_cache.tensors()
+
+    def networks(self) -> dict[str, nn.Module]:
+        """The networks stored as floats ("mlps"), in file order (none by default)."""
+        return {}
+
+    def network_tensors(self) -> list[Tensor]:
+        return [t for module in self.networks().values() for t in module.state_dict().values()]
+
+    def mlp_parameter_count(self) -> int:
+        return sum(t.numel() for t in self.network_tensors())
+
+    def rounded_to_half(self):
+        """A copy whose network weights are rounded to float16 (what ``--mlp-precision fp16`` stores)."""
+        model = copy.deepcopy(self)
+        round_to_half_(model.network_tensors())
+        model.render_cache.clear()
+        return model
+
+    def extra_metrics(self) -> dict:
+        """Method-specific entries for metrics.json."""
+        return {}
+
+
+class AnchorMethod(MethodBase):
+    name: ClassVar[str] = "anchor"
+    label: ClassVar[str] = "anchor"
+    config_class: ClassVar[type] = AnchorConfig
+    with_masks: ClassVar[bool] = False
+    # How offset masks act: "opacity" (HAC: the neural opacity is gated before spawning) or "after_spawn"
+    # (HAC++: opacity and scale of the spawned Gaussians are gated in training, masked ones dropped at test).
+    mask_gate: ClassVar[str] = "opacity"
+
+    def __init__(self, config: AnchorConfig, anchors: AnchorSet, extent: float, voxel_size: float):
+        super().__init__(config, extent, voxel_size)
+        self.anchors = anchors
+        self.decoder = ScaffoldDecoder(config.feat_dim, config.n_offsets, config.use_distance)
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
@@ -216,21 +292,7 @@ class AnchorMethod(nn.Module):
         return AnchorGrowth(self.config.densify, self.voxel_size, total, seed=seed,
                             device=self.anchors.positions.device)
 
-    def begin_step(self, step: StepState) -> None:
-        """Called by the trainer before each training step (e.g. HAC's box update)."""
-
-    def entropy_model(self) -> nn.Module | None:
-        return None
-
-    def train(self, mode: bool = True):
-        if mode:
-            self.render_cache.clear()
-        return super().train(mode)
-
     # -- rendering -----------------------------------------------------------------------------------
-    def forward(self, view: View, step: StepState | None = None):
-        return self.gaussians(view, step)
-
     def gaussians(self, view: View, step: StepState | None = None) -> tuple[NeuralGaussians, dict[str, Tensor]]:
         if self.training:
             if step is None:
@@ -252,10 +314,21 @@ class AnchorMethod(nn.Module):
         positions = rows["positions"]
         dirs, dist = view_inputs(positions, view.center)
         opacity, cov, color = self.decoder(rows["attributes"], dirs, dist)
-        if rows.get("masks") is not None:
-            opacity = opacity * rows["masks"][..., 0]
-        return assemble_gaussians(visible, positions, rows["offsets"], rows["scaling"], opacity, cov[..., 0:3],
-                                  cov[..., 3:7], color)
+        return self.spawn(visible, rows, opacity, cov[..., 0:3], cov[..., 3:7], color)
+
+    def spawn(self, visible: Tensor, rows: dict[str, Tensor], opacity: Tensor, scale_logits: Tensor,
+              rotations: Tensor, colors: Tensor) -> NeuralGaussians:
+        """The neural Gaussians of the visible anchors from their activated opacity [V,K], scale logits,
+        rotations and colours, with the offset masks applied as the method's ``mask_gate`` says."""
+        masks, after = rows.get("masks"), None
+        if masks is not None:
+            if self.mask_gate == "opacity":
+                opacity = opacity * masks[..., 0]
+            else:
+                after = masks
+        offsets = rows["offsets"].reshape(opacity.shape[0], -1, 3)
+        return assemble_gaussians(visible, rows["positions"], offsets, rows["scaling"], opacity, scale_logits,
+                                  rotations, colors, gaussian_masks=after, drop_masked=not self.training)
 
     def visible_anchors(self, view: View, positions: Tensor) -> Tensor:
         """Scaffold-GS's prefilter: anchors drawn as Gaussians with their first three scales."""
@@ -268,35 +341,23 @@ class AnchorMethod(nn.Module):
             return {}
         return {"scale": self.config.lambda_scale * neural.scales.prod(dim=1).mean()}
 
-    # -- the test-time model -------------------------------------------------------------------------
-    @torch.no_grad()
-    def test_state(self) -> dict[str, Tensor]:
-        """Per-anchor values the test-time model renders (on the model's device)."""
-        raise NotImplementedError
-
-    def cached_test_state(self) -> dict[str, Tensor]:
-        if not self.render_cache.filled:
-            self.render_cache.fill(self.test_state())
-        return self.render_cache.tensors()
-
     # -- size ----------------------------------------------------------------------------------------
+    @property
+    def num_primitives(self) -> int:
+        """Rows of the per-primitive state (anchors here): what a checkpoint or bitstream sizes."""
+        return self.anchors.num_anchors
+
+    def resize(self, num: int) -> None:
+        """Give the per-primitive state ``num`` zero rows (before loading a checkpoint)."""
+        self.anchors.resize(num)
+
+    def counts(self) -> dict[str, int | None]:
+        """What metrics.json reports: anchors the bitstream stores, Gaussians they can spawn."""
+        return {"num_anchors": self.kept_anchor_count(), "num_gaussians": self.active_gaussian_count()}
+
     def networks(self) -> dict[str, nn.Module]:
-        """The networks stored as floats ("mlps"), in file order."""
         return {"mlp_opacity": self.decoder.mlp_opacity, "mlp_cov": self.decoder.mlp_cov,
                 "mlp_color": self.decoder.mlp_color}
-
-    def network_tensors(self) -> list[Tensor]:
-        return [t for module in self.networks().values() for t in module.state_dict().values()]
-
-    def mlp_parameter_count(self) -> int:
-        return sum(t.numel() for t in self.network_tensors())
-
-    def rounded_to_half(self) -> "AnchorMethod":
-        """A copy whose network weights are rounded to float16 (what ``--mlp-precision fp16`` stores)."""
-        model = copy.deepcopy(self)
-        round_to_half_(model.network_tensors())
-        model.render_cache.clear()
-        return model
 
     def kept_anchor_count(self) -> int:
         """Anchors the bitstream stores."""
@@ -305,10 +366,6 @@ class AnchorMethod(nn.Module):
     def active_gaussian_count(self) -> int:
         """Neural Gaussians the stored anchors can spawn (K per anchor unless masked)."""
         return self.anchors.num_anchors * self.config.n_offsets
-
-    def extra_metrics(self) -> dict:
-        """Method-specific entries for metrics.json."""
-        return {}
 
     def estimated_bits(self) -> dict[str, float]:
         raise NotImplementedError

@@ -33,12 +33,13 @@ import torch
 from torch import Tensor, nn
 
 from baselines.hac import HAC, HACConfig
+from baselines.hacpp import HACppFields, HACppParts
 from predictgs.config import bounded
 from predictgs.entropy import hash_table_bits
 from predictgs.methods.base import lr, lr_field
 from predictgs.methods.registry import register_method
 from predictgs.model.anchors import AnchorBounds
-from predictgs.model.scaffold import assemble_gaussians, view_inputs
+from predictgs.model.scaffold import view_inputs
 from predictgs.nn.hashgrid import GridPlaneEncoding
 from predictgs.train.curriculum import CurriculumConfig
 from predictgs.train.optim import ParamGroup
@@ -147,7 +148,6 @@ class PredictGS(HAC):
     def render_anchors(self, view, visible, rows: dict[str, Tensor], residual: bool):
         """The Scaffold-GS MLPs read f_c (computed here in training, cached at test time); MGRD's
         corrections from f_r are added before the output activations in stage 2 and at test time."""
-        k = self.config.n_offsets
         positions = rows["positions"]
         predicted = rows["predicted"]
         dirs, dist = view_inputs(positions, view.center)
@@ -159,9 +159,7 @@ class PredictGS(HAC):
             rotations = rotations + shape[..., 3:7]
             opacity = opacity + appearance[..., 0]
             color = color + appearance[..., 1:4]
-        opacity = torch.tanh(opacity) * rows["masks"][..., 0]
-        return assemble_gaussians(visible, positions, rows["offsets"].reshape(-1, k, 3), rows["scaling"],
-                                  opacity, scale_logits, rotations, torch.sigmoid(color))
+        return self.spawn(visible, rows, torch.tanh(opacity), scale_logits, rotations, torch.sigmoid(color))
 
     def extend_test_state(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         """f_c depends only on the (fixed) anchor positions: computed once for the test-time model."""
@@ -250,3 +248,19 @@ class PredictGSNoProgressive(PredictGS):
     name = "predictgs_no_pt"
     label = "Predict-GS (no progressive training)"
     config_class = NoProgressiveConfig
+
+
+# Predict-GS on HAC++'s entropy model: the paper says its predictive framework is compatible with stronger
+# entropy models; this makes it testable. The residual f_r is coded by HAC++'s model (channel context on
+# chunks of f_r + the hash context), and the other HAC++ parts (lattice anchors, masks, rate sampling)
+# replace HAC's, exactly as in ``hacpp``.
+@dataclass
+class PredictGSHACppConfig(HACppFields, PredictGSConfig):
+    mask_loss_weight: float = field(default=0.0, metadata=bounded(0.0, None))
+
+
+@register_method
+class PredictGSHACpp(HACppParts, PredictGS):
+    name = "predictgs_hacpp"
+    label = "Predict-GS + HAC++"
+    config_class = PredictGSHACppConfig

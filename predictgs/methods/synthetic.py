@@ -6,6 +6,10 @@ The context's output layer is set so that, per element, sigma = SIGMA_STEPS[grou
 per attribute and offset value, ~5 per scaling value), every step is Q0, and the predicted means vary
 from anchor to anchor; the values are then drawn from those Gaussians (activated scaling kept
 positive). About 70% of the offsets are masked on.
+
+``outliers`` (a share of the coded values) and ``outlier_steps`` make the model's predictions wrong
+for some values, as trained models' are: each value is moved, with probability ``outliers``, by
++-``outlier_steps`` quantisation steps Q0 of its group (the sign at random; scaling stays positive).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ SIGMA_STEPS = {"attributes": 2.0, "scaling": 8.0, "offsets": 2.0}  # the attribu
 MEAN_SCALING = 0.05
 
 
-def random_hac(num_anchors: int, seed: int = 0, config=None, method_class=None):
+def random_hac(num_anchors: int, seed: int = 0, config=None, method_class=None, outliers: float = 0.0,
+               outlier_steps: float = 300.0):
     """A HAC-family model (``method_class``, default HAC) with about ``num_anchors`` anchors on a
-    lattice inside [-1, 1]^3."""
+    lattice inside [-1, 1]^3; ``outliers``: see the module's docstring."""
     from baselines.hac import HAC, HACConfig
 
     cls = method_class or HAC
@@ -37,6 +42,8 @@ def random_hac(num_anchors: int, seed: int = 0, config=None, method_class=None):
         model = cls.from_points(config, points.astype(np.float32), extent=2.0, seed=seed)
         _shape_context(model)
         _draw_values(model)
+        if outliers > 0:
+            _add_outliers(model, outliers, outlier_steps)
     return model.eval()
 
 
@@ -68,3 +75,17 @@ def _draw_values(model) -> None:
         a.scaling[rows] = torch.log(draw["scaling"].clamp_min(1e-3))
         a.offsets[rows] = draw["offsets"].reshape(-1, a.n_offsets, 3)
     a.masks.copy_(torch.where(torch.rand_like(a.masks) < 0.7, 4.0, -8.0))
+
+
+@torch.no_grad()
+def _add_outliers(model, share: float, steps: float) -> None:
+    a, ctx = model.anchors, model.context
+    values = {model.attribute_group: a.attributes, "scaling": a.scaling, "offsets": a.offsets}
+    for group, tensor in values.items():
+        hit = torch.rand(tensor.shape) < share
+        sign = torch.where(torch.rand(tensor.shape) < 0.5, -1.0, 1.0)
+        shift = hit * sign * (steps * ctx.base_steps[group])
+        if group == "scaling":  # stored as log; the coded value is the activated scaling
+            tensor.copy_(torch.log((torch.exp(tensor) + shift).clamp_min(1e-3)))
+        else:
+            tensor.add_(shift)

@@ -79,20 +79,33 @@ def assemble_gaussians(
     scale_logits: Tensor,
     rotations: Tensor,
     colors: Tensor,
+    gaussian_masks: Tensor | None = None,
+    drop_masked: bool = False,
 ) -> NeuralGaussians:
     """Spawn Gaussians with opacity > 0. Inputs are per visible anchor: positions [V,3], raw offsets
     [V,K,3], activated scaling [V,6], opacity [V,K], scale logits [V,K,3], quaternions [V,K,4], colours
-    [V,K,3]."""
+    [V,K,3].
+
+    ``gaussian_masks`` [V,K,1] (HAC++'s way; HAC gates the opacity before spawning instead): in training
+    the spawned Gaussians' opacity and scale are multiplied by their mask; with ``drop_masked`` (test
+    time) masked Gaussians are not spawned."""
     spawned = (opacity > 0).reshape(-1)
+    if gaussian_masks is not None and drop_masked:
+        spawned = spawned & (gaussian_masks.reshape(-1) > 0)
     # One nonzero (a host synchronisation: the count decides the shapes) and gathers, instead of one
     # boolean-mask index (and synchronisation) per attribute.
     index = torch.nonzero(spawned).squeeze(1)
     means = (anchor_positions[:, None, :] + offsets * scaling[:, None, 0:3]).reshape(-1, 3)
     scales = (scaling[:, None, 3:6] * torch.sigmoid(scale_logits)).reshape(-1, 3)
     quats = nn.functional.normalize(rotations.reshape(-1, 4), dim=-1)
+    opacities = opacity.reshape(-1).index_select(0, index)
+    scales = scales.index_select(0, index)
+    if gaussian_masks is not None and not drop_masked:
+        mask = gaussian_masks.reshape(-1).index_select(0, index)
+        opacities, scales = opacities * mask, scales * mask[:, None]
     return NeuralGaussians(
         means=means.index_select(0, index), quats=quats.index_select(0, index),
-        scales=scales.index_select(0, index), opacities=opacity.reshape(-1).index_select(0, index),
+        scales=scales, opacities=opacities,
         colors=colors.reshape(-1, 3).index_select(0, index), visible_anchors=visible_anchors, spawned=spawned,
         spawned_index=index, neural_opacity=opacity,
     )

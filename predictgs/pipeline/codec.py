@@ -135,7 +135,7 @@ def coding_report(estimated: dict[str, float], section_bytes: dict[str, int]) ->
 
 def check_round_trip(source, decoded) -> None:
     """The decoded model must be the encoder's test-time model exactly; anything else is a bug."""
-    expected, got = source.test_state(), decoded.cached_test_state()
+    expected, got = source.cached_test_state(), decoded.cached_test_state()
     if expected.keys() != got.keys():
         raise RuntimeError(f"codec bug: decoded test state has {sorted(got)}, expected {sorted(expected)}")
     for name, tensor in expected.items():
@@ -182,7 +182,7 @@ def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: 
         "coded_bits": coded,
         "coded_estimate_bits": estimated,
         "coding_gap_percent": gaps,
-        "num_anchors_coded": decoded.model.kept_anchor_count(),
+        "num_anchors_coded": decoded.model.counts()["num_anchors"],
     }
     if evaluate:
         summary, per_view = evaluate_model(decoded.model.to(eval_device), scene, eval_device,
@@ -214,7 +214,7 @@ def save_decoded(model, method: str, out_dir: Path, info: dict | None = None) ->
         "model": config,
         "extent": model.extent,
         "voxel_size": model.voxel_size,
-        "num_anchors": model.anchors.num_anchors,
+        "num_primitives": model.num_primitives,
         "state": model.state_dict(),
         "test_state": model.cached_test_state(),
     }
@@ -244,7 +244,7 @@ def load_decoded(directory: Path, device: str | torch.device = "cpu"):
     try:
         config = method_config(state["method"], state["model"])
         model = method_class(state["method"]).empty(config, state["extent"], state["voxel_size"],
-                                                   state["num_anchors"])
+                                                   state["num_primitives"])
         model.load_state_dict(state["state"])
         model.eval()
         test_state = state["test_state"]
@@ -267,7 +267,7 @@ def decode_file(path: Path, out_dir: Path) -> dict:
     seconds = time.perf_counter() - start
     info = {"source": str(path), "run": decoded.header.get("run", {})}
     save_decoded(decoded.model, decoded.method, out_dir, info)
-    return {"method": decoded.method, "num_anchors": decoded.model.anchors.num_anchors,
+    return {"method": decoded.method, "num_primitives": decoded.model.num_primitives,
             "size_bytes": len(data), "section_bytes": decoded.section_bytes, "decode_seconds": seconds,
             "out": str(out_dir)}
 
@@ -305,8 +305,7 @@ def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None
         "protocol": merged,
         **{key: summary.get(name) for key, name in SUMMARY_KEYS.items()},
         "num_test_views": len(cameras),
-        "num_anchors": model.kept_anchor_count(),
-        "num_gaussians": model.active_gaussian_count(),
+        **model.counts(),
         **speed,
         "resolution": [cameras[0].width, cameras[0].height],
         "device": device_label(torch_device),

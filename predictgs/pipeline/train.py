@@ -48,6 +48,7 @@ def build_spec(method: str, scene_path: Path, *, lmbda: float | None = None, ite
             raise ConfigError(f"--lmbda applies to methods with an entropy model; {method} has none")
     elif train_config.lmbda is None:
         train_config = dataclasses.replace(train_config, lmbda=cls.default_lmbda)
+    model_config = cls.resolve_config(model_config, train_config.lmbda)
     benchmark = benchmark or overrides.get("benchmark", "custom")
     if not isinstance(benchmark, str) or not benchmark:
         raise ConfigError(f"benchmark: expected a name, got {benchmark!r}")
@@ -60,7 +61,7 @@ def build_spec(method: str, scene_path: Path, *, lmbda: float | None = None, ite
 
 def new_trainer(spec: RunSpec, model_config, scene, run_dir: Path, progress: bool = True) -> Trainer:
     """A trainer of the spec's method, initialised from the scene's points, that checkpoints into run_dir."""
-    model = method_class(spec.method).from_points(model_config, scene.points, scene.extent, seed=spec.train.seed)
+    model = method_class(spec.method).from_scene(model_config, scene, seed=spec.train.seed)
     fingerprint = spec.fingerprint()
     return Trainer(model, scene, spec.train, log=file_logger(run_dir / TRAIN_LOG), progress=progress,
                    label=f"{spec.method} {scene_name(spec.scene)}",
@@ -99,8 +100,8 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
         trainer.log.info("resuming from iteration %d", trainer.iteration)
     else:
         save_spec(spec, run_dir)
-        trainer.log.info("new run: %s on %s, %d anchors (voxel size %.6g), device %s, rasterizer %s", method,
-                         scene.path, trainer.model.anchors.num_anchors, trainer.model.voxel_size, trainer.device,
+        trainer.log.info("new run: %s on %s, %d primitives (voxel size %.6g), device %s, rasterizer %s", method,
+                         scene.path, trainer.model.num_primitives, trainer.model.voxel_size, trainer.device,
                          trainer.backend)
     trainer.train(stop_after=stop_after)
     if trainer.iteration < trainer.total:
@@ -129,8 +130,7 @@ def run_metrics(trainer: Trainer, spec: RunSpec) -> tuple[dict, dict]:
         "lpips_vgg": summary.get("LPIPS_VGG"),
         "lpips_alex": summary.get("LPIPS_ALEX"),
         "num_test_views": len(per_view["PSNR"]),
-        "num_anchors": model.kept_anchor_count(),
-        "num_gaussians": model.active_gaussian_count(),
+        **model.counts(),
         "estimated_bits": bits,
         "estimated_size_bytes": sum(bits.values()) / 8.0,
         "train_seconds": trainer.train_seconds,
@@ -168,7 +168,8 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu"):
         raise ConfigError(f"{run_dir / CONFIG}: {err}") from None
     state = load_checkpoint(checkpoint, map_location=device)
     try:
-        model = method_class(spec["method"]).empty(config, state["extent"], state["voxel_size"], state["num_anchors"])
+        model = method_class(spec["method"]).empty(config, state["extent"], state["voxel_size"],
+                                                   state["num_primitives"])
         model.load_state_dict(state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__

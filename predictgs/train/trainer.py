@@ -160,9 +160,8 @@ class Trainer:
                 self.iteration = it
                 bar.update(1)
                 if stats["events"]:
-                    events = stats["events"]
-                    self.log.info("iteration %d: grew %d, pruned %d anchors -> %d", it, events["grown"],
-                                  events["pruned"], events["anchors"])
+                    self.log.info("iteration %d: densification %s", it,
+                                  ", ".join(f"{k} {v}" for k, v in stats["events"].items()))
                 if it % log_every == 0 or it == self.total or it == last:
                     self.check_finite()
                     self._log(it, stats, bar)
@@ -177,11 +176,11 @@ class Trainer:
 
     def _log(self, iteration: int, stats: dict, bar) -> None:
         loss, psnr = float(stats["loss"]), float(self._psnr_ema)
-        anchors = self.model.anchors.num_anchors
-        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr:.2f}", anchors=anchors, refresh=False)
+        primitives = self.model.num_primitives
+        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr:.2f}", primitives=primitives, refresh=False)
         terms = " ".join(f"{k} {float(v):.5g}" for k, v in stats["terms"].items())
-        self.log.info("iteration %d: loss %.5f psnr(ema) %.3f gaussians %d anchors %d %s", iteration, loss, psnr,
-                      stats["gaussians"], anchors, terms)
+        self.log.info("iteration %d: loss %.5f psnr(ema) %.3f gaussians %d primitives %d %s", iteration, loss, psnr,
+                      stats["gaussians"], primitives, terms)
 
     def save_checkpoint(self) -> None:
         if self.checkpoint_hook is not None:
@@ -194,7 +193,7 @@ class Trainer:
         return {
             "iteration": self.iteration,
             "train_seconds": self.train_seconds,
-            "num_anchors": self.model.anchors.num_anchors,
+            "num_primitives": self.model.num_primitives,
             "extent": self.model.extent,
             "voxel_size": self.model.voxel_size,
             "model": self.model.state_dict(),
@@ -209,7 +208,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.anchors.resize(state["num_anchors"])
+        self.model.resize(state["num_primitives"])
         self.model.load_state_dict(state["model"])
         self._build_optimizer()
         self.optimizer.load_state_dict(state["optimizer"])
