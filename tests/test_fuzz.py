@@ -61,8 +61,11 @@ def tiny_model(name: str):
 
     cls = method_class(name)
     fields = {f.name for f in dataclasses.fields(cls.config_class)}
-    if "context" not in fields:  # Scaffold-GS: no entropy model
-        config = cls.config_class(feat_dim=8, n_offsets=4, voxel_size=2.0 / 64)
+    if "context" not in fields:  # no entropy model (Scaffold-GS, 3DGS): random parameters
+        if "feat_dim" in fields:
+            config = cls.config_class(feat_dim=8, n_offsets=4, voxel_size=2.0 / 64)
+        else:
+            config = cls.config_class()
         points = np.random.default_rng(0).uniform(-1, 1, (150, 3)).astype(np.float32)
         model = cls.from_points(config, points, extent=2.0, seed=0)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
@@ -71,6 +74,8 @@ def tiny_model(name: str):
                 parameter.add_(0.1 * torch.randn_like(parameter))
         return model.eval()
     options = dict(feat_dim=8, n_offsets=4, context=ContextConfig(log2_grid=6, log2_plane=6, hidden_dim=16))
+    if "channel_chunks" in fields:  # HAC++: the features coded in chunks of channels
+        options.update(channel_chunks=2)
     if "sfp" in fields:
         options.update(sfp=SFPConfig(log2_grid=6, log2_plane=6, fusion_hidden=16), mgrd_hidden=8)
         if cls.config_class().residual_dim:
