@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.predictgs-installed
 CORES  ?= all
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast reproduce bench clean-venv
+.PHONY: help install test test-fast reproduce bench slurm-up slurm-down slurm-check clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,6 +34,15 @@ reproduce: $(STAMP)  ## regenerate the tables and plots on the embedded benchmar
 
 bench: $(STAMP)  ## print the rasterizer benchmark figures
 	$(PY) benchmarks/bench_render.py
+
+slurm-up:  ## start a one-node SLURM on localhost (root; Debian packages: see README)
+	scripts/slurm-local.sh up
+
+slurm-down:  ## stop it; nothing of it keeps running
+	scripts/slurm-local.sh down
+
+slurm-check: $(STAMP)  ## run the workflow through the local SLURM and check it (report: build/slurm-check/)
+	$(PY) scripts/slurm_check.py --workdir build/slurm-check
 
 clean-venv:  ## remove .venv
 	rm -rf $(VENV)
