@@ -860,8 +860,15 @@ def cancel_scenario(report: Report, snake: Snakemake, workdir: Path, env: dict, 
                    f"{len(files)} CSV files", problems)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=str(REPO / "build" / "slurm-check"),
                         help="folder for the runs, logs and report (emptied first; default build/slurm-check)")
     parser.add_argument("--config", default=str(CHECK_CONFIG),

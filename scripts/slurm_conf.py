@@ -107,8 +107,15 @@ StorageLoc=slurm_acct_db
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", required=True, help="state folder of the cluster (absolute path)")
     parser.add_argument("--node", required=True, help="the first line of `slurmd -C`")
     parser.add_argument("--out", required=True, help="folder to write slurm.conf and slurmdbd.conf to")

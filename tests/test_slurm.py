@@ -82,6 +82,11 @@ def test_slurm_conf_command(tmp_path):
     relative = subprocess.run([*script, "--dir", "state", "--node", NODE, "--out", str(tmp_path)],
                               capture_output=True, text=True)
     assert "absolute" in one_line_error(relative)
+    missing = one_line_error(subprocess.run([*script, "--node", NODE], capture_output=True, text=True))
+    assert "required: --dir, --out" in missing
+    port = subprocess.run([*script, "--dir", "/s", "--node", NODE, "--out", str(tmp_path), "--port", "80"],
+                          capture_output=True, text=True)
+    assert "--port must be between" in one_line_error(port)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -241,6 +246,7 @@ def test_slurm_check_bad_input(tmp_path):
     assert "no configuration file" in one_line_error(missing)
     cores = subprocess.run([*script, "--cores", "0", "--workdir", str(tmp_path / "w")], capture_output=True, text=True)
     assert "--cores must be at least 1" in one_line_error(cores)
+    assert "invalid choice" in one_line_error(subprocess.run([*script, "--skip", "all"], capture_output=True, text=True))
     assert not (tmp_path / "w").exists()
 
 
