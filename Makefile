@@ -13,7 +13,7 @@ GPU_SCENE  ?= ../shared/data/scenes/fern
 GPU_OUT    ?= gpu_check
 GPU_ARGS   ?=
 
-.PHONY: help install test test-fast fuzz reproduce bench gpu-check clean-venv
+.PHONY: help install test test-fast fuzz reproduce bench gpu-check slurm-up slurm-down slurm-check clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -48,6 +48,15 @@ bench: $(STAMP)  ## print the rasterizer benchmark figures
 # (GPU_ARGS="--wheels DIR" installs it from wheels); results in $(GPU_OUT)/gpu_check.json.
 gpu-check:  ## GPU: build gsplat, compare rasterizers, train/encode/decode/eval HAC and Predict-GS (GPU_SCENE)
 	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) benchmarks/gpu_check.py --scene $(GPU_SCENE) --out $(GPU_OUT) $(GPU_ARGS)
+
+slurm-up:  ## start a one-node SLURM on localhost (root; Debian packages: see README)
+	scripts/slurm-local.sh up
+
+slurm-down:  ## stop it; nothing of it keeps running
+	scripts/slurm-local.sh down
+
+slurm-check: $(STAMP)  ## run the workflow through the local SLURM and check it (report: build/slurm-check/)
+	$(PY) scripts/slurm_check.py --workdir build/slurm-check
 
 clean-venv:  ## remove .venv
 	rm -rf $(VENV)
