@@ -152,8 +152,9 @@ class AnchorEntropyModel(nn.Module):
         return copy.deepcopy(self).to(device="cpu", dtype=torch.float64).eval()
 
     @torch.no_grad()
-    def _coding_chunks(self, normalised_positions: Tensor) -> Iterator[tuple[slice, dict[str, CodingDistribution]]]:
-        """Chunks of anchors (file order) with every group's coding distributions."""
+    def _raw_chunks(self, normalised_positions: Tensor):
+        """Chunks of anchors (file order): (rows, every group's coding distributions, the float64
+        distributions and the float64 network, which subclasses need for their own groups)."""
         network = self._coding_network()
         tables = network.encoding.binarised()  # once, not once per chunk
         positions = normalised_positions.detach().cpu()
@@ -165,6 +166,11 @@ class AnchorEntropyModel(nn.Module):
                 scale = dist.scale[group].float().clamp(min=SCALE_FLOOR)
                 step = dist.step[group].float().expand_as(mean)
                 out[group] = CodingDistribution(mean.reshape(-1), scale.reshape(-1), step.reshape(-1))
+            yield rows, out, dist, network
+
+    def _coding_chunks(self, normalised_positions: Tensor) -> Iterator[tuple[slice, dict[str, CodingDistribution]]]:
+        """Chunks of anchors (file order) with every group's coding distributions."""
+        for rows, out, _, _ in self._raw_chunks(normalised_positions):
             yield rows, out
 
     @staticmethod

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..codec.container import ByteReader, ByteWriter
 from ..codec.arithmetic import CodeLength
 from ..codec.mixture import decode_mixture, encode_mixture, mixture_code_bits
-from .anchor import AnchorEntropyModel, CodingDistribution, ContextConfig, Distributions, chunks
+from .anchor import AnchorEntropyModel, ContextConfig, Distributions
 from .functional import SCALE_FLOOR, adaptive_step, clamp_around, low_bound
 
 
@@ -131,25 +131,6 @@ class ChannelContextEntropyModel(AnchorEntropyModel):
             yield (columns, means.float().reshape(2, -1), scales.float().clamp(min=SCALE_FLOOR).reshape(2, -1),
                    weights.float().reshape(2, -1), step[:, columns].reshape(-1))
             start += size
-
-    def _raw_chunks(self, normalised_positions: Tensor):
-        """Like _coding_chunks, plus the float64 distributions of the chunk (for the mixture)."""
-        network = self._coding_network()
-        tables = network.encoding.binarised()
-        positions = normalised_positions.detach().cpu()
-        for rows in chunks(positions.shape[0], self.chunk_anchors):
-            dist = network.distributions(positions[rows].double(), tables)
-            out = {}
-            for group in self.groups:
-                mean = dist.mean[group].float()
-                scale = dist.scale[group].float().clamp(min=SCALE_FLOOR)
-                step = dist.step[group].float().expand_as(mean)
-                out[group] = CodingDistribution(mean.reshape(-1), scale.reshape(-1), step.reshape(-1))
-            yield rows, out, dist, network
-
-    def _coding_chunks(self, normalised_positions: Tensor):
-        for rows, out, _, _ in self._raw_chunks(normalised_positions):
-            yield rows, out
 
     @torch.no_grad()
     def code_lengths(self, values, normalised_positions, centres, masks=None) -> dict[str, CodeLength]:
