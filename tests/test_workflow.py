@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from predictgs.methods.predict_gs import paper_settings
 from predictgs.report import bd_table, load_runs
-from predictgs.report.tables import PAPER_DEFAULTS
+from predictgs.report import writer
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -29,8 +30,10 @@ FIXTURE_RUNS = REPO / "tests" / "fixtures" / "report" / "runs"
 FAKE_CLI = REPO / "tests" / "fixtures" / "workflow" / "fake_predictgs.py"
 RUN_RULES = ("train", "encode", "decode", "evaluate_decoded", "run_summary")
 
+# The paper's Predict-GS settings, from the method's configuration (what the workflow passes the report).
+DEFAULTS = paper_settings()
+
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-import aggregate  # noqa: E402
 import run_summary  # noqa: E402
 
 pytest.importorskip("snakemake", reason="the workflow tests need snakemake (make install)")
@@ -91,7 +94,7 @@ def ablation_run_keys(config: dict) -> set:
                         keys |= {(benchmark, scene, m, "default", float(lmbda)) for m in spec["methods"]}
                         continue
                     for value in spec["values"]:
-                        default = PAPER_DEFAULTS[kind]
+                        default = DEFAULTS[kind]
                         same = str(value) == default if isinstance(default, str) else float(value) == float(default)
                         variant = "default" if same else (kind, value)
                         keys.add((benchmark, scene, "predictgs", variant, float(lmbda)))
@@ -239,7 +242,7 @@ def test_default_training_configs_give_each_method_its_own_keys(tmp_path):
     assert "context" in hac and "sfp" not in hac
     assert "context" in predictgs and "sfp" in predictgs
     assert sfp_only == predictgs  # an ablation variant uses its base method's entry
-    assert linear == {**predictgs, "schedule": "linear"}
+    assert linear == {**predictgs, "curriculum": {"schedule": "linear"}}  # where SWEEP_FIELDS puts it
 
 
 def lint(snakefile: Path, cwd: Path) -> tuple[int, str, list[str]]:
@@ -267,13 +270,20 @@ def test_lint_is_clean(tmp_path):
 
 def test_report_defaults_are_the_method_defaults():
     """A sweep value equal to the paper's default is the main run; the workflow takes the defaults from
-    the method's configuration, and the report must agree with it."""
-    from predictgs.methods.predict_gs import PredictGSConfig, paper_settings
+    the method's configuration and passes them to the report (params.defaults), which keeps no copy."""
+    from predictgs.methods.predict_gs import PredictGSConfig
 
-    assert paper_settings() == PAPER_DEFAULTS
     config = PredictGSConfig()
-    assert paper_settings() == {"residual_dim": config.residual_dim, "schedule": config.curriculum.schedule,
-                                "ds_init": config.curriculum.ds_init}
+    assert DEFAULTS == {"residual_dim": config.residual_dim, "schedule": config.curriculum.schedule,
+                        "ds_init": config.curriculum.ds_init}
+    scripts = REPO / "workflow" / "scripts"
+    rules = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    for script in scripts.glob("*.py"):
+        if "defaults=" in script.read_text():
+            assert "defaults=dict(sm.params.defaults)" in script.read_text(), script.name
+            # every rule running this script passes the method's settings
+            blocks = [b for b in re.split(r"\nrule ", rules) if f"../scripts/{script.name}" in b]
+            assert blocks and all("defaults=PREDICTGS_DEFAULTS" in b for b in blocks), script.name
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -373,7 +383,7 @@ ESTIMATED_SIZE_WARNING = "ignore:.*survey file holds estimated sizes:UserWarning
 @pytest.mark.filterwarnings(ESTIMATED_SIZE_WARNING)
 def test_benchmark_tables_from_fixture_metrics(tmp_path):
     outputs = benchmark_outputs(tmp_path)
-    aggregate.benchmark_tables(metrics_files(), "tandt", outputs)
+    writer.benchmark_tables(metrics_files(), "tandt", outputs, defaults=DEFAULTS)
     table1 = pd.read_csv(outputs["table1"])
     assert list(table1["Method"]) == ["HAC"] * 4 + ["Predict-GS"] * 4
     assert set(table1["Scenes"]) == {2}
@@ -405,7 +415,7 @@ def test_table_the_runs_cannot_support_becomes_a_note(tmp_path):
         (runs / str(index)).mkdir(parents=True)
         (runs / str(index) / "summary.json").write_text(json.dumps(metrics))
     outputs = benchmark_outputs(tmp_path / "tables")
-    aggregate.benchmark_tables(sorted(runs.rglob("summary.json")), "tandt", outputs)
+    writer.benchmark_tables(sorted(runs.rglob("summary.json")), "tandt", outputs, defaults=DEFAULTS)
     table3 = pd.read_csv(outputs["table3_bit_allocation"])
     assert list(table3.columns) == ["note"] and "estimated_bits" in table3["note"].iloc[0]
     assert "not available" in outputs["table3_bit_allocation_md"].read_text()
@@ -413,10 +423,10 @@ def test_table_the_runs_cannot_support_becomes_a_note(tmp_path):
 
 
 def test_bdrate_from_fixture_metrics(tmp_path):
-    table = aggregate.write_bdrate(metrics_files(), "tandt", "hac", ["predictgs"], "pchip",
-                                   tmp_path / "bdrate.csv", tmp_path / "bdrate.md")
+    table = writer.write_bdrate(metrics_files(), "tandt", "hac", ["predictgs"], "pchip",
+                                tmp_path / "bdrate.csv", tmp_path / "bdrate.md", defaults=DEFAULTS)
     row = table.iloc[0]
-    reference = bd_table(load_runs(metrics_files())).iloc[0]
+    reference = bd_table(load_runs(metrics_files()), "tandt", "hac", ["predictgs"], defaults=DEFAULTS).iloc[0]
     assert row["BD-rate [%]"] == pytest.approx(reference["BD-rate [%]"])
     assert row["BD-PSNR [dB]"] == pytest.approx(reference["BD-PSNR [dB]"])
     assert row["Method points"] == row["Anchor points"] == 4 and row["Note"] == ""
@@ -426,8 +436,8 @@ def test_bdrate_from_fixture_metrics(tmp_path):
 
 def test_bdrate_with_too_few_rate_points_writes_why(tmp_path):
     one_point = metrics_files(lmbda="0.004")
-    table = aggregate.write_bdrate(one_point, "tandt", "hac", ["predictgs"], "pchip",
-                                   tmp_path / "bdrate.csv", tmp_path / "bdrate.md")
+    table = writer.write_bdrate(one_point, "tandt", "hac", ["predictgs"], "pchip",
+                                tmp_path / "bdrate.csv", tmp_path / "bdrate.md", defaults=DEFAULTS)
     row = table.iloc[0]
     assert math.isnan(row["BD-rate [%]"]) and math.isnan(row["BD-PSNR [dB]"])
     assert "needs at least 2 rate points" in row["Note"]
@@ -436,21 +446,21 @@ def test_bdrate_with_too_few_rate_points_writes_why(tmp_path):
     markdown = (tmp_path / "bdrate.md").read_text()
     assert "not computed" in markdown and "add lambdas" in markdown
     # cubic (VCEG-M33) needs four points; a missing anchor is named
-    table = aggregate.bdrate_table(load_runs(metrics_files(lmbda="0.001") + metrics_files(lmbda="0.004")),
-                                   "tandt", "hac", ["predictgs"], "cubic")
+    table = bd_table(load_runs(metrics_files(lmbda="0.001") + metrics_files(lmbda="0.004")),
+                     "tandt", "hac", ["predictgs"], "cubic", defaults=DEFAULTS)
     assert "needs at least 4 rate points" in table["Note"].iloc[0]
-    table = aggregate.bdrate_table(load_runs(metrics_files("predictgs")), "tandt", "hac", ["predictgs"])
+    table = bd_table(load_runs(metrics_files("predictgs")), "tandt", "hac", ["predictgs"], defaults=DEFAULTS)
     assert table["Note"].iloc[0] == "not computed: no hac runs on tandt"
 
 
 def test_bdrate_warns_when_a_curve_is_not_monotone():
     runs = load_runs(metrics_files())
-    assert aggregate.bdrate_table(runs, "tandt", "hac", ["predictgs"])["Note"].iloc[0] == ""
+    assert bd_table(runs, "tandt", "hac", ["predictgs"], defaults=DEFAULTS)["Note"].iloc[0] == ""
     # Predict-GS's largest rate point loses quality: the value is still computed, with a warning.
     ours = runs["method"] == "predictgs"
     largest = runs[ours].groupby("lmbda")["size_bytes"].mean().idxmax()
     runs.loc[ours & (runs["lmbda"] == largest), "psnr"] = runs.loc[ours, "psnr"].min() - 1.0
-    row = aggregate.bdrate_table(runs, "tandt", "hac", ["predictgs"]).iloc[0]
+    row = bd_table(runs, "tandt", "hac", ["predictgs"], defaults=DEFAULTS).iloc[0]
     assert not math.isnan(row["BD-rate [%]"])
     assert row["Note"].startswith("warning: predictgs's PSNR does not rise with size")
 
@@ -458,15 +468,16 @@ def test_bdrate_warns_when_a_curve_is_not_monotone():
 def test_paper_comparison_runs_table_and_rd_plot_from_fixture_metrics(tmp_path):
     from predictgs.report import PAPER_DIR
 
-    table = aggregate.paper_comparison(metrics_files(), PAPER_DIR, tmp_path / "cmp.csv", tmp_path / "cmp.md")
+    table = writer.paper_comparison(metrics_files(), PAPER_DIR, tmp_path / "cmp.csv", tmp_path / "cmp.md",
+                                    defaults=DEFAULTS)
     assert set(table["comparison"]) == {"direct"}
     hac = table[(table["method"] == "hac") & (table["lmbda"] == 0.004) & (table["scene"] == "(mean)")
                 & (table["metric"] == "psnr")].iloc[0]
     assert hac["paper"] == pytest.approx(24.036) and hac["delta"] == pytest.approx(hac["ours"] - hac["paper"])
     assert "delta = ours - paper" in (tmp_path / "cmp.md").read_text()
-    runs = aggregate.runs_table(metrics_files(), tmp_path / "runs.csv")
+    runs = writer.runs_table(metrics_files(), tmp_path / "runs.csv")
     assert len(runs) == 16 and len(pd.read_csv(tmp_path / "runs.csv")) == 16
-    written = aggregate.rd_plot(metrics_files(), "tandt", tmp_path / "plots", PAPER_DIR)
+    written = writer.rd_plot(metrics_files(), "tandt", tmp_path / "plots", PAPER_DIR, defaults=DEFAULTS)
     assert sorted(p.name for p in written) == ["rd_tandt.pdf", "rd_tandt.png"]
     assert all(p.stat().st_size > 1000 for p in written)
 
@@ -480,17 +491,18 @@ def test_ablation_tables_and_sweep_plot(tmp_path):
         (runs / str(index)).mkdir(parents=True)
         (runs / str(index) / "summary.json").write_text(json.dumps(metrics))
     summaries = sorted(runs.rglob("summary.json"))
-    sweep = aggregate.ablation_table("residual_dim", summaries, tmp_path / "rd.csv", tmp_path / "rd.md")
+    sweep = writer.ablation_table("residual_dim", summaries, tmp_path / "rd.csv", tmp_path / "rd.md", defaults=DEFAULTS)
     assert list(sweep["residual_dim"]) == [10, 25, 50]
-    schedule = aggregate.ablation_table("schedule", summaries, tmp_path / "s.csv", tmp_path / "s.md")
+    schedule = writer.ablation_table("schedule", summaries, tmp_path / "s.csv", tmp_path / "s.md", defaults=DEFAULTS)
     assert list(schedule["Schedule"]) == ["Non", "Linear", "Ours (Cosine)"]
     assert (tmp_path / "s.md").read_text().startswith("# Table 6")
-    paths = aggregate.sweep_plot("residual_dim", tmp_path / "rd.csv", tmp_path / "residual_dim")
+    paths = writer.sweep_plot("residual_dim", tmp_path / "rd.csv", tmp_path / "residual_dim")
     assert all(p.exists() and p.stat().st_size > 1000 for p in paths)
     # an ablation without its variant runs: a note, and a plot saying so
-    components = aggregate.ablation_table("ds_init", summaries[:1], tmp_path / "ds.csv", tmp_path / "ds.md")
-    assert aggregate.is_note(components) or len(components) == 1
-    paths = aggregate.sweep_plot("ds_init", tmp_path / "ds.csv", tmp_path / "ds_init")
+    components = writer.ablation_table("ds_init", summaries[:1], tmp_path / "ds.csv", tmp_path / "ds.md",
+                                       defaults=DEFAULTS)
+    assert writer.is_note(components) or len(components) == 1
+    paths = writer.sweep_plot("ds_init", tmp_path / "ds.csv", tmp_path / "ds_init")
     assert all(p.exists() for p in paths)
 
 
@@ -593,6 +605,7 @@ def test_whole_workflow_with_a_stand_in_cli(tmp_path, fake_cli):
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["fps"] == 50.0 and summary["device"] == "fake-gpu" and summary["scene"] == "synth_object_seed0"
+    assert summary["method_label"] == "HAC"
     assert summary["size_bytes"] == (run / "scene.pgs").stat().st_size
     assert set(summary["jobs"]) == {"train", "encode", "decode", "eval"}
     scaffold = results / "runs/synth_object/synth_object_seed0/scaffold/default/lambda0/summary.json"

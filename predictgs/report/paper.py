@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from predictgs.errors import ReportError
-from predictgs.report.tables import MIB, PAPER_DEFAULTS, benchmark_means, main_runs
+from predictgs.report.tables import MIB, benchmark_means, main_runs
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "paper"
 
@@ -120,9 +120,7 @@ def paper_benchmark_of(benchmark: str) -> tuple[str | None, str]:
     return None, ""
 
 
-def compare_with_paper(
-    ours: pd.DataFrame, paper_dir: str | Path = PAPER_DIR, defaults: Mapping = PAPER_DEFAULTS
-) -> pd.DataFrame:
+def compare_with_paper(ours: pd.DataFrame, paper_dir: str | Path = PAPER_DIR, *, defaults: Mapping) -> pd.DataFrame:
     """Ours vs published, one row per (benchmark, method, lambda, scene, metric), long format.
 
     ``ours`` is the run table of ``load_runs`` (one row per scene and rate point). Dataset means (scene

@@ -7,16 +7,18 @@
   device that measured it; the trained model's own values are kept under ``trained``;
 - the Snakemake benchmark files of the run's jobs give their wall time and peak memory (``jobs``).
 
-Deliberately light (json/csv only): one such job runs per run.
+Deliberately light: one such job runs per run, so it imports only the torch-free modules
+``predictgs.metric_keys`` (the quality keys, shared with the codec pipeline) and ``predictgs.io`` (atomic
+writes; numpy and json).
 """
 
 import csv
 import json
 import math
 import os
-from pathlib import Path
 
-QUALITY = ("psnr", "ssim", "lpips", "lpips_vgg", "lpips_alex")
+from predictgs.io import write_json
+from predictgs.metric_keys import QUALITY_KEYS as QUALITY
 FROM_DECODED = ("fps", "num_anchors", "num_gaussians")
 STEPS = ("train", "encode", "decode", "eval")
 # A decoded model whose PSNR differs more than this from the trained (quantised) model's is reported
@@ -91,9 +93,7 @@ def summarize(metrics_path, *, benchmark, scene, method, variant, decoded_path=N
 
 
 def write_summary(summary: dict, path) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, summary)
 
 
 def main(sm) -> None:

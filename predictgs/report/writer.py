@@ -1,17 +1,21 @@
-"""Aggregation steps of the workflow: run summaries in, tables (CSV + Markdown) and plots out.
+"""The report writer: run summaries in, tables (CSV + Markdown) and plots out.
 
-Each function takes paths and writes files; the small scripts beside this module adapt them to
-Snakemake's ``script:`` directive, and the tests call them directly. The numbers come from
-``predictgs.report``; this module only selects runs, names files and explains the tables.
+Each function takes paths and writes files; the workflow's scripts (``workflow/scripts/*.py``) are thin
+adapters that pass Snakemake's inputs, outputs and params to them, and the tests call them directly. The
+numbers come from the modules beside this one (``tables``, ``bdrate``, ``plots``, ``paper``); this module selects runs, names files and explains the tables. Every file goes through
+``predictgs.io.write_atomic`` (a reader never sees half of one).
 
-A table the runs cannot support (``ReportError``: e.g. a BD-rate with too few rate points, a bit
-allocation without entropy-model estimates) is written as a one-column ``note`` CSV and a Markdown file
-saying why, so that one missing table never stops the other outputs.
+The paper's Predict-GS settings (``defaults``: residual dimension, schedule, initial scale) are an
+argument of every function that tells a variant from the main run: the workflow passes the method's own
+(``predictgs.methods.predict_gs.paper_settings()``); nothing here repeats them.
+
+A table the runs cannot support (``ReportError``: e.g. a bit allocation without entropy-model estimates)
+is written as a one-column ``note`` CSV and a Markdown file saying why, so that one missing table never
+stops the other outputs.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
@@ -20,24 +24,21 @@ from pathlib import Path
 import pandas as pd
 
 from predictgs.errors import ReportError
-from predictgs.report import (
-    bd_psnr,
-    bd_rate,
-    benchmark_means,
+from predictgs.io import write_atomic
+from predictgs.report.paper import compare_with_paper
+from predictgs.report.plots import plot_all_rd, plot_sweep
+from predictgs.report.tables import (
+    bd_table,
     bit_allocation_table,
-    compare_with_paper,
     component_ablation_table,
     efficiency_table,
     load_runs,
-    plot_all_rd,
-    plot_sweep,
     quality_table,
     schedule_table,
     sweep_table,
     to_markdown,
     write_survey_csvs,
 )
-from predictgs.report.tables import main_runs, method_name
 
 NOTE = "note"
 SIZE_NOTE = "Size [MiB] = bytes / 2^20 (what the HAC / Predict-GS tables print as \"MB\")."
@@ -71,21 +72,17 @@ NOTES = {
         "higher PSNR at equal size. Computed on the dataset means of each rate point.",
     ],
 }
-BDRATE_COLUMNS = [
-    "Benchmark", "Method", "Anchor", "Interpolation", "Method points", "Anchor points", "BD-rate [%]",
-    "BD-PSNR [dB]", "Note",
-]
 ABLATION_TITLES = {
     "components": "Table 4 — component ablation (SFP, residual f_r, progressive training)",
     "schedule": "Table 6 — downsampling schedule of the progressive training",
     "residual_dim": "Fig. 6 — dimension of the residual f_r",
     "ds_init": "Fig. 7 — initial downsampling scale",
 }
-ABLATION_BUILDERS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
-    "components": component_ablation_table,
-    "schedule": schedule_table,
-    "residual_dim": lambda runs: sweep_table(runs, "residual_dim"),
-    "ds_init": lambda runs: sweep_table(runs, "ds_init"),
+ABLATION_BUILDERS: dict[str, Callable[..., pd.DataFrame]] = {
+    "components": lambda runs, defaults: component_ablation_table(runs, defaults=defaults),
+    "schedule": lambda runs, defaults: schedule_table(runs, defaults=defaults),
+    "residual_dim": lambda runs, defaults: sweep_table(runs, "residual_dim", defaults=defaults),
+    "ds_init": lambda runs, defaults: sweep_table(runs, "ds_init", defaults=defaults),
 }
 
 
@@ -94,12 +91,12 @@ ABLATION_BUILDERS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
 
 
 @contextmanager
-def logging_to(path):
-    """Send stderr (and so warnings) of a Snakemake script to its log file."""
-    if path is None:
+def logging_to(log_path):
+    """Send stderr (and so warnings) of a Snakemake script to its log file (a stream, written as it goes)."""
+    if log_path is None:
         yield
         return
-    with open(path, "w", encoding="utf-8") as log:
+    with open(log_path, "w", encoding="utf-8") as log:
         previous, sys.stderr = sys.stderr, log
         try:
             yield
@@ -134,9 +131,13 @@ def build(builder: Callable[[], pd.DataFrame]) -> pd.DataFrame:
     return table
 
 
+def write_csv(table: pd.DataFrame, path) -> Path:
+    return write_atomic(path, table.to_csv(index=False, lineterminator="\n"))
+
+
 def write_table(table: pd.DataFrame, csv_path, md_path, title: str, notes: Iterable[str] = ()) -> None:
-    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(csv_path, index=False, lineterminator="\n")
+    """``table`` as CSV and as Markdown under ``title`` with ``notes`` below it (a note table: its reason)."""
+    write_csv(table, csv_path)
     if is_note(table):
         body = f"_{table[NOTE].iloc[0]}_\n"
     else:
@@ -146,14 +147,16 @@ def write_table(table: pd.DataFrame, csv_path, md_path, title: str, notes: Itera
             notes = [*notes, "Some sizes are the entropy model's estimates (runs not encoded): see the column."]
     lines = [f"# {title}", "", body.rstrip("\n"), ""]
     lines += [f"- {note}" for note in notes]
-    Path(md_path).write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
+    write_atomic(md_path, "\n".join(lines).rstrip("\n") + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------
 # Per benchmark
 
 
-def benchmark_tables(summaries: Iterable[str | Path], benchmark: str, outputs: Mapping[str, str | Path]) -> None:
+def benchmark_tables(
+    summaries: Iterable[str | Path], benchmark: str, outputs: Mapping[str, str | Path], *, defaults: Mapping
+) -> None:
     """Tables 1/2, 3 and 5 of one benchmark and its per-scene survey files.
 
     ``outputs``: table1, table1_md, table3_bit_allocation, table3_bit_allocation_md, table5_efficiency,
@@ -161,9 +164,9 @@ def benchmark_tables(summaries: Iterable[str | Path], benchmark: str, outputs: M
     runs = load(summaries)
     runs = runs[runs["benchmark"] == benchmark]
     builders = {
-        "table1": lambda: quality_table(runs, benchmark),
-        "table3_bit_allocation": lambda: bit_allocation_table(runs),
-        "table5_efficiency": lambda: efficiency_table(runs),
+        "table1": lambda: quality_table(runs, benchmark, defaults=defaults),
+        "table3_bit_allocation": lambda: bit_allocation_table(runs, defaults=defaults),
+        "table5_efficiency": lambda: efficiency_table(runs, defaults=defaults),
     }
     for name, builder in builders.items():
         write_table(
@@ -173,62 +176,15 @@ def benchmark_tables(summaries: Iterable[str | Path], benchmark: str, outputs: M
     survey = Path(outputs["survey"])
     survey.mkdir(parents=True, exist_ok=True)
     if not runs.empty:
-        write_survey_csvs(runs, survey)
+        write_survey_csvs(runs, survey, defaults=defaults)
 
 
-def _monotone(curve: pd.DataFrame) -> bool:
-    """Whether PSNR rises strictly with size along a curve's rate points (what an R-D curve should do)."""
-    psnr = curve.sort_values("size_bytes")["psnr"].to_numpy()
-    return bool((psnr[1:] > psnr[:-1]).all())
-
-
-def bdrate_table(
-    runs: pd.DataFrame, benchmark: str, anchor: str, methods: Iterable[str], interpolation: str = "pchip"
+def write_bdrate(
+    summaries, benchmark, anchor, methods, interpolation, csv_path, md_path, *, defaults: Mapping
 ) -> pd.DataFrame:
-    """BD-rate [%] and BD-PSNR [dB] of each method against the anchor on one benchmark (dataset means of
-    the main runs). A pair that cannot be computed gets NaN and a ``Note`` saying why."""
-    means = benchmark_means(main_runs(runs[runs["benchmark"] == benchmark])) if len(runs) else runs
-    rows = []
-    for method in methods:
-        anchor_curve = means[means["method"] == anchor] if len(means) else means
-        test_curve = means[means["method"] == method] if len(means) else means
-        row = {
-            "Benchmark": benchmark,
-            "Method": method_name(method),
-            "Anchor": method_name(anchor),
-            "Interpolation": interpolation,
-            "Method points": len(test_curve),
-            "Anchor points": len(anchor_curve),
-            "BD-rate [%]": math.nan,
-            "BD-PSNR [dB]": math.nan,
-            "Note": "",
-        }
-        if anchor_curve.empty:
-            row["Note"] = f"not computed: no {anchor} runs on {benchmark}"
-        elif test_curve.empty:
-            row["Note"] = f"not computed: no {method} runs on {benchmark}"
-        else:
-            args = (anchor_curve["size_bytes"], anchor_curve["psnr"], test_curve["size_bytes"], test_curve["psnr"])
-            names = dict(anchor_name=f"{anchor} on {benchmark}", test_name=f"{method} on {benchmark}",
-                         method=interpolation)
-            try:
-                row["BD-rate [%]"] = bd_rate(*args, **names)
-                row["BD-PSNR [dB]"] = bd_psnr(*args, **names)
-                row["Note"] = "; ".join(
-                    f"warning: {name}'s PSNR does not rise with size, so this value rests on a non-monotone curve"
-                    for name, curve in ((method, test_curve), (anchor, anchor_curve)) if not _monotone(curve)
-                )
-            except ReportError as error:
-                row["BD-rate [%]"] = row["BD-PSNR [dB]"] = math.nan
-                row["Note"] = f"not computed: {error}"
-                print(f"BD-rate not computed: {error}", file=sys.stderr)
-        rows.append(row)
-    return pd.DataFrame(rows, columns=BDRATE_COLUMNS)
-
-
-def write_bdrate(summaries, benchmark, anchor, methods, interpolation, csv_path, md_path) -> pd.DataFrame:
+    """``bd_table`` of one benchmark as CSV and Markdown, with a hint when a value could not be computed."""
     runs = load(summaries)
-    table = bdrate_table(runs, benchmark, anchor, list(methods), interpolation)
+    table = bd_table(runs, benchmark, anchor, list(methods), interpolation, defaults=defaults)
     notes = list(NOTES["bdrate"])
     if table["Note"].astype(bool).any():
         notes.append(
@@ -239,11 +195,11 @@ def write_bdrate(summaries, benchmark, anchor, methods, interpolation, csv_path,
     return table
 
 
-def rd_plot(summaries, benchmark, out_dir, paper_dir=None) -> list[Path]:
+def rd_plot(summaries, benchmark, out_dir, paper_dir=None, *, defaults: Mapping) -> list[Path]:
     """``<out_dir>/rd_<benchmark>.png`` and ``.pdf``: every method's rate points (and the published
     curves of a real benchmark)."""
     runs = load(summaries)
-    return plot_all_rd(runs[runs["benchmark"] == benchmark], out_dir, paper_dir)
+    return plot_all_rd(runs[runs["benchmark"] == benchmark], out_dir, paper_dir, defaults=defaults)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -253,16 +209,15 @@ def rd_plot(summaries, benchmark, out_dir, paper_dir=None) -> list[Path]:
 def runs_table(summaries, csv_path) -> pd.DataFrame:
     """One row per run (the flattened summaries), sorted."""
     runs = load(summaries)
-    order = [c for c in ("benchmark", "method", "lmbda", "scene") if c in runs]
+    order = [c for c in ("benchmark", "method", "lmbda", "scene", "seed") if c in runs]
     runs = runs.sort_values(order, kind="stable").reset_index(drop=True)
-    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(csv_path, index=False, lineterminator="\n")
+    write_csv(runs, csv_path)
     return runs
 
 
-def paper_comparison(summaries, paper_dir, csv_path, md_path) -> pd.DataFrame:
+def paper_comparison(summaries, paper_dir, csv_path, md_path, *, defaults: Mapping) -> pd.DataFrame:
     runs = load(summaries)
-    table = build(lambda: compare_with_paper(runs, paper_dir))
+    table = build(lambda: compare_with_paper(runs, paper_dir, defaults=defaults))
     if not is_note(table) and table.empty:
         table = note_table("not available: no run matches a published point")
     notes = [
@@ -279,11 +234,11 @@ def paper_comparison(summaries, paper_dir, csv_path, md_path) -> pd.DataFrame:
 # Ablations
 
 
-def ablation_table(kind: str, summaries, csv_path, md_path) -> pd.DataFrame:
+def ablation_table(kind: str, summaries, csv_path, md_path, *, defaults: Mapping) -> pd.DataFrame:
     if kind not in ABLATION_BUILDERS:
         raise ReportError(f"unknown ablation {kind!r}; choose one of {', '.join(ABLATION_BUILDERS)}")
     runs = load(summaries)
-    table = build(lambda: ABLATION_BUILDERS[kind](runs))
+    table = build(lambda: ABLATION_BUILDERS[kind](runs, defaults))
     write_table(table, csv_path, md_path, ABLATION_TITLES[kind], [QUALITY_NOTE, SIZE_NOTE])
     return table
 
@@ -297,11 +252,14 @@ def sweep_plot(field: str, table_csv, out_stem) -> list[Path]:
 __all__ = [
     "ablation_table",
     "benchmark_tables",
-    "bdrate_table",
+    "build",
+    "is_note",
     "logging_to",
+    "note_table",
     "paper_comparison",
     "rd_plot",
     "runs_table",
     "sweep_plot",
     "write_bdrate",
+    "write_table",
 ]
