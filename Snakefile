@@ -36,6 +36,7 @@ wildcard_constraints:
     method="[a-z0-9_]+",
     variant="default|(schedule|residual_dim|ds_init)-[A-Za-z0-9.]+",
     lmbda="[0-9][0-9.e+-]*",
+    train_seed="[0-9]+",
 
 
 include: "workflow/rules/common.smk"

@@ -1,6 +1,7 @@
-"""The Snakemake workflow: DAGs of the default and the paper configuration (dry runs), the config schema,
-the aggregation scripts on fixture metrics, and the whole DAG run end to end with a stand-in `predictgs`
-command (tests/fixtures/workflow/fake_predictgs.py) instead of training. No test trains a model."""
+"""The Snakemake workflow: DAGs of the default and the paper configuration (dry runs), training seeds, the
+config schema, the report writer on fixture metrics (the functions the workflow's scripts call), and the
+whole DAG run end to end with a stand-in `predictgs` command (tests/fixtures/workflow/fake_predictgs.py)
+instead of training. No test trains a model."""
 
 from __future__ import annotations
 
@@ -69,35 +70,40 @@ def read_config(path: Path) -> dict:
 def scenes(config: dict, benchmark: str) -> list[str]:
     spec = config["benchmarks"][benchmark]
     if "family" in spec:
-        return [f"{benchmark}_seed{seed}" for seed in spec["seeds"]]
+        return [f"{benchmark}_seed{seed}" for seed in spec["scene_seeds"]]
     return list(spec["scenes"])
 
 
-def main_run_keys(config: dict) -> set:
+def main_run_keys(config: dict, seeds=None) -> set:
+    """(benchmark, scene, method, variant, lambda, training seed) of the main runs."""
+    seeds = config.get("train_seeds", [0]) if seeds is None else seeds
     return {
-        (benchmark, scene, method, "default", float(lmbda))
+        (benchmark, scene, method, "default", float(lmbda), seed)
         for benchmark in config["benchmarks"]
         for scene in scenes(config, benchmark)
         for method, spec in config["methods"].items()
         for lmbda in (spec.get("lambdas") or [0])
+        for seed in seeds
     }
 
 
-def ablation_run_keys(config: dict) -> set:
+def ablation_run_keys(config: dict, seeds=None) -> set:
     """The runs behind the ablations, written independently of the workflow's own helpers."""
+    seeds = config.get("train_seeds", [0]) if seeds is None else seeds
     keys = set()
     for kind, spec in config.get("ablations", {}).items():
         for benchmark in spec["benchmarks"]:
             for scene in scenes(config, benchmark):
                 for lmbda in spec["lambdas"]:
-                    if kind == "components":
-                        keys |= {(benchmark, scene, m, "default", float(lmbda)) for m in spec["methods"]}
-                        continue
-                    for value in spec["values"]:
-                        default = DEFAULTS[kind]
-                        same = str(value) == default if isinstance(default, str) else float(value) == float(default)
-                        variant = "default" if same else (kind, value)
-                        keys.add((benchmark, scene, "predictgs", variant, float(lmbda)))
+                    for seed in seeds:
+                        if kind == "components":
+                            keys |= {(benchmark, scene, m, "default", float(lmbda), seed) for m in spec["methods"]}
+                            continue
+                        for value in spec["values"]:
+                            default = DEFAULTS[kind]
+                            same = str(value) == default if isinstance(default, str) else float(value) == float(default)
+                            variant = "default" if same else (kind, value)
+                            keys.add((benchmark, scene, "predictgs", variant, float(lmbda), seed))
     return keys
 
 
@@ -130,13 +136,15 @@ def test_default_config_dry_run_lists_every_run(tmp_path):
     runs = len(main_run_keys(config))
     n_benchmarks = len(config["benchmarks"])
     n_scenes = sum(len(scenes(config, b)) for b in config["benchmarks"])
-    assert runs == n_scenes * sum(len(s.get("lambdas") or [0]) for s in config["methods"].values())
+    assert config["train_seeds"] == [0]  # make reproduce: one training seed, 15 runs, about 17 minutes
+    assert runs == n_scenes * sum(len(s.get("lambdas") or [0]) for s in config["methods"].values()) == 15
     for rule in RUN_RULES:
         assert counts[rule] == runs, rule
     assert counts["synth_scene"] == counts["scene_info"] == n_scenes
     for rule in ("benchmark_tables", "bdrate_table", "rd_plot"):
         assert counts[rule] == n_benchmarks, rule
     assert counts["paper_comparison"] == counts["runs_table"] == counts["scene_table"] == 1
+    assert sum(counts.values()) == 103
     assert not {"ablation_table", "sweep_plot"} & set(counts)
 
 
@@ -149,6 +157,8 @@ def test_dry_run_commands(tmp_path):
     assert "--lmbda" not in scaffold and "--config results/embedded/configs/" in scaffold
     hac = re.search(r"args=\(--method hac .*?\)", output, re.S).group(0)
     assert re.search(r"--lmbda 0\.00[14]\b", hac)
+    # The training seed: its own folder and --seed (the seed of the scene is in the scene's name).
+    assert re.search(r"--out results/embedded/runs/\S+/lambda0\.00[14]/train_seed0 .*--seed 0\b", hac, re.S)
     encode = re.findall(r"predictgs encode (\S+) -o (\S+) (.*?) >", output)
     assert encode and all(out == f"{run}/scene.pgs" and "--no-eval" in extra for run, out, extra in encode)
     evaluate = re.findall(r"predictgs eval (\S+) --scene (\S+) --device (\S+)", output)
@@ -165,6 +175,17 @@ def test_a_method_without_codec_is_only_trained(tmp_path):
     n_scaffold = sum(len(scenes(config, b)) for b in config["benchmarks"])
     assert counts["train"] == counts["run_summary"] == len(main_run_keys(config))
     assert counts["encode"] == counts["decode"] == counts["evaluate_decoded"] == counts["train"] - n_scaffold
+
+
+def test_train_seeds_repeat_every_run(tmp_path):
+    """Two training seeds: every run twice (its own folder), the same scenes and training configs."""
+    config = read_config(DEFAULT_CONFIG)
+    config["train_seeds"] = [0, 1]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    counts = job_counts(snakemake(tmp_path, "-n", "reproduce_tables", "--configfile", str(path)))
+    assert counts["train"] == counts["run_summary"] == len(main_run_keys(config)) == 2 * 15
+    assert counts["synth_scene"] == 3 and counts["train_config"] == 9
 
 
 def test_default_config_dry_run_of_the_ablations(tmp_path):
@@ -223,7 +244,7 @@ def test_training_configs_written_per_benchmark_and_method(tmp_path):
     written = {t: yaml.safe_load((tmp_path / "work" / t).read_text()) for t in targets}
     tandt = written[targets[0]]
     assert tandt["benchmark"] == "tandt"
-    assert tandt["train"] == {"iterations": 30000, "seed": 0, "device": "cuda"}
+    assert tandt["train"] == {"iterations": 30000, "device": "cuda"}  # the seed: --seed, per run folder
     assert tandt["model"] == {"voxel_size": 0.01}
     assert tandt["protocol"]["resolution"] == "hac"
     assert written[targets[1]]["model"] == {"voxel_size": 0.005}
@@ -307,10 +328,10 @@ def test_schema_accepts_the_shipped_configs(path):
 
 def test_schema_fills_defaults():
     config = read_config(DEFAULT_CONFIG)
-    for key in ("threads", "bdrate", "ablations", "device", "train_seed", "data_dir"):
+    for key in ("threads", "bdrate", "ablations", "device", "train_seeds", "data_dir"):
         config.pop(key, None)
     config = validate(config)
-    assert config["device"] == "cpu" and config["train_seed"] == 0 and config["data_dir"] == "data"
+    assert config["device"] == "cpu" and config["train_seeds"] == [0] and config["data_dir"] == "data"
     assert config["ablations"] == {}
     assert config["methods"]["hac"]["codec"] is True
 
@@ -333,7 +354,12 @@ def _bad(mutate):
         pytest.param(lambda c: c.update(device="gpu"), id="bad-device"),
         pytest.param(lambda c: c.update(iteration=10), id="unknown-key"),
         pytest.param(lambda c: c["benchmarks"]["synth_object"].update(family="forest"), id="unknown-family"),
-        pytest.param(lambda c: c["benchmarks"]["synth_object"].pop("seeds"), id="synthetic-without-seeds"),
+        pytest.param(lambda c: c["benchmarks"]["synth_object"].pop("scene_seeds"), id="synthetic-without-seeds"),
+        pytest.param(lambda c: c["benchmarks"]["synth_object"].update(seeds=[0]), id="old-scene-seeds-key"),
+        pytest.param(lambda c: c.update(train_seed=0), id="old-train-seed-key"),
+        pytest.param(lambda c: c.update(train_seeds=[]), id="no-train-seeds"),
+        pytest.param(lambda c: c.update(train_seeds=[0, 0]), id="repeated-train-seed"),
+        pytest.param(lambda c: c.update(train_seeds=[-1]), id="negative-train-seed"),
         pytest.param(lambda c: c["ablations"]["ds_init"].update(values=[0.5, 1.5]), id="ds-init-above-1"),
         pytest.param(lambda c: c["ablations"]["schedule"].update(values=["sine"]), id="unknown-schedule"),
         pytest.param(lambda c: c["ablations"]["components"].update(method=["hac"]), id="ablation-typo"),
@@ -520,7 +546,7 @@ def test_run_summary_merges_the_decoded_evaluation(tmp_path):
     )
     warnings = []
     summary = run_summary.summarize(
-        tmp_path / "metrics.json", benchmark="tandt", scene="train", method="hac", variant="default",
+        tmp_path / "metrics.json", benchmark="tandt", scene="train", method="hac", variant="default", seed=2,
         decoded_path=tmp_path / "decoded.json", bitstream_path=tmp_path / "scene.pgs",
         job_benchmarks={"train": tmp_path / "train.tsv", "encode": tmp_path / "missing.tsv"},
         warn=warnings.append,
@@ -531,7 +557,9 @@ def test_run_summary_merges_the_decoded_evaluation(tmp_path):
     assert summary["num_anchors"] == 7 and summary["quality_from"] == "decoded"
     assert summary["decoded_psnr_change"] == pytest.approx(-0.2)
     assert summary["jobs"] == {"train": {"seconds": 12.5, "max_rss_mib": 512.0, "cpu_seconds": 11.0}}
-    assert len(warnings) == 1 and "decoded PSNR" in warnings[0]  # 0.2 dB lost in the codec is reported
+    assert summary["seed"] == 2  # the folder's training seed (train_seed2)
+    assert len(warnings) == 2 and "decoded PSNR" in warnings[1]  # 0.2 dB lost in the codec is reported
+    assert "trained with seed 0, but its folder says train_seed2" in warnings[0]
     row = load_runs([_write(tmp_path / "summary.json", summary)]).iloc[0]
     assert row["fps"] == 123.0 and not row["size_estimated"]
 
@@ -565,7 +593,7 @@ SMALL_CONFIG = {
         "model": {"densify": {"grad_threshold": 0.002}},
         "model_by_method": {"hac": {"context": {"log2_grid": 9}}, "predictgs": {"sfp": {"log2_grid": 9}}},
     },
-    "benchmarks": {"synth_object": {"family": "object", "seeds": [0]}},
+    "benchmarks": {"synth_object": {"family": "object", "scene_seeds": [0]}},
     "ablations": {
         "components": {"benchmarks": ["synth_object"], "lambdas": [0.004],
                        "methods": ["hac", "predictgs_sfp_only", "predictgs_no_pt", "predictgs"]},
@@ -598,17 +626,17 @@ def test_whole_workflow_with_a_stand_in_cli(tmp_path, fake_cli):
     results = work / "results"
     tables = results / "tables" / "synth_object"
 
-    run = results / "runs/synth_object/synth_object_seed0/hac/default/lambda0.004"
+    run = results / "runs/synth_object/synth_object_seed0/hac/default/lambda0.004/train_seed0"
     for name in ("config.yaml", "checkpoint.pt", "metrics.json", "per_view.json", "scene.pgs", "decoded",
                  "decoded_metrics.json", "summary.json", "logs/train.log", "benchmarks/train.tsv",
                  "benchmarks/encode.tsv", "benchmarks/decode.tsv", "benchmarks/eval.tsv"):
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["fps"] == 50.0 and summary["device"] == "fake-gpu" and summary["scene"] == "synth_object_seed0"
-    assert summary["method_label"] == "HAC"
+    assert summary["seed"] == 0 and summary["method_label"] == "HAC"
     assert summary["size_bytes"] == (run / "scene.pgs").stat().st_size
     assert set(summary["jobs"]) == {"train", "encode", "decode", "eval"}
-    scaffold = results / "runs/synth_object/synth_object_seed0/scaffold/default/lambda0/summary.json"
+    scaffold = results / "runs/synth_object/synth_object_seed0/scaffold/default/lambda0/train_seed0/summary.json"
     assert json.loads(scaffold.read_text())["lmbda"] == 0.0
 
     table1 = pd.read_csv(tables / "table1.csv")
@@ -629,6 +657,7 @@ def test_whole_workflow_with_a_stand_in_cli(tmp_path, fake_cli):
     assert list(schedule["Schedule"]) == ["Non", "Ours (Cosine)"]
     assert list(pd.read_csv(results / "ablations" / "residual_dim.csv")["residual_dim"]) == [10, 25]
     assert (results / "ablations" / "residual_dim.pdf").exists()
+
 
     again = snakemake(work, "-n", "all", "--configfile", str(work / "config.yaml"), env=fake_cli)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

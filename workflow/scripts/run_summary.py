@@ -51,11 +51,15 @@ def read_job_benchmark(path) -> dict | None:
     return {"seconds": number("s"), "max_rss_mib": number("max_rss"), "cpu_seconds": number("cpu_time")}
 
 
-def summarize(metrics_path, *, benchmark, scene, method, variant, decoded_path=None, bitstream_path=None,
-              job_benchmarks=None, warn=print) -> dict:
+def summarize(metrics_path, *, benchmark, scene, method, variant, seed=None, decoded_path=None,
+              bitstream_path=None, job_benchmarks=None, warn=print) -> dict:
     summary = read_json(metrics_path)
     # The workflow's names win: the CLI derives the scene name from the folder name.
     summary.update(benchmark=benchmark, scene=scene, method=method, variant=variant)
+    if seed is not None:
+        if summary.get("seed") is not None and int(summary["seed"]) != int(seed):
+            warn(f"{metrics_path}: trained with seed {summary['seed']}, but its folder says train_seed{seed}")
+        summary["seed"] = int(seed)
     if bitstream_path is not None:
         file_size = os.path.getsize(bitstream_path)
         summary["bitstream_bytes"] = file_size
@@ -106,6 +110,7 @@ def main(sm) -> None:
             scene=sm.wildcards.scene,
             method=sm.wildcards.method,
             variant=sm.wildcards.variant,
+            seed=int(sm.wildcards.train_seed),
             decoded_path=sm.input.get("decoded"),
             bitstream_path=sm.input.get("bitstream"),
             job_benchmarks={step: f"{run_dir}/benchmarks/{step}.tsv" for step in STEPS},
