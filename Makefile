@@ -13,7 +13,7 @@ GPU_SCENE  ?= ../shared/data/scenes/fern
 GPU_OUT    ?= gpu_check
 GPU_ARGS   ?=
 
-.PHONY: help install test test-fast reproduce bench gpu-check clean-venv
+.PHONY: help install test test-fast reproduce verdicts bench gpu-check clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,8 +34,11 @@ test: $(STAMP)  ## run the whole test suite (CPU; GPU tests skip without CUDA)
 test-fast: $(STAMP)  ## the suite without the slow training tests
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-reproduce: $(STAMP)  ## regenerate the tables and plots on the embedded benchmark
+reproduce: $(STAMP)  ## regenerate the tables and plots on the embedded benchmark (one training seed)
 	$(VENV)/bin/snakemake --cores $(CORES) reproduce_tables
+
+verdicts: $(STAMP)  ## test the paper's claims on the embedded benchmark, 3 training seeds (results/embedded/verdicts/)
+	$(VENV)/bin/snakemake --cores $(CORES) verdicts
 
 bench: $(STAMP)  ## print the rasterizer benchmark figures
 	$(PY) benchmarks/bench_render.py

@@ -144,8 +144,9 @@ def test_default_config_dry_run_lists_every_run(tmp_path):
     for rule in ("benchmark_tables", "bdrate_table", "rd_plot"):
         assert counts[rule] == n_benchmarks, rule
     assert counts["paper_comparison"] == counts["runs_table"] == counts["scene_table"] == 1
-    assert sum(counts.values()) == 103
-    assert not {"ablation_table", "sweep_plot"} & set(counts)
+    assert counts["main_verdicts"] == 1  # reproduce_tables writes verdicts.md too
+    assert sum(counts.values()) == 104
+    assert not {"ablation_table", "sweep_plot", "verdicts_table"} & set(counts)
 
 
 def test_dry_run_commands(tmp_path):
@@ -196,6 +197,25 @@ def test_default_config_dry_run_of_the_ablations(tmp_path):
     assert counts["sweep_plot"] == len({"residual_dim", "ds_init"} & set(config["ablations"]))
     everything = job_counts(snakemake(tmp_path, "-n", "all"))
     assert everything["train"] == len(main_run_keys(config) | ablation_run_keys(config))
+    assert "verdicts_table" not in everything  # `all` keeps one seed; `verdicts` repeats the runs
+
+
+def test_default_config_dry_run_of_the_verdicts(tmp_path):
+    """`verdicts`: every main and ablation run, once per training seed of verdicts.train_seeds (3)."""
+    config = read_config(DEFAULT_CONFIG)
+    seeds = config["verdicts"]["train_seeds"]
+    assert seeds == [0, 1, 2]
+    counts = job_counts(snakemake(tmp_path, "-n", "verdicts"))
+    runs = main_run_keys(config, seeds) | ablation_run_keys(config, seeds)
+    assert len(runs) == 3 * 23
+    for rule in RUN_RULES:
+        assert counts[rule] == len(runs), rule
+    assert counts["verdicts_table"] == counts["verdict_runs_table"] == 1
+    assert sum(counts.values()) == 368
+    assert not {"benchmark_tables", "main_verdicts", "ablation_table"} & set(counts)
+    # After reproduce_tables, its seed-0 runs are reused: the same folders.
+    result = snakemake(tmp_path, "-n", "-p", "verdicts")
+    assert "train_seed2" in result.stdout and "--seed 2" in result.stdout
 
 
 def test_paper_config_dry_run(tmp_path):
@@ -328,10 +348,11 @@ def test_schema_accepts_the_shipped_configs(path):
 
 def test_schema_fills_defaults():
     config = read_config(DEFAULT_CONFIG)
-    for key in ("threads", "bdrate", "ablations", "device", "train_seeds", "data_dir"):
+    for key in ("threads", "bdrate", "ablations", "device", "train_seeds", "verdicts", "data_dir"):
         config.pop(key, None)
     config = validate(config)
     assert config["device"] == "cpu" and config["train_seeds"] == [0] and config["data_dir"] == "data"
+    assert config["verdicts"] == {"train_seeds": [0, 1, 2]}
     assert config["ablations"] == {}
     assert config["methods"]["hac"]["codec"] is True
 
@@ -360,6 +381,7 @@ def _bad(mutate):
         pytest.param(lambda c: c.update(train_seeds=[]), id="no-train-seeds"),
         pytest.param(lambda c: c.update(train_seeds=[0, 0]), id="repeated-train-seed"),
         pytest.param(lambda c: c.update(train_seeds=[-1]), id="negative-train-seed"),
+        pytest.param(lambda c: c["verdicts"].update(seeds=[0, 1]), id="verdicts-typo"),
         pytest.param(lambda c: c["ablations"]["ds_init"].update(values=[0.5, 1.5]), id="ds-init-above-1"),
         pytest.param(lambda c: c["ablations"]["schedule"].update(values=["sine"]), id="unknown-schedule"),
         pytest.param(lambda c: c["ablations"]["components"].update(method=["hac"]), id="ablation-typo"),
@@ -600,6 +622,7 @@ SMALL_CONFIG = {
         "schedule": {"benchmarks": ["synth_object"], "lambdas": [0.004], "values": ["none", "cosine"]},
         "residual_dim": {"benchmarks": ["synth_object"], "lambdas": [0.004], "values": [10, 25]},
     },
+    "verdicts": {"train_seeds": [0, 1]},
 }
 
 
@@ -615,13 +638,13 @@ def fake_cli(tmp_path) -> dict:
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 
-@pytest.mark.slow  # ~60 jobs; about 20-30 s on an idle 2-core CPU
+@pytest.mark.slow  # ~150 jobs; about a minute on an idle 2-core CPU
 def test_whole_workflow_with_a_stand_in_cli(tmp_path, fake_cli):
     work = tmp_path / "work"
     work.mkdir()
     (work / "config.yaml").write_text(yaml.safe_dump(SMALL_CONFIG))
-    result = snakemake(work, "--cores", "2", "all", "--configfile", str(work / "config.yaml"),
-                       env=fake_cli, timeout=300)
+    result = snakemake(work, "--cores", "2", "all", "verdicts", "--configfile", str(work / "config.yaml"),
+                       env=fake_cli, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     results = work / "results"
     tables = results / "tables" / "synth_object"
@@ -647,7 +670,7 @@ def test_whole_workflow_with_a_stand_in_cli(tmp_path, fake_cli):
     assert (tables / "survey" / "predictgs" / "synth_object" / "synth_object_seed0.csv").exists()
     assert (results / "plots" / "rd_synth_object.png").stat().st_size > 1000
     comparison = pd.read_csv(results / "paper_comparison.csv")
-    assert set(comparison["comparison"]) == {"shape only (synthetic stand-in)"}
+    assert list(comparison.columns) == ["note"] and "verdicts.md" in comparison["note"].iloc[0]  # no absolute stand-in
     assert len(pd.read_csv(results / "runs.csv")) == 5
     assert len(pd.read_csv(results / "scenes.csv")) == 1
 
@@ -658,6 +681,33 @@ def test_whole_workflow_with_a_stand_in_cli(tmp_path, fake_cli):
     assert list(pd.read_csv(results / "ablations" / "residual_dim.csv")["residual_dim"]) == [10, 25]
     assert (results / "ablations" / "residual_dim.pdf").exists()
 
+    # reproduce_tables' verdicts: one seed decides nothing.
+    one_seed = pd.read_csv(results / "verdicts.csv", keep_default_na=False)
+    assert set(one_seed["verdict"]) == {"insufficient data"}
+    assert "make verdicts" in (results / "verdicts.md").read_text()
+    # `verdicts`: every run over 2 seeds (the stand-in's seeds shift PSNR and size alike, so relations agree).
+    verdicts = pd.read_csv(results / "verdicts" / "verdicts.csv", keep_default_na=False)
+    assert len(pd.read_csv(results / "verdicts" / "runs.csv")) == 2 * 9
+
+    def row(claim, benchmark="synth_object"):
+        found = verdicts[(verdicts["claim"] == claim) & (verdicts["benchmark"] == benchmark)]
+        assert len(found) == 1, (claim, benchmark)
+        return found.iloc[0]
+
+    bd = row("bdrate-vs-hac")
+    assert (bd["paper_benchmark"], bd["verdict"], bd["seeds"]) == ("Tanks&Temples", "holds", 2)
+    # Mip-NeRF360 and Deep Blending have no stand-in in this config: one row each, saying so.
+    elsewhere = verdicts[(verdicts["claim"] == "bdrate-vs-hac") & (verdicts["benchmark"] == "")]
+    assert set(elsewhere["reason"]) == {"No runs on Mip-NeRF360 or a stand-in for it.",
+                                        "No runs on Deep Blending or a stand-in for it."}
+    assert row("components-quality")["verdict"] == "holds"  # the stand-in: 24.28 < 25.38 < 25.48 dB
+    assert row("schedule-quality", "")["reason"] == "No runs of predictgs with schedule=linear."
+    assert row("size-vs-3dgs")["reason"] == "No runs of 3dgs on synth_object."
+    assert row("residual-below-25-loses-quality")["verdict"] == "holds"
+    per_seed = pd.read_csv(results / "verdicts" / "verdicts_per_seed.csv")
+    assert set(per_seed["seed"]) == {0, 1}
+    markdown = (results / "verdicts" / "verdicts.md").read_text()
+    assert "training seeds 0, 1" in markdown and "embedded scale only" in markdown
 
     again = snakemake(work, "-n", "all", "--configfile", str(work / "config.yaml"), env=fake_cli)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

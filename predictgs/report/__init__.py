@@ -1,7 +1,9 @@
-"""Tables, rate-distortion plots, BD-rates and the comparison with the published numbers.
+"""Tables, rate-distortion plots, BD-rates, the comparison with the published numbers, and the paper's
+claims tested on our runs.
 
 - ``tables``: loading run summaries (``load_runs``) and building the paper's tables from them;
 - ``bdrate``: Bjøntegaard deltas; ``plots``: R-D curves and sweeps; ``paper``: the published numbers;
+- ``claims``: the claims file (``results/paper/claims.yaml``), the relations and the verdicts;
 - ``writer``: the one report writer, files in and files out, which the workflow's scripts call.
 
 The paper's Predict-GS settings are never written here: functions that need them take ``defaults``, which
@@ -11,6 +13,7 @@ the workflow takes from the method's configuration (``predictgs.methods.predict_
 from __future__ import annotations
 
 from predictgs.report.bdrate import bd_psnr, bd_rate
+from predictgs.report.claims import evaluate_claims, load_claims, verdict
 from predictgs.report.paper import PAPER_DIR, compare_with_paper, published_curves, read_paper_table
 from predictgs.report.plots import plot_all_rd, plot_rd, plot_sweep
 from predictgs.report.tables import (
@@ -38,6 +41,8 @@ __all__ = [
     "compare_with_paper",
     "component_ablation_table",
     "efficiency_table",
+    "evaluate_claims",
+    "load_claims",
     "load_runs",
     "method_labels",
     "plot_all_rd",
@@ -49,5 +54,6 @@ __all__ = [
     "schedule_table",
     "sweep_table",
     "to_markdown",
+    "verdict",
     "write_survey_csvs",
 ]

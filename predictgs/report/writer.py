@@ -1,8 +1,9 @@
-"""The report writer: run summaries in, tables (CSV + Markdown) and plots out.
+"""The report writer: run summaries in, tables (CSV + Markdown), plots and verdicts out.
 
 Each function takes paths and writes files; the workflow's scripts (``workflow/scripts/*.py``) are thin
 adapters that pass Snakemake's inputs, outputs and params to them, and the tests call them directly. The
-numbers come from the modules beside this one (``tables``, ``bdrate``, ``plots``, ``paper``); this module selects runs, names files and explains the tables. Every file goes through
+numbers come from the modules beside this one (``tables``, ``bdrate``, ``plots``, ``paper``,
+``claims``); this module selects runs, names files and explains the tables. Every file goes through
 ``predictgs.io.write_atomic`` (a reader never sees half of one).
 
 The paper's Predict-GS settings (``defaults``: residual dimension, schedule, initial scale) are an
@@ -25,7 +26,16 @@ import pandas as pd
 
 from predictgs.errors import ReportError
 from predictgs.io import write_atomic
-from predictgs.report.paper import compare_with_paper
+from predictgs.report.claims import (
+    CLAIMS_FILE,
+    INSUFFICIENT,
+    MIN_SEEDS,
+    evaluate_claims,
+    load_claims,
+    uses_stand_ins,
+    verdict_counts,
+)
+from predictgs.report.paper import DIRECT, compare_with_paper, paper_benchmark_of
 from predictgs.report.plots import plot_all_rd, plot_sweep
 from predictgs.report.tables import (
     bd_table,
@@ -119,13 +129,15 @@ def is_note(table: pd.DataFrame) -> bool:
     return list(table.columns) == [NOTE]
 
 
-def build(builder: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """The table, or a note saying why it cannot be built."""
+def build(builder: Callable[[], pd.DataFrame | None]) -> pd.DataFrame | None:
+    """The table, or a note saying why it cannot be built (None when the builder gives None)."""
     try:
         table = builder()
     except ReportError as error:
         print(f"table not built: {error}", file=sys.stderr)
         return note_table(f"not available: {error}")
+    if table is None:
+        return None
     if table.empty:
         return note_table("not available: no rows")
     return table
@@ -216,18 +228,29 @@ def runs_table(summaries, csv_path) -> pd.DataFrame:
 
 
 def paper_comparison(summaries, paper_dir, csv_path, md_path, *, defaults: Mapping) -> pd.DataFrame:
+    """Our numbers beside the published ones where the benchmark is the paper's; on a synthetic stand-in
+    a note pointing to the verdicts (its absolute numbers are not comparable with the paper's)."""
     runs = load(summaries)
-    table = build(lambda: compare_with_paper(runs, paper_dir, defaults=defaults))
-    if not is_note(table) and table.empty:
-        table = note_table("not available: no run matches a published point")
+    table = build(lambda: compare_with_paper(runs, paper_dir, defaults=defaults) if _direct(runs) else None)
+    if table is None:
+        table = note_table(
+            "not available: none of these benchmarks is one of the paper's (a synthetic stand-in's absolute "
+            "numbers are not comparable with the paper's); the paper's claims are tested as relations between "
+            "methods in verdicts.md"
+        )
     notes = [
         "delta = ours - paper; sizes in MiB (the papers' \"MB\" are bytes / 2^20).",
-        "comparison \"direct\": the same benchmark as the paper; \"shape only\": a synthetic stand-in, "
-        "whose absolute values are not comparable (only the relations between methods are).",
+        "Only benchmarks that are the paper's own (config/paper.yaml) are compared; the relations between "
+        "methods that the paper claims are tested on every benchmark in verdicts.md.",
         "Published numbers: results/paper/ (each row names its source).",
     ]
     write_table(table, csv_path, md_path, "Our results beside the published numbers", notes)
     return table
+
+
+def _direct(runs: pd.DataFrame) -> bool:
+    """Whether any run is on one of the paper's own benchmarks (not a stand-in)."""
+    return any(paper_benchmark_of(b)[1] == DIRECT for b in runs["benchmark"].unique())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -249,6 +272,93 @@ def sweep_plot(field: str, table_csv, out_stem) -> list[Path]:
     return plot_sweep(table, field, out_stem, title=ABLATION_TITLES.get(field, field), message=message)
 
 
+# ---------------------------------------------------------------------------------------------------
+# Claims and verdicts
+
+
+VERDICT_MD_COLUMNS = {
+    "statement": "Claim",
+    "benchmark": "Benchmark",
+    "relation": "Relation",
+    "paper": "Paper",
+    "ours": "Ours: mean [spread] (seeds)",
+    "verdict": "Verdict",
+    "reason": "Why",
+}
+
+
+def write_verdicts(
+    summaries,
+    claims_path=CLAIMS_FILE,
+    csv_path="verdicts.csv",
+    md_path="verdicts.md",
+    per_seed_path="verdicts_per_seed.csv",
+    *,
+    defaults: Mapping,
+    seeds: Iterable[int] | None = None,
+    target: str = "",
+) -> pd.DataFrame:
+    """Test every claim of ``claims_path`` on the runs: ``verdicts.csv`` (one row per claim and benchmark),
+    ``verdicts.md`` (the same, to read first) and the per-seed values behind them. Missing runs or a single
+    seed give "insufficient data" rows, never an error; an unreadable claims file is an error."""
+    claims = load_claims(claims_path, settings=defaults)
+    summaries = [Path(p) for p in summaries]
+    runs = load_runs(summaries) if summaries else pd.DataFrame(columns=["method", "benchmark", "scene", "lmbda"])
+    seeds = None if seeds is None else sorted(int(s) for s in seeds)
+    verdicts, per_seed = evaluate_claims(runs, claims, defaults=defaults, seeds=seeds)
+    write_csv(verdicts, csv_path)
+    write_csv(per_seed, per_seed_path)
+    write_atomic(md_path, verdicts_markdown(verdicts, runs, seeds=seeds, target=target, claims_path=claims_path))
+    return verdicts
+
+
+def verdicts_markdown(verdicts: pd.DataFrame, runs: pd.DataFrame, *, seeds=None, target: str = "",
+                      claims_path=CLAIMS_FILE) -> str:
+    counts = verdict_counts(verdicts)
+    seed_text = ", ".join(map(str, seeds)) if seeds else "as present in the runs"
+    benchmarks = sorted(runs["benchmark"].unique()) if len(runs) else []
+    lines = [
+        "# Verdicts: the paper's claims tested on our runs",
+        "",
+        f"Runs of {'target `' + target + '`, ' if target else ''}training seeds {seed_text}; claims: "
+        f"`{Path(claims_path).name}` ({len(verdicts)} rows: "
+        + ", ".join(f"{n} {name}" for name, n in counts.items()) + ").",
+        "",
+    ]
+    if uses_stand_ins(benchmarks):
+        lines += [
+            "**Embedded benchmark: these verdicts speak about the embedded scale only** (synthetic scenes that "
+            "stand in for the paper's datasets, short training runs): whether the relations the paper reports "
+            "appear there, not whether they hold on Mip-NeRF360, Tanks&Temples or Deep Blending.",
+            "",
+        ]
+    if (seeds is not None and len(seeds) < MIN_SEEDS) or counts[INSUFFICIENT] == len(verdicts):
+        lines += [
+            "With one training seed no claim can be decided (there is no spread): run the target `verdicts` "
+            "(`make verdicts`), which repeats the runs over three seeds.",
+            "",
+        ]
+    table = verdicts[list(VERDICT_MD_COLUMNS)].rename(columns=VERDICT_MD_COLUMNS)
+    table["Verdict"] = [f"**{v}**" for v in table["Verdict"]]
+    lines += [to_markdown(table).rstrip("\n"), ""]
+    lines += [
+        "How to read it:",
+        "",
+        "- Each row is one claim of the paper on one of our benchmarks, measured as the same relation on our "
+        "runs (a BD-rate, a ratio, a difference or an ordering between methods or settings), once per training "
+        "seed: mean, then [min, max] over the seeds (a bootstrap 90% interval from 4 seeds on).",
+        "- **holds**: the whole spread is on the claimed side of \"no effect\" (0, or 1 for a ratio); "
+        "**does not hold**: it is on the other side, or it contains no effect but not the paper's value; "
+        "**inconclusive**: it contains both no effect and the paper's value; **insufficient data**: fewer "
+        "than 2 seeds, or runs missing (named).",
+        "- An ordering holds when each adjacent pair holds; its value is the number of seeds in which the whole "
+        "ordering holds, followed by each pair's difference.",
+        "- Sources, the relations' definitions and the per-seed values: verdicts.csv and "
+        "verdicts_per_seed.csv beside this file; docs/claims.md.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 __all__ = [
     "ablation_table",
     "benchmark_tables",
@@ -260,6 +370,8 @@ __all__ = [
     "rd_plot",
     "runs_table",
     "sweep_plot",
+    "verdicts_markdown",
     "write_bdrate",
     "write_table",
+    "write_verdicts",
 ]

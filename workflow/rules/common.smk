@@ -11,14 +11,18 @@ RESULTS = config["results_dir"]
 ENV = "../../environment.yml"
 PAPER_DIR = config.get("paper_dir") or os.path.join(workflow.basedir, "results", "paper")
 PAPER_TABLES = sorted(str(p) for p in Path(PAPER_DIR).glob("*.csv"))
+CLAIMS = os.path.join(PAPER_DIR, "claims.yaml")
 
 # One run = (benchmark, scene, method, variant, lambda, training seed); one directory holds all of its files.
 RUN = f"{RESULTS}/runs/{{benchmark}}/{{scene}}/{{method}}/{{variant}}/lambda{{lmbda}}/train_seed{{train_seed}}"
 TRAIN_CONFIG = f"{RESULTS}/configs/{{benchmark}}/{{method}}/{{variant}}.yaml"
 TABLES = f"{RESULTS}/tables/{{benchmark}}"
 NO_RATE = "0"  # lambda tag of methods without an entropy model (scaffold): no --lmbda
-# Training seeds: every run once per seed, each in its own folder (train_seed<N>).
+# Training seeds: every run of reproduce_tables / ablations once per seed; the target `verdicts` repeats
+# the same runs over its own seeds (a superset in the shipped configs, so seed 0 is shared).
 TRAIN_SEEDS = list(config["train_seeds"])
+VERDICT_SEEDS = list(config["verdicts"]["train_seeds"])
+VERDICT_DIR = f"{RESULTS}/verdicts"
 
 # GPU rules declare resources gpu=1 only when a GPU is configured, so CPU runs are never throttled.
 GPU = 1 if str(config["device"]).startswith("cuda") else 0
@@ -165,6 +169,15 @@ def ablation_runs(kind, name="summary.json", seeds=None):
         for method, variant in combos
         for seed in (TRAIN_SEEDS if seeds is None else seeds)
     ]
+    return list(dict.fromkeys(files))
+
+
+def verdict_runs(name="summary.json"):
+    """The runs behind the target `verdicts`: every main run and every configured ablation run, once per
+    training seed of ``verdicts.train_seeds``."""
+    files = main_runs(name=name, seeds=VERDICT_SEEDS)
+    for kind in configured_ablations():
+        files += ablation_runs(kind, name=name, seeds=VERDICT_SEEDS)
     return list(dict.fromkeys(files))
 
 

@@ -10,8 +10,8 @@
 #     logs/<step>.log  benchmarks/<step>.tsv                                 per job (Snakemake)
 #
 # variant: "default" (the paper's settings) or an ablation setting such as "residual_dim-10".
-# train_seed<N>: `predictgs train --seed N` (config train_seeds); the scene's own generation seed is part
-# of the scene name (<benchmark>_seed<M>, config scene_seeds).
+# train_seed<N>: `predictgs train --seed N` (config train_seeds; verdicts.train_seeds for `verdicts`); the
+# scene's own generation seed is part of the scene name (<benchmark>_seed<M>, config scene_seeds).
 # checkpoint.pt and config.yaml are deliberately not declared outputs: Snakemake deletes declared outputs
 # before a job starts, and training resumes from them after an interruption (--rerun-incomplete).
 # metrics.json is train's output; encode adds the bitstream's size and timings to it in place.

@@ -7,7 +7,8 @@
 #   <results_dir>/tables/<benchmark>/bdrate.csv|md          BD-rate / BD-PSNR vs the anchor
 #   <results_dir>/tables/<benchmark>/survey/<method>/<Dataset>/<scene>.csv   3DGS.zip survey format
 #   <results_dir>/plots/rd_<benchmark>.png|pdf              R-D curves
-#   <results_dir>/paper_comparison.csv|md                   ours beside the published numbers
+#   <results_dir>/paper_comparison.csv|md                   ours beside the published numbers (the real
+#                                                           benchmarks only; the claims: verdicts.smk)
 #
 # Rules that tell a Predict-GS variant from the main run get the paper's settings as params.defaults, from
 # the method's configuration (PREDICTGS_DEFAULTS, common.smk): the report holds no copy of them.
