@@ -72,7 +72,6 @@ RELATIONS = ("bd_rate", "change", "ratio", "delta", "ordering")
 PAIR_RELATIONS = ("delta", "change")
 EXPECTS = (">", "<", ">=", "<=")
 NO_EFFECT = {"bd_rate": 0.0, "change": 0.0, "ratio": 1.0, "delta": 0.0}
-UNITS = {"bd_rate": "%", "change": "%", "ratio": "x"}
 # metric -> (run-table column, printed name, unit of a difference)
 METRICS = {
     "psnr": ("psnr", "PSNR", "dB"),
@@ -281,15 +280,12 @@ class Outcome:
 
 
 def verdict(values: Mapping[int, float], expect: str, no_effect: float, paper: float | None = None,
-            *, fmt=lambda v: f"{v:+.3g}", missing: str = "") -> Outcome:
+            *, fmt=lambda v: f"{v:+.3g}") -> Outcome:
     """The verdict on one relation from its per-seed values (see the module docstring); ``fmt`` prints a
-    value, ``missing`` says which runs are absent (then the verdict is insufficient data)."""
+    value in the reason."""
     values = {int(seed): float(v) for seed, v in values.items() if v is not None and math.isfinite(v)}
     mean, low, high, kind = spread(list(values.values()))
     outcome = Outcome(values=values, verdict=INSUFFICIENT, reason="", mean=mean, low=low, high=high, kind=kind)
-    if missing:
-        outcome.reason = f"{missing}."
-        return outcome
     if len(values) < MIN_SEEDS:
         if values:
             (seed, value), = values.items()
@@ -459,7 +455,12 @@ def evaluate_claims(
                 rows.append(_insufficient(claim, "", f"no runs on {claim.benchmark} or a stand-in for it", labels))
                 continue
         for benchmark in candidates:
-            rows.append(_evaluate(claim, benchmark, runs[runs["benchmark"] == benchmark], defaults, labels, seeds))
+            on_benchmark = runs[runs["benchmark"] == benchmark]
+            if _has_all_arms(on_benchmark, claim, defaults):
+                rows.append(_evaluate(claim, benchmark, on_benchmark, defaults, labels, seeds))
+            else:
+                missing = _missing_arms(on_benchmark, claim, defaults)
+                rows.append(_insufficient(claim, benchmark, f"no runs of {missing} on {benchmark}", labels))
     verdicts = pd.DataFrame([row.fields for row in rows], columns=VERDICT_COLUMNS)
     per_seed = pd.DataFrame([value for row in rows for value in row.per_seed], columns=PER_SEED_COLUMNS)
     return verdicts, per_seed
@@ -543,6 +544,7 @@ def _format(value: float, relation: str, metric: str | None) -> str:
 
 def _evaluate(claim: Claim, benchmark: str, runs: pd.DataFrame, defaults: Mapping, labels: Mapping[str, str],
               seeds: Sequence[int] | None) -> Row:
+    """One claim on one benchmark whose runs include every arm."""
     fields = _base_fields(claim, benchmark, labels)
     per_seed: list[dict] = []
     expected = sorted(set(int(s) for s in seeds)) if seeds is not None else None
@@ -550,30 +552,25 @@ def _evaluate(claim: Claim, benchmark: str, runs: pd.DataFrame, defaults: Mappin
     def fmt(value, relation=claim.pair_relation):
         return _format(value, relation, claim.metric)
 
+    def record(quantity: str, values: Mapping[int, float], notes: Mapping[int, str] | None = None) -> None:
+        per_seed.extend(dict(claim=claim.id, benchmark=benchmark, quantity=quantity, seed=s, value=float(v), note="")
+                        for s, v in values.items())
+        per_seed.extend(dict(claim=claim.id, benchmark=benchmark, quantity=quantity, seed=s, value=math.nan,
+                             note=f"not computed: {n}") for s, n in (notes or {}).items())
+
     if claim.relation == "bd_rate":
-        if not _has_all_arms(runs, claim, defaults):
-            return _insufficient(claim, benchmark, f"no runs of {_missing_arms(runs, claim, defaults)} on {benchmark}",
-                                 labels)
         values, notes = bd_rate_per_seed(runs, claim, defaults)
-        per_seed += [dict(claim=claim.id, benchmark=benchmark, quantity="BD-rate [%]", seed=s, value=v, note="")
-                     for s, v in values.items()]
-        per_seed += [dict(claim=claim.id, benchmark=benchmark, quantity="BD-rate [%]", seed=s, value=math.nan,
-                          note=f"not computed: {n}") for s, n in notes.items()]
+        record("BD-rate [%]", values, notes)
         outcome = verdict(values, claim.expect, claim.no_effect, claim.paper, fmt=fmt)
         if notes and outcome.verdict == INSUFFICIENT:
             outcome.reason += " Not computed in seed(s) " + "; ".join(f"{s}: {n}" for s, n in notes.items()) + "."
         return Row(_fill(fields, outcome, fmt, _missing_seeds(outcome, expected)), per_seed)
 
-    if not _has_all_arms(runs, claim, defaults):
-        return _insufficient(claim, benchmark, f"no runs of {_missing_arms(runs, claim, defaults)} on {benchmark}",
-                             labels)
-    column = METRICS[claim.metric][0]
-    means = paired_means([arm_runs(runs, arm, defaults) for arm in claim.arms], column)
+    means = paired_means([arm_runs(runs, arm, defaults) for arm in claim.arms], METRICS[claim.metric][0])
     names = [arm.name(labels) for arm in claim.arms]
     if claim.relation != "ordering":
         values = {seed: relate(claim.relation, a, b) for seed, (a, b) in means.items()}
-        per_seed += [dict(claim=claim.id, benchmark=benchmark, quantity=fields["relation"], seed=s, value=v, note="")
-                     for s, v in values.items()]
+        record(fields["relation"], values)
         outcome = verdict(values, claim.expect, claim.no_effect, claim.paper, fmt=fmt)
         return Row(_fill(fields, outcome, fmt, _missing_seeds(outcome, expected)), per_seed)
 
@@ -585,14 +582,12 @@ def _evaluate(claim: Claim, benchmark: str, runs: pd.DataFrame, defaults: Mappin
         outcome = verdict(values, claim.expect, claim.no_effect, paper, fmt=fmt)
         pair_outcomes.append(outcome)
         quantity = f"{names[index + 1]} vs {names[index]}"
-        per_seed += [dict(claim=claim.id, benchmark=benchmark, quantity=quantity, seed=s, value=v, note="")
-                     for s, v in values.items()]
+        record(quantity, values)
         if outcome.values:
             pair_texts.append(f"{quantity}: {_interval_text(outcome, fmt)}")
-    ordered = {seed: all(on_claimed_side(relate(claim.pairs, m[i + 1], m[i]), claim.expect, claim.no_effect)
-                         for i in range(len(m) - 1)) for seed, m in means.items()}
-    per_seed += [dict(claim=claim.id, benchmark=benchmark, quantity="ordering holds", seed=s, value=float(v),
-                      note="") for s, v in ordered.items()]
+    ordered = {seed: all(on_claimed_side(value, claim.expect, claim.no_effect) for value in pair_values)
+               for seed, pair_values in _pair_values(pair_outcomes).items()}
+    record("ordering holds", {seed: float(holds) for seed, holds in ordered.items()})
     result = ordering_verdict(pair_outcomes)
     n = len(ordered)
     summary = "; ".join([f"ordering in {sum(ordered.values())}/{n} seeds", *pair_texts])
@@ -614,6 +609,12 @@ def _evaluate(claim: Claim, benchmark: str, runs: pd.DataFrame, defaults: Mappin
     if missing:
         fields["reason"] += f" {missing}"
     return Row(fields, per_seed)
+
+
+def _pair_values(pairs: Sequence[Outcome]) -> dict[int, list[float]]:
+    """seed -> the value of every pair, for the seeds in which every pair has one."""
+    seeds = set.intersection(*(set(pair.values) for pair in pairs)) if pairs else set()
+    return {seed: [pair.values[seed] for pair in pairs] for seed in sorted(seeds)}
 
 
 def _interval_text(outcome: Outcome, fmt) -> str:

@@ -337,12 +337,20 @@ def feature_categories(categories: Iterable[str]) -> list[str]:
     return [c for c in categories if c in FEATURE_CATEGORIES]
 
 
+def split_bits(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Per run: Table 3's Feature and Others in bits (a category a run lacks counts as 0), and whether the
+    run has estimated bits at all."""
+    bit_columns = [c for c in runs.columns if c.startswith(BITS_PREFIX)]
+    feature_columns = [BITS_PREFIX + c for c in feature_categories(c[len(BITS_PREFIX):] for c in bit_columns)]
+    other_columns = [c for c in bit_columns if c not in feature_columns]
+    has_bits = runs[bit_columns].notna().any(axis=1) if bit_columns else pd.Series(False, index=runs.index)
+    return runs[feature_columns].sum(axis=1), runs[other_columns].sum(axis=1), has_bits
+
+
 def feature_bits(runs: pd.DataFrame) -> pd.Series:
     """Table 3's Feature per run, in bits (NaN for a run without estimated bits)."""
-    bit_columns = [c for c in runs.columns if c.startswith(BITS_PREFIX)]
-    columns = [BITS_PREFIX + c for c in feature_categories(c[len(BITS_PREFIX):] for c in bit_columns)]
-    has_bits = runs[bit_columns].notna().any(axis=1) if bit_columns else pd.Series(False, index=runs.index)
-    return runs[columns].sum(axis=1).where(has_bits)
+    feature, _, has_bits = split_bits(runs)
+    return feature.where(has_bits)
 
 
 def bit_allocation_table(runs: pd.DataFrame, baseline: str = "hac", *, defaults: Mapping) -> pd.DataFrame:
@@ -350,18 +358,13 @@ def bit_allocation_table(runs: pd.DataFrame, baseline: str = "hac", *, defaults:
 
     Feature and Others are summed per run (a category a run lacks counts as 0), then averaged over scenes."""
     selected = main_runs(runs, defaults)
-    bit_columns = [c for c in selected.columns if c.startswith(BITS_PREFIX)]
-    if not bit_columns:
+    if not any(c.startswith(BITS_PREFIX) for c in selected.columns):
         raise ReportError("no estimated_bits in the runs: cannot split the size into Feature and Others")
-    feature_columns = [
-        BITS_PREFIX + c for c in feature_categories(c[len(BITS_PREFIX) :] for c in bit_columns)
-    ]
-    other_columns = [c for c in bit_columns if c not in feature_columns]
+    feature, others, has_bits = split_bits(selected)
     per_run = selected[["benchmark", "method", "lmbda", "scene"]].assign(
-        feature_mib=selected[feature_columns].sum(axis=1) / 8 / MIB,
-        others_mib=selected[other_columns].sum(axis=1) / 8 / MIB,
+        feature_mib=feature / 8 / MIB, others_mib=others / 8 / MIB
     )
-    per_run = per_run[selected[bit_columns].notna().any(axis=1)]
+    per_run = per_run[has_bits]
     means = _sort_rows(
         per_run.groupby(["benchmark", "method", "lmbda"], sort=False)[["feature_mib", "others_mib"]]
         .mean()
@@ -509,14 +512,12 @@ def bd_table(
     PSNR ranges that do not overlap) gets NaN and a ``Note`` saying why, so that one missing value never
     stops the other rows; a value resting on a curve whose PSNR does not rise with size gets a warning
     in ``Note``."""
-    selected = runs[runs["benchmark"] == benchmark] if len(runs) else runs
-    selected = main_runs(selected, defaults) if len(selected) else selected
+    selected = main_runs(runs[runs["benchmark"] == benchmark], defaults)
     means = benchmark_means(selected) if len(selected) else selected
-    labels = method_labels(selected) if len(selected) else {}
+    labels = method_labels(selected)
     rows = []
     for method in methods:
-        anchor_curve = means[means["method"] == anchor] if len(means) else means
-        test_curve = means[means["method"] == method] if len(means) else means
+        anchor_curve, test_curve = means[means["method"] == anchor], means[means["method"] == method]
         row = {
             "Benchmark": benchmark,
             "Method": method_name(method, labels),
