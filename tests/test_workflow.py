@@ -586,6 +586,21 @@ def test_run_summary_merges_the_decoded_evaluation(tmp_path):
     assert row["fps"] == 123.0 and not row["size_estimated"]
 
 
+def test_run_summary_stays_light():
+    """One run_summary job runs per run: it shares the quality keys and the atomic writer without loading
+    torch (or the report)."""
+    code = ("import sys; sys.path.insert(0, 'workflow/scripts'); import run_summary; "
+            "heavy = sorted(m for m in ('torch', 'pandas', 'predictgs.report') if m in sys.modules); print(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    from predictgs.metric_keys import QUALITY_KEYS
+    from predictgs.pipeline import codec
+
+    assert run_summary.QUALITY is QUALITY_KEYS and codec.QUALITY_KEYS is QUALITY_KEYS
+
+
 def test_run_summary_without_codec_keeps_the_training_metrics(tmp_path):
     metrics = json.loads(metrics_files("hac", "0.004")[0].read_text())
     del metrics["size_bytes"]
