@@ -13,7 +13,7 @@ GPU_SCENE  ?= ../shared/data/scenes/fern
 GPU_OUT    ?= gpu_check
 GPU_ARGS   ?=
 
-.PHONY: help install test test-fast fuzz reproduce bench gpu-check slurm-up slurm-down slurm-check clean-venv
+.PHONY: help install test test-fast fuzz reproduce verdicts bench gpu-check slurm-up slurm-down slurm-check clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,8 +38,11 @@ FUZZ_CASES ?= 5000
 fuzz: $(STAMP)  ## bitstream fuzzing, FUZZ_CASES (default 5000) corruptions per method (make test runs 1000)
 	PREDICTGS_FUZZ_CASES=$(FUZZ_CASES) $(PY) -m pytest tests/test_fuzz.py -q -s $(PYTEST_ARGS)
 
-reproduce: $(STAMP)  ## regenerate the tables and plots on the embedded benchmark
+reproduce: $(STAMP)  ## regenerate the tables and plots on the embedded benchmark (one training seed)
 	$(VENV)/bin/snakemake --cores $(CORES) reproduce_tables
+
+verdicts: $(STAMP)  ## test the paper's claims on the embedded benchmark, 3 training seeds (results/embedded/verdicts/)
+	$(VENV)/bin/snakemake --cores $(CORES) verdicts
 
 bench: $(STAMP)  ## print the rasterizer benchmark figures
 	$(PY) benchmarks/bench_render.py

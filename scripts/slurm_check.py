@@ -537,7 +537,8 @@ def paper_fixture(root: Path, config: dict) -> tuple[Path, list[str]]:
         os.utime(folder, (old, old))
     make(results / "configs" / benchmark / method / "default.yaml")
     run_dir = results / "runs" / benchmark / scene / method / "default"
-    trained, encoded, decoded, fresh = (run_dir / f"lambda{value}" for value in lambdas[:4])
+    seed = (config.get("train_seeds") or [0])[0]
+    trained, encoded, decoded, fresh = (run_dir / f"lambda{value}" / f"train_seed{seed}" for value in lambdas[:4])
     for done in (trained, encoded, decoded):
         make(done / "metrics.json")
         make(done / "per_view.json")
@@ -779,7 +780,8 @@ def cancel_scenario(report: Report, snake: Snakemake, workdir: Path, env: dict, 
         for job in parse_dry_run(snake_dry_text):
             if job["key"] == comment:
                 w = job["wildcards"]
-                return results / "runs" / w["benchmark"] / w["scene"] / w["method"] / w["variant"] / f"lambda{w['lmbda']}"
+                return (results / "runs" / w["benchmark"] / w["scene"] / w["method"] / w["variant"]
+                        / f"lambda{w['lmbda']}" / f"train_seed{w['train_seed']}")
         return None
 
     code, snake_dry_text, _ = snake.run("cancel_dry_run", directory, *args, "-n", "reproduce_tables", timeout=600)

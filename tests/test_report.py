@@ -1,7 +1,10 @@
-"""Report layer: loading runs, tables, survey files, Markdown, BD-rate, plots, published numbers."""
+"""Report layer: loading runs, tables, survey files, Markdown, BD-rate, plots, published numbers; the
+names the report prints (methods, schedules, feature categories) against the registered methods; every file
+written atomically. The claims and verdicts: tests/test_claims.py."""
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import shutil
@@ -14,6 +17,8 @@ from scipy.integrate import quad
 from scipy.interpolate import PchipInterpolator, lagrange
 
 from predictgs.errors import PredictGSError, ReportError
+from predictgs.methods import registry
+from predictgs.methods.predict_gs import paper_settings
 from predictgs.report import (
     PAPER_DIR,
     bd_psnr,
@@ -21,11 +26,11 @@ from predictgs.report import (
     bd_table,
     benchmark_means,
     bit_allocation_table,
-    build_report,
     compare_with_paper,
     component_ablation_table,
     efficiency_table,
     load_runs,
+    method_labels,
     plot_rd,
     quality_table,
     read_paper_table,
@@ -33,9 +38,12 @@ from predictgs.report import (
     sweep_table,
     to_markdown,
     write_survey_csvs,
-    write_tables,
 )
+from predictgs.report import tables as report_tables
+from predictgs.train.curriculum import SCHEDULES
 
+# The paper's Predict-GS settings, from the method's configuration (the report keeps no copy).
+DEFAULTS = paper_settings()
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "report" / "runs"
 PAPER_TEXT = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "predict-gs.txt"
 MIB = 2**20
@@ -70,7 +78,8 @@ def test_load_runs_reads_every_fixture(runs):
     assert set(runs["scene"]) == {"train", "truck"}
     assert sorted(runs["lmbda"].unique()) == [0.0005, 0.001, 0.002, 0.004]
     # Unknown bit categories survive as columns; HAC runs simply lack Predict-GS's categories.
-    assert {"bits_feat", "bits_sfp_hash", "bits_residual", "bits_mgrd"} <= set(runs.columns)
+    assert {"bits_feat", "bits_sfp", "bits_residual", "bits_mgrd"} <= set(runs.columns)
+    assert set(runs["method_label"]) == {"HAC", "Predict-GS"} and set(runs["seed"]) == {0}
     assert runs.loc[runs["method"] == "hac", "bits_residual"].isna().all()
 
 
@@ -112,7 +121,7 @@ def test_bad_metrics_files_raise_report_error_naming_the_file(tmp_path):
 
 
 def test_quality_table_columns_units_and_rate_labels(runs):
-    table = quality_table(runs, "tandt")
+    table = quality_table(runs, "tandt", defaults=DEFAULTS)
     assert list(table.columns) == [
         "Method",
         "Rate",
@@ -135,11 +144,11 @@ def test_quality_table_columns_units_and_rate_labels(runs):
     assert predict_low["Size [MiB]"] == pytest.approx(6.5)
     assert list(table["Scenes w/ estimated size"]) == [0, 0, 0, 0, 1, 0, 0, 0]
     with pytest.raises(ReportError, match="mipnerf360"):
-        quality_table(runs, "mipnerf360")
+        quality_table(runs, "mipnerf360", defaults=DEFAULTS)
 
 
 def test_bit_allocation_feature_others_and_bsf(runs):
-    table = bit_allocation_table(runs)
+    table = bit_allocation_table(runs, defaults=DEFAULTS)
     assert list(table.columns) == [
         "Benchmark",
         "Method",
@@ -152,7 +161,7 @@ def test_bit_allocation_feature_others_and_bsf(runs):
     ]
     hac = table[(table["Method"] == "HAC") & (table["lambda"] == 0.004)].iloc[0]
     ours = table[(table["Method"] == "Predict-GS") & (table["lambda"] == 0.004)].iloc[0]
-    # Fixture bits: HAC feat = 40 % of the estimate; Predict-GS sfp_hash + residual = 5 % + 22 %
+    # Fixture bits: HAC feat = 40 % of the estimate; Predict-GS sfp + residual = 5 % + 22 %
     # (its unknown category mgrd counts as Others).
     hac_estimate = (
         np.mean([fixture_metrics("hac", s, "0.004")["estimated_size_bytes"] for s in ("train", "truck")])
@@ -175,7 +184,7 @@ def test_bit_allocation_feature_others_and_bsf(runs):
 
 
 def test_efficiency_table(runs):
-    table = efficiency_table(runs)
+    table = efficiency_table(runs, defaults=DEFAULTS)
     assert list(table.columns) == [
         "Benchmark",
         "Method",
@@ -206,56 +215,123 @@ def test_ablation_tables_from_variant_runs(tmp_path, runs):
         write_run(variants, scene=scene, ds_init=0.5, psnr=23.3)
     all_runs = pd.concat([runs, load_runs(variants)], ignore_index=True)
 
-    table4 = component_ablation_table(all_runs)
+    table4 = component_ablation_table(all_runs, defaults=DEFAULTS)
     at_default_rate = table4[table4["lambda"] == 0.004]
     assert list(at_default_rate["Method"]) == ["Baseline", "Ours w/ SFP", "Ours w/ SFP w/ f_r", "Ours all"]
     assert list(at_default_rate["w/ PT"]) == [False, False, False, True]
     assert list(at_default_rate["PSNR"]) == pytest.approx([24.00, 22.0, 23.9, 24.10])
 
-    table6 = schedule_table(all_runs)
+    table6 = schedule_table(all_runs, defaults=DEFAULTS)
     assert list(table6[table6["lambda"] == 0.004]["Schedule"]) == ["Non", "Linear", "Ours (Cosine)"]
     assert list(table6[table6["lambda"] == 0.004]["PSNR"]) == pytest.approx([23.0, 23.5, 24.10])
 
-    dims = sweep_table(all_runs, "residual_dim")
+    dims = sweep_table(all_runs, "residual_dim", defaults=DEFAULTS)
     dims = dims[dims["lambda"] == 0.004]
     assert list(dims["residual_dim"]) == [10, 25, 50]
     assert list(dims["PSNR"]) == pytest.approx([23.2, 24.10, 23.4])
-    scales = sweep_table(all_runs, "ds_init")
+    scales = sweep_table(all_runs, "ds_init", defaults=DEFAULTS)
     assert list(scales[scales["lambda"] == 0.004]["ds_init"]) == [0.5, 0.7]
 
     # The sweeps do not leak into the main table.
-    main = quality_table(all_runs, "tandt")
+    main = quality_table(all_runs, "tandt", defaults=DEFAULTS)
     assert main.loc[
         (main["Method"] == "Predict-GS") & (main["lambda"] == 0.004), "PSNR"
     ].item() == pytest.approx(24.10)
 
-    written = {p.name for p in write_tables(all_runs, tmp_path / "out")}
-    assert {
-        "table4_ablation.csv",
-        "table6_schedule.md",
-        "sweep_residual_dim.csv",
-        "sweep_ds_init.csv",
-    } <= written
+
+def test_schedule_table_names_every_accepted_schedule(tmp_path, runs):
+    """Each schedule the configuration accepts gets its printed name and its place in Table 6 (the old
+    names mapped spellings no config accepts, and printed "off" raw, last)."""
+    variants = tmp_path / "variants"
+    for schedule in SCHEDULES:
+        write_run(variants, schedule=schedule, psnr=23.0 + len(schedule) / 10)
+    table = schedule_table(load_runs(variants), defaults=DEFAULTS)
+    assert list(table["Schedule"]) == ["Off (full resolution)", "Non", "Linear", "Ours (Cosine)"]
 
 
-@pytest.mark.filterwarnings("ignore:.*estimated sizes")
-def test_write_tables_skips_ablations_without_variants(tmp_path, runs):
-    written = {p.relative_to(tmp_path / "out").as_posix() for p in write_tables(runs, tmp_path / "out")}
-    assert {
-        "table1_tandt.csv",
-        "table1_tandt.md",
-        "table3_bit_allocation.csv",
-        "table5_efficiency.csv",
-        "bd_rate.csv",
-    } <= written
-    assert not any(name.startswith(("table4", "table6", "sweep_")) for name in written)
-    table1 = pd.read_csv(tmp_path / "out" / "table1_tandt.csv")
-    assert "Size [MiB]" in table1.columns and len(table1) == 8
+def test_printed_schedule_names_are_exactly_the_accepted_schedules():
+    assert set(report_tables.SCHEDULE_NAMES) == set(SCHEDULES)
+    assert len(set(report_tables.SCHEDULE_NAMES.values())) == len(SCHEDULES)
+    assert report_tables.SCHEDULE_ORDER == tuple(report_tables.SCHEDULE_NAMES.values())
+
+
+def test_component_ablation_names_registered_methods():
+    methods = registry()
+    named = [row[0] for row in report_tables.COMPONENT_ABLATION]
+    assert [m for m in named if m not in methods] == []
+    # The flags follow the methods' configurations: no residual, no progressive training.
+    sfp_only, no_pt, full = (methods[m].config_class() for m in ("predictgs_sfp_only", "predictgs_no_pt", "predictgs"))
+    assert sfp_only.residual_dim == 0 and sfp_only.curriculum.schedule == "off"
+    assert no_pt.residual_dim > 0 and no_pt.curriculum.schedule == "off"
+    assert full.curriculum.schedule == DEFAULTS["schedule"]
+
+
+def _bit_categories(cls) -> set[str]:
+    """A method's estimated-bits categories, without building a model."""
+    return set(cls.bit_categories(cls.__new__(cls)))
+
+
+def test_feature_categories_are_the_methods_feature_categories():
+    """Table 3's Feature: HAC's anchor features, Predict-GS's SFP and residual; each category named in the
+    report is one that a registered method produces."""
+    methods = registry()
+    hac, predictgs = _bit_categories(methods["hac"]), _bit_categories(methods["predictgs"])
+    assert hac & report_tables.FEATURE_CATEGORIES == {"feat"}
+    assert predictgs & report_tables.FEATURE_CATEGORIES == {"residual", "sfp"}
+    produced = set().union(*(_bit_categories(cls) for cls in methods.values() if hasattr(cls, "bit_categories")))
+    assert report_tables.FEATURE_CATEGORIES <= produced
+
+
+def test_method_labels_come_from_the_runs(tmp_path, runs):
+    assert method_labels(runs) == {"hac": "HAC", "predictgs": "Predict-GS"}
+    unlabelled = tmp_path / "unlabelled"
+    write_run(unlabelled, method="hacpp", method_label=None)
+    write_run(unlabelled, method="predictgs_hacpp", method_label="Predict-GS (HAC++)")
+    labels = method_labels(load_runs(unlabelled))
+    assert labels == {"hacpp": "hacpp", "predictgs_hacpp": "Predict-GS (HAC++)"}  # no label: the key
+
+
+def test_report_holds_no_copy_of_the_paper_settings():
+    """The paper's settings come from the method's configuration (passed in as ``defaults``)."""
+    for path in Path(report_tables.__file__).parent.glob("*.py"):
+        source = path.read_text()
+        assert "PAPER_DEFAULTS" not in source and "METHOD_NAMES" not in source, path.name
+
+
+def _writes_outside_io(path: Path) -> list[str]:
+    """Calls in a module that write a file other than through predictgs.io: .write_text / .write_bytes,
+    .to_csv / .savefig / .to_json to a path, open(..., "w") of anything but a log (a stream, not a result)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if name in ("write_text", "write_bytes"):
+            found.append(f"{path.name}:{node.lineno} {name}")
+        elif name in ("to_csv", "to_json", "savefig") and node.args:
+            target = node.args[0]
+            if not (isinstance(target, ast.Name) and target.id == "buffer"):
+                found.append(f"{path.name}:{node.lineno} {name}")
+        elif name == "open" and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) \
+                and any(c in str(node.args[1].value) for c in "wax") and "log" not in ast.unparse(node.args[0]):
+            found.append(f"{path.name}:{node.lineno} open")
+    return found
+
+
+def test_report_writes_every_file_atomically():
+    """Atomic writes are a project rule: every file of the report and of the workflow's scripts goes through
+    predictgs.io.write_atomic / write_json."""
+    root = Path(report_tables.__file__).resolve().parents[2]
+    modules = [*sorted((root / "predictgs" / "report").glob("*.py")),
+               *sorted((root / "workflow" / "scripts").glob("*.py"))]
+    assert [w for path in modules for w in _writes_outside_io(path)] == []
+    # The check does see a direct write.
+    assert _writes_outside_io(Path(__file__).parent / "fixtures" / "workflow" / "fake_predictgs.py")
 
 
 def test_survey_csv_format_is_exact(tmp_path, runs):
     with pytest.warns(UserWarning, match="estimated sizes"):
-        paths = write_survey_csvs(runs, tmp_path)
+        paths = write_survey_csvs(runs, tmp_path, defaults=DEFAULTS)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in paths) == [
         "hac/TanksAndTemples/train.csv",
         "hac/TanksAndTemples/truck.csv",
@@ -384,18 +460,19 @@ def test_bd_errors_name_the_curve():
 
 
 def test_bd_table_on_fixtures(runs):
-    table = bd_table(runs)
-    assert list(table["Method"]) == ["Predict-GS"]
+    table = bd_table(runs, "tandt", "hac", ["predictgs"], defaults=DEFAULTS)
+    assert list(table["Method"]) == ["Predict-GS"] and list(table["Anchor"]) == ["HAC"]
     row = table.iloc[0]
     means = benchmark_means(runs)
     hac, ours = means[means["method"] == "hac"], means[means["method"] == "predictgs"]
     assert row["BD-rate [%]"] == pytest.approx(
         bd_rate(hac["size_bytes"], hac["psnr"], ours["size_bytes"], ours["psnr"])
     )
-    assert row["BD-rate [%]"] < 0 and row["BD-PSNR [dB]"] > 0
+    assert row["BD-rate [%]"] < 0 and row["BD-PSNR [dB]"] > 0 and row["Note"] == ""
+    # One policy: a pair that cannot be computed is a row with a note, never an exception.
     few = runs[~((runs["method"] == "predictgs") & (runs["lmbda"] != 0.004))]
-    with pytest.raises(ReportError, match="predictgs on tandt"):
-        bd_table(few)
+    row = bd_table(few, "tandt", "hac", ["predictgs"], defaults=DEFAULTS).iloc[0]
+    assert math.isnan(row["BD-rate [%]"]) and "predictgs on tandt" in row["Note"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -418,14 +495,6 @@ def test_rd_plots_are_written_as_png_and_pdf(tmp_path, runs):
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert paths[1].read_bytes()[:5] == b"%PDF-"
     assert all(p.stat().st_size > 1000 for p in paths)
-
-
-def test_build_report_writes_everything(tmp_path):
-    with pytest.warns(UserWarning, match="estimated sizes"):
-        paths = build_report(FIXTURE_RUNS, tmp_path)
-    names = {p.relative_to(tmp_path).as_posix() for p in paths}
-    assert {"plots/rd_tandt.png", "plots/rd_tandt.pdf", "paper_comparison.csv", "table1_tandt.md"} <= names
-    assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -600,7 +669,7 @@ def test_paper_rows_match_the_paper_text():
 
 
 def test_compare_with_paper_deltas(runs):
-    comparison = compare_with_paper(runs)
+    comparison = compare_with_paper(runs, defaults=DEFAULTS)
     assert set(comparison["comparison"]) == {"direct"}
     assert set(comparison["paper_benchmark"]) == {"Tanks&Temples"}
 
@@ -631,19 +700,25 @@ def test_compare_with_paper_deltas(runs):
     assert comparison[(comparison["method"] == "predictgs") & np.isclose(comparison["lmbda"], 0.001)].empty
 
 
-def test_compare_with_paper_stand_ins_are_shape_only(tmp_path, runs):
+def test_compare_with_paper_leaves_out_stand_ins(tmp_path, runs):
+    """A synthetic stand-in's absolute numbers are never put beside the paper's (its claims are tested as
+    relations: test_claims.py); a real benchmark beside it is still compared."""
     standin = tmp_path / "standin"
     for scene in ("a", "b"):
         write_run(standin, method="hac", benchmark="synth_outdoor", scene=scene, psnr=30.0)
         write_run(standin, method="scaffold", benchmark="synth_outdoor", scene=scene, lmbda=0.0, psnr=31.0)
-    comparison = compare_with_paper(load_runs(standin))
-    assert set(comparison["comparison"]) == {"shape only (synthetic stand-in)"}
-    assert set(comparison["paper_benchmark"]) == {"Mip-NeRF360"}
-    assert set(comparison["scene"]) == {"(mean)"}
-    hac = comparison[(comparison["method"] == "hac") & (comparison["metric"] == "psnr")].iloc[0]
-    assert (hac["paper"], hac["delta"]) == (27.534, pytest.approx(30.0 - 27.534))
-    scaffold = comparison[(comparison["method"] == "scaffold") & (comparison["metric"] == "size")].iloc[0]
-    assert scaffold["paper"] == 253.9  # Scaffold-GS has no lambda: its one published point matches
+    assert compare_with_paper(load_runs(standin), defaults=DEFAULTS).empty
+    mixed = pd.concat([runs, load_runs(standin)], ignore_index=True)
+    comparison = compare_with_paper(mixed, defaults=DEFAULTS)
+    assert set(comparison["benchmark"]) == {"tandt"} and set(comparison["comparison"]) == {"direct"}
+
+
+def test_scaffold_without_lambda_matches_its_one_published_point(tmp_path):
+    real = tmp_path / "real"
+    write_run(real, method="scaffold", benchmark="mipnerf360", scene="garden", lmbda=0.0, psnr=27.0)
+    comparison = compare_with_paper(load_runs(real), defaults=DEFAULTS)
+    size = comparison[(comparison["scene"] == "(mean)") & (comparison["metric"] == "size")].iloc[0]
+    assert size["paper"] == 253.9
 
 
 def test_paper_dir_can_be_replaced(tmp_path, runs):
@@ -651,7 +726,7 @@ def test_paper_dir_can_be_replaced(tmp_path, runs):
     shutil.copytree(PAPER_DIR, copy)
     (copy / "hac_per_lambda.csv").unlink()
     with pytest.raises(ReportError, match="hac_per_lambda.csv"):
-        compare_with_paper(runs, copy)
+        compare_with_paper(runs, copy, defaults=DEFAULTS)
 
 
 def test_decoded_model_evaluations_are_not_counted_as_runs(tmp_path):

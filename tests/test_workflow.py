@@ -1,6 +1,7 @@
-"""The Snakemake workflow: DAGs of the default and the paper configuration (dry runs), the config schema,
-the aggregation scripts on fixture metrics, and the whole DAG run end to end with a stand-in `predictgs`
-command (tests/fixtures/workflow/fake_predictgs.py) instead of training. No test trains a model."""
+"""The Snakemake workflow: DAGs of the default and the paper configuration (dry runs), training seeds, the
+config schema, the report writer on fixture metrics (the functions the workflow's scripts call), and the
+whole DAG run end to end with a stand-in `predictgs` command (tests/fixtures/workflow/fake_predictgs.py)
+instead of training. No test trains a model."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from predictgs.methods.predict_gs import paper_settings
 from predictgs.report import bd_table, load_runs
-from predictgs.report.tables import PAPER_DEFAULTS
+from predictgs.report import writer
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -29,8 +31,10 @@ FIXTURE_RUNS = REPO / "tests" / "fixtures" / "report" / "runs"
 FAKE_CLI = REPO / "tests" / "fixtures" / "workflow" / "fake_predictgs.py"
 RUN_RULES = ("train", "encode", "decode", "evaluate_decoded", "run_summary")
 
+# The paper's Predict-GS settings, from the method's configuration (what the workflow passes the report).
+DEFAULTS = paper_settings()
+
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-import aggregate  # noqa: E402
 import run_summary  # noqa: E402
 
 pytest.importorskip("snakemake", reason="the workflow tests need snakemake (make install)")
@@ -66,35 +70,40 @@ def read_config(path: Path) -> dict:
 def scenes(config: dict, benchmark: str) -> list[str]:
     spec = config["benchmarks"][benchmark]
     if "family" in spec:
-        return [f"{benchmark}_seed{seed}" for seed in spec["seeds"]]
+        return [f"{benchmark}_seed{seed}" for seed in spec["scene_seeds"]]
     return list(spec["scenes"])
 
 
-def main_run_keys(config: dict) -> set:
+def main_run_keys(config: dict, seeds=None) -> set:
+    """(benchmark, scene, method, variant, lambda, training seed) of the main runs."""
+    seeds = config.get("train_seeds", [0]) if seeds is None else seeds
     return {
-        (benchmark, scene, method, "default", float(lmbda))
+        (benchmark, scene, method, "default", float(lmbda), seed)
         for benchmark in config["benchmarks"]
         for scene in scenes(config, benchmark)
         for method, spec in config["methods"].items()
         for lmbda in (spec.get("lambdas") or [0])
+        for seed in seeds
     }
 
 
-def ablation_run_keys(config: dict) -> set:
+def ablation_run_keys(config: dict, seeds=None) -> set:
     """The runs behind the ablations, written independently of the workflow's own helpers."""
+    seeds = config.get("train_seeds", [0]) if seeds is None else seeds
     keys = set()
     for kind, spec in config.get("ablations", {}).items():
         for benchmark in spec["benchmarks"]:
             for scene in scenes(config, benchmark):
                 for lmbda in spec["lambdas"]:
-                    if kind == "components":
-                        keys |= {(benchmark, scene, m, "default", float(lmbda)) for m in spec["methods"]}
-                        continue
-                    for value in spec["values"]:
-                        default = PAPER_DEFAULTS[kind]
-                        same = str(value) == default if isinstance(default, str) else float(value) == float(default)
-                        variant = "default" if same else (kind, value)
-                        keys.add((benchmark, scene, "predictgs", variant, float(lmbda)))
+                    for seed in seeds:
+                        if kind == "components":
+                            keys |= {(benchmark, scene, m, "default", float(lmbda), seed) for m in spec["methods"]}
+                            continue
+                        for value in spec["values"]:
+                            default = DEFAULTS[kind]
+                            same = str(value) == default if isinstance(default, str) else float(value) == float(default)
+                            variant = "default" if same else (kind, value)
+                            keys.add((benchmark, scene, "predictgs", variant, float(lmbda), seed))
     return keys
 
 
@@ -127,14 +136,17 @@ def test_default_config_dry_run_lists_every_run(tmp_path):
     runs = len(main_run_keys(config))
     n_benchmarks = len(config["benchmarks"])
     n_scenes = sum(len(scenes(config, b)) for b in config["benchmarks"])
-    assert runs == n_scenes * sum(len(s.get("lambdas") or [0]) for s in config["methods"].values())
+    assert config["train_seeds"] == [0]  # make reproduce: one training seed, 15 runs, about 17 minutes
+    assert runs == n_scenes * sum(len(s.get("lambdas") or [0]) for s in config["methods"].values()) == 15
     for rule in RUN_RULES:
         assert counts[rule] == runs, rule
     assert counts["synth_scene"] == counts["scene_info"] == n_scenes
     for rule in ("benchmark_tables", "bdrate_table", "rd_plot"):
         assert counts[rule] == n_benchmarks, rule
     assert counts["paper_comparison"] == counts["runs_table"] == counts["scene_table"] == 1
-    assert not {"ablation_table", "sweep_plot"} & set(counts)
+    assert counts["main_verdicts"] == 1  # reproduce_tables writes verdicts.md too
+    assert sum(counts.values()) == 104
+    assert not {"ablation_table", "sweep_plot", "verdicts_table"} & set(counts)
 
 
 def test_dry_run_commands(tmp_path):
@@ -146,6 +158,8 @@ def test_dry_run_commands(tmp_path):
     assert "--lmbda" not in scaffold and "--config results/embedded/configs/" in scaffold
     hac = re.search(r"args=\(--method hac .*?\)", output, re.S).group(0)
     assert re.search(r"--lmbda 0\.00[14]\b", hac)
+    # The training seed: its own folder and --seed (the seed of the scene is in the scene's name).
+    assert re.search(r"--out results/embedded/runs/\S+/lambda0\.00[14]/train_seed0 .*--seed 0\b", hac, re.S)
     encode = re.findall(r"predictgs encode (\S+) -o (\S+) (.*?) >", output)
     assert encode and all(out == f"{run}/scene.pgs" and "--no-eval" in extra for run, out, extra in encode)
     evaluate = re.findall(r"predictgs eval (\S+) --scene (\S+) --device (\S+)", output)
@@ -164,6 +178,17 @@ def test_a_method_without_codec_is_only_trained(tmp_path):
     assert counts["encode"] == counts["decode"] == counts["evaluate_decoded"] == counts["train"] - n_scaffold
 
 
+def test_train_seeds_repeat_every_run(tmp_path):
+    """Two training seeds: every run twice (its own folder), the same scenes and training configs."""
+    config = read_config(DEFAULT_CONFIG)
+    config["train_seeds"] = [0, 1]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    counts = job_counts(snakemake(tmp_path, "-n", "reproduce_tables", "--configfile", str(path)))
+    assert counts["train"] == counts["run_summary"] == len(main_run_keys(config)) == 2 * 15
+    assert counts["synth_scene"] == 3 and counts["train_config"] == 9
+
+
 def test_default_config_dry_run_of_the_ablations(tmp_path):
     config = read_config(DEFAULT_CONFIG)
     counts = job_counts(snakemake(tmp_path, "-n", "ablations"))
@@ -172,6 +197,25 @@ def test_default_config_dry_run_of_the_ablations(tmp_path):
     assert counts["sweep_plot"] == len({"residual_dim", "ds_init"} & set(config["ablations"]))
     everything = job_counts(snakemake(tmp_path, "-n", "all"))
     assert everything["train"] == len(main_run_keys(config) | ablation_run_keys(config))
+    assert "verdicts_table" not in everything  # `all` keeps one seed; `verdicts` repeats the runs
+
+
+def test_default_config_dry_run_of_the_verdicts(tmp_path):
+    """`verdicts`: every main and ablation run, once per training seed of verdicts.train_seeds (3)."""
+    config = read_config(DEFAULT_CONFIG)
+    seeds = config["verdicts"]["train_seeds"]
+    assert seeds == [0, 1, 2]
+    counts = job_counts(snakemake(tmp_path, "-n", "verdicts"))
+    runs = main_run_keys(config, seeds) | ablation_run_keys(config, seeds)
+    assert len(runs) == 3 * 23
+    for rule in RUN_RULES:
+        assert counts[rule] == len(runs), rule
+    assert counts["verdicts_table"] == counts["verdict_runs_table"] == 1
+    assert sum(counts.values()) == 368
+    assert not {"benchmark_tables", "main_verdicts", "ablation_table"} & set(counts)
+    # After reproduce_tables, its seed-0 runs are reused: the same folders.
+    result = snakemake(tmp_path, "-n", "-p", "verdicts")
+    assert "train_seed2" in result.stdout and "--seed 2" in result.stdout
 
 
 def test_paper_config_dry_run(tmp_path):
@@ -220,7 +264,7 @@ def test_training_configs_written_per_benchmark_and_method(tmp_path):
     written = {t: yaml.safe_load((tmp_path / "work" / t).read_text()) for t in targets}
     tandt = written[targets[0]]
     assert tandt["benchmark"] == "tandt"
-    assert tandt["train"] == {"iterations": 30000, "seed": 0, "device": "cuda"}
+    assert tandt["train"] == {"iterations": 30000, "device": "cuda"}  # the seed: --seed, per run folder
     assert tandt["model"] == {"voxel_size": 0.01}
     assert tandt["protocol"]["resolution"] == "hac"
     assert written[targets[1]]["model"] == {"voxel_size": 0.005}
@@ -239,7 +283,7 @@ def test_default_training_configs_give_each_method_its_own_keys(tmp_path):
     assert "context" in hac and "sfp" not in hac
     assert "context" in predictgs and "sfp" in predictgs
     assert sfp_only == predictgs  # an ablation variant uses its base method's entry
-    assert linear == {**predictgs, "curriculum": {"schedule": "linear"}}
+    assert linear == {**predictgs, "curriculum": {"schedule": "linear"}}  # where SWEEP_FIELDS puts it
 
 
 def lint(snakefile: Path, cwd: Path) -> tuple[int, str, list[str]]:
@@ -267,13 +311,20 @@ def test_lint_is_clean(tmp_path):
 
 def test_report_defaults_are_the_method_defaults():
     """A sweep value equal to the paper's default is the main run; the workflow takes the defaults from
-    the method's configuration, and the report must agree with it."""
-    from predictgs.methods.predict_gs import PredictGSConfig, paper_settings
+    the method's configuration and passes them to the report (params.defaults), which keeps no copy."""
+    from predictgs.methods.predict_gs import PredictGSConfig
 
-    assert paper_settings() == PAPER_DEFAULTS
     config = PredictGSConfig()
-    assert paper_settings() == {"residual_dim": config.residual_dim, "schedule": config.curriculum.schedule,
-                                "ds_init": config.curriculum.ds_init}
+    assert DEFAULTS == {"residual_dim": config.residual_dim, "schedule": config.curriculum.schedule,
+                        "ds_init": config.curriculum.ds_init}
+    scripts = REPO / "workflow" / "scripts"
+    rules = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    for script in scripts.glob("*.py"):
+        if "defaults=" in script.read_text():
+            assert "defaults=dict(sm.params.defaults)" in script.read_text(), script.name
+            # every rule running this script passes the method's settings
+            blocks = [b for b in re.split(r"\nrule ", rules) if f"../scripts/{script.name}" in b]
+            assert blocks and all("defaults=PREDICTGS_DEFAULTS" in b for b in blocks), script.name
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -297,10 +348,11 @@ def test_schema_accepts_the_shipped_configs(path):
 
 def test_schema_fills_defaults():
     config = read_config(DEFAULT_CONFIG)
-    for key in ("threads", "bdrate", "ablations", "device", "train_seed", "data_dir"):
+    for key in ("threads", "bdrate", "ablations", "device", "train_seeds", "verdicts", "data_dir"):
         config.pop(key, None)
     config = validate(config)
-    assert config["device"] == "cpu" and config["train_seed"] == 0 and config["data_dir"] == "data"
+    assert config["device"] == "cpu" and config["train_seeds"] == [0] and config["data_dir"] == "data"
+    assert config["verdicts"] == {"train_seeds": [0, 1, 2]}
     assert config["ablations"] == {}
     assert config["methods"]["hac"]["codec"] is True
 
@@ -323,7 +375,13 @@ def _bad(mutate):
         pytest.param(lambda c: c.update(device="gpu"), id="bad-device"),
         pytest.param(lambda c: c.update(iteration=10), id="unknown-key"),
         pytest.param(lambda c: c["benchmarks"]["synth_object"].update(family="forest"), id="unknown-family"),
-        pytest.param(lambda c: c["benchmarks"]["synth_object"].pop("seeds"), id="synthetic-without-seeds"),
+        pytest.param(lambda c: c["benchmarks"]["synth_object"].pop("scene_seeds"), id="synthetic-without-seeds"),
+        pytest.param(lambda c: c["benchmarks"]["synth_object"].update(seeds=[0]), id="old-scene-seeds-key"),
+        pytest.param(lambda c: c.update(train_seed=0), id="old-train-seed-key"),
+        pytest.param(lambda c: c.update(train_seeds=[]), id="no-train-seeds"),
+        pytest.param(lambda c: c.update(train_seeds=[0, 0]), id="repeated-train-seed"),
+        pytest.param(lambda c: c.update(train_seeds=[-1]), id="negative-train-seed"),
+        pytest.param(lambda c: c["verdicts"].update(seeds=[0, 1]), id="verdicts-typo"),
         pytest.param(lambda c: c["ablations"]["ds_init"].update(values=[0.5, 1.5]), id="ds-init-above-1"),
         pytest.param(lambda c: c["ablations"]["schedule"].update(values=["sine"]), id="unknown-schedule"),
         pytest.param(lambda c: c["ablations"]["components"].update(method=["hac"]), id="ablation-typo"),
@@ -373,7 +431,7 @@ ESTIMATED_SIZE_WARNING = "ignore:.*survey file holds estimated sizes:UserWarning
 @pytest.mark.filterwarnings(ESTIMATED_SIZE_WARNING)
 def test_benchmark_tables_from_fixture_metrics(tmp_path):
     outputs = benchmark_outputs(tmp_path)
-    aggregate.benchmark_tables(metrics_files(), "tandt", outputs)
+    writer.benchmark_tables(metrics_files(), "tandt", outputs, defaults=DEFAULTS)
     table1 = pd.read_csv(outputs["table1"])
     assert list(table1["Method"]) == ["HAC"] * 4 + ["Predict-GS"] * 4
     assert set(table1["Scenes"]) == {2}
@@ -405,7 +463,7 @@ def test_table_the_runs_cannot_support_becomes_a_note(tmp_path):
         (runs / str(index)).mkdir(parents=True)
         (runs / str(index) / "summary.json").write_text(json.dumps(metrics))
     outputs = benchmark_outputs(tmp_path / "tables")
-    aggregate.benchmark_tables(sorted(runs.rglob("summary.json")), "tandt", outputs)
+    writer.benchmark_tables(sorted(runs.rglob("summary.json")), "tandt", outputs, defaults=DEFAULTS)
     table3 = pd.read_csv(outputs["table3_bit_allocation"])
     assert list(table3.columns) == ["note"] and "estimated_bits" in table3["note"].iloc[0]
     assert "not available" in outputs["table3_bit_allocation_md"].read_text()
@@ -413,10 +471,10 @@ def test_table_the_runs_cannot_support_becomes_a_note(tmp_path):
 
 
 def test_bdrate_from_fixture_metrics(tmp_path):
-    table = aggregate.write_bdrate(metrics_files(), "tandt", "hac", ["predictgs"], "pchip",
-                                   tmp_path / "bdrate.csv", tmp_path / "bdrate.md")
+    table = writer.write_bdrate(metrics_files(), "tandt", "hac", ["predictgs"], "pchip",
+                                tmp_path / "bdrate.csv", tmp_path / "bdrate.md", defaults=DEFAULTS)
     row = table.iloc[0]
-    reference = bd_table(load_runs(metrics_files())).iloc[0]
+    reference = bd_table(load_runs(metrics_files()), "tandt", "hac", ["predictgs"], defaults=DEFAULTS).iloc[0]
     assert row["BD-rate [%]"] == pytest.approx(reference["BD-rate [%]"])
     assert row["BD-PSNR [dB]"] == pytest.approx(reference["BD-PSNR [dB]"])
     assert row["Method points"] == row["Anchor points"] == 4 and row["Note"] == ""
@@ -426,8 +484,8 @@ def test_bdrate_from_fixture_metrics(tmp_path):
 
 def test_bdrate_with_too_few_rate_points_writes_why(tmp_path):
     one_point = metrics_files(lmbda="0.004")
-    table = aggregate.write_bdrate(one_point, "tandt", "hac", ["predictgs"], "pchip",
-                                   tmp_path / "bdrate.csv", tmp_path / "bdrate.md")
+    table = writer.write_bdrate(one_point, "tandt", "hac", ["predictgs"], "pchip",
+                                tmp_path / "bdrate.csv", tmp_path / "bdrate.md", defaults=DEFAULTS)
     row = table.iloc[0]
     assert math.isnan(row["BD-rate [%]"]) and math.isnan(row["BD-PSNR [dB]"])
     assert "needs at least 2 rate points" in row["Note"]
@@ -436,21 +494,21 @@ def test_bdrate_with_too_few_rate_points_writes_why(tmp_path):
     markdown = (tmp_path / "bdrate.md").read_text()
     assert "not computed" in markdown and "add lambdas" in markdown
     # cubic (VCEG-M33) needs four points; a missing anchor is named
-    table = aggregate.bdrate_table(load_runs(metrics_files(lmbda="0.001") + metrics_files(lmbda="0.004")),
-                                   "tandt", "hac", ["predictgs"], "cubic")
+    table = bd_table(load_runs(metrics_files(lmbda="0.001") + metrics_files(lmbda="0.004")),
+                     "tandt", "hac", ["predictgs"], "cubic", defaults=DEFAULTS)
     assert "needs at least 4 rate points" in table["Note"].iloc[0]
-    table = aggregate.bdrate_table(load_runs(metrics_files("predictgs")), "tandt", "hac", ["predictgs"])
+    table = bd_table(load_runs(metrics_files("predictgs")), "tandt", "hac", ["predictgs"], defaults=DEFAULTS)
     assert table["Note"].iloc[0] == "not computed: no hac runs on tandt"
 
 
 def test_bdrate_warns_when_a_curve_is_not_monotone():
     runs = load_runs(metrics_files())
-    assert aggregate.bdrate_table(runs, "tandt", "hac", ["predictgs"])["Note"].iloc[0] == ""
+    assert bd_table(runs, "tandt", "hac", ["predictgs"], defaults=DEFAULTS)["Note"].iloc[0] == ""
     # Predict-GS's largest rate point loses quality: the value is still computed, with a warning.
     ours = runs["method"] == "predictgs"
     largest = runs[ours].groupby("lmbda")["size_bytes"].mean().idxmax()
     runs.loc[ours & (runs["lmbda"] == largest), "psnr"] = runs.loc[ours, "psnr"].min() - 1.0
-    row = aggregate.bdrate_table(runs, "tandt", "hac", ["predictgs"]).iloc[0]
+    row = bd_table(runs, "tandt", "hac", ["predictgs"], defaults=DEFAULTS).iloc[0]
     assert not math.isnan(row["BD-rate [%]"])
     assert row["Note"].startswith("warning: predictgs's PSNR does not rise with size")
 
@@ -458,15 +516,16 @@ def test_bdrate_warns_when_a_curve_is_not_monotone():
 def test_paper_comparison_runs_table_and_rd_plot_from_fixture_metrics(tmp_path):
     from predictgs.report import PAPER_DIR
 
-    table = aggregate.paper_comparison(metrics_files(), PAPER_DIR, tmp_path / "cmp.csv", tmp_path / "cmp.md")
+    table = writer.paper_comparison(metrics_files(), PAPER_DIR, tmp_path / "cmp.csv", tmp_path / "cmp.md",
+                                    defaults=DEFAULTS)
     assert set(table["comparison"]) == {"direct"}
     hac = table[(table["method"] == "hac") & (table["lmbda"] == 0.004) & (table["scene"] == "(mean)")
                 & (table["metric"] == "psnr")].iloc[0]
     assert hac["paper"] == pytest.approx(24.036) and hac["delta"] == pytest.approx(hac["ours"] - hac["paper"])
     assert "delta = ours - paper" in (tmp_path / "cmp.md").read_text()
-    runs = aggregate.runs_table(metrics_files(), tmp_path / "runs.csv")
+    runs = writer.runs_table(metrics_files(), tmp_path / "runs.csv")
     assert len(runs) == 16 and len(pd.read_csv(tmp_path / "runs.csv")) == 16
-    written = aggregate.rd_plot(metrics_files(), "tandt", tmp_path / "plots", PAPER_DIR)
+    written = writer.rd_plot(metrics_files(), "tandt", tmp_path / "plots", PAPER_DIR, defaults=DEFAULTS)
     assert sorted(p.name for p in written) == ["rd_tandt.pdf", "rd_tandt.png"]
     assert all(p.stat().st_size > 1000 for p in written)
 
@@ -480,17 +539,18 @@ def test_ablation_tables_and_sweep_plot(tmp_path):
         (runs / str(index)).mkdir(parents=True)
         (runs / str(index) / "summary.json").write_text(json.dumps(metrics))
     summaries = sorted(runs.rglob("summary.json"))
-    sweep = aggregate.ablation_table("residual_dim", summaries, tmp_path / "rd.csv", tmp_path / "rd.md")
+    sweep = writer.ablation_table("residual_dim", summaries, tmp_path / "rd.csv", tmp_path / "rd.md", defaults=DEFAULTS)
     assert list(sweep["residual_dim"]) == [10, 25, 50]
-    schedule = aggregate.ablation_table("schedule", summaries, tmp_path / "s.csv", tmp_path / "s.md")
+    schedule = writer.ablation_table("schedule", summaries, tmp_path / "s.csv", tmp_path / "s.md", defaults=DEFAULTS)
     assert list(schedule["Schedule"]) == ["Non", "Linear", "Ours (Cosine)"]
     assert (tmp_path / "s.md").read_text().startswith("# Table 6")
-    paths = aggregate.sweep_plot("residual_dim", tmp_path / "rd.csv", tmp_path / "residual_dim")
+    paths = writer.sweep_plot("residual_dim", tmp_path / "rd.csv", tmp_path / "residual_dim")
     assert all(p.exists() and p.stat().st_size > 1000 for p in paths)
     # an ablation without its variant runs: a note, and a plot saying so
-    components = aggregate.ablation_table("ds_init", summaries[:1], tmp_path / "ds.csv", tmp_path / "ds.md")
-    assert aggregate.is_note(components) or len(components) == 1
-    paths = aggregate.sweep_plot("ds_init", tmp_path / "ds.csv", tmp_path / "ds_init")
+    components = writer.ablation_table("ds_init", summaries[:1], tmp_path / "ds.csv", tmp_path / "ds.md",
+                                       defaults=DEFAULTS)
+    assert writer.is_note(components) or len(components) == 1
+    paths = writer.sweep_plot("ds_init", tmp_path / "ds.csv", tmp_path / "ds_init")
     assert all(p.exists() for p in paths)
 
 
@@ -508,7 +568,7 @@ def test_run_summary_merges_the_decoded_evaluation(tmp_path):
     )
     warnings = []
     summary = run_summary.summarize(
-        tmp_path / "metrics.json", benchmark="tandt", scene="train", method="hac", variant="default",
+        tmp_path / "metrics.json", benchmark="tandt", scene="train", method="hac", variant="default", seed=2,
         decoded_path=tmp_path / "decoded.json", bitstream_path=tmp_path / "scene.pgs",
         job_benchmarks={"train": tmp_path / "train.tsv", "encode": tmp_path / "missing.tsv"},
         warn=warnings.append,
@@ -519,9 +579,26 @@ def test_run_summary_merges_the_decoded_evaluation(tmp_path):
     assert summary["num_anchors"] == 7 and summary["quality_from"] == "decoded"
     assert summary["decoded_psnr_change"] == pytest.approx(-0.2)
     assert summary["jobs"] == {"train": {"seconds": 12.5, "max_rss_mib": 512.0, "cpu_seconds": 11.0}}
-    assert len(warnings) == 1 and "decoded PSNR" in warnings[0]  # 0.2 dB lost in the codec is reported
+    assert summary["seed"] == 2  # the folder's training seed (train_seed2)
+    assert len(warnings) == 2 and "decoded PSNR" in warnings[1]  # 0.2 dB lost in the codec is reported
+    assert "trained with seed 0, but its folder says train_seed2" in warnings[0]
     row = load_runs([_write(tmp_path / "summary.json", summary)]).iloc[0]
     assert row["fps"] == 123.0 and not row["size_estimated"]
+
+
+def test_run_summary_stays_light():
+    """One run_summary job runs per run: it shares the quality keys and the atomic writer without loading
+    torch (or the report)."""
+    code = ("import sys; sys.path.insert(0, 'workflow/scripts'); import run_summary; "
+            "heavy = sorted(m for m in ('torch', 'pandas', 'predictgs.report') if m in sys.modules); print(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    from predictgs.metric_keys import QUALITY_KEYS
+    from predictgs.pipeline import codec
+
+    assert run_summary.QUALITY is QUALITY_KEYS and codec.QUALITY_KEYS is QUALITY_KEYS
 
 
 def test_run_summary_without_codec_keeps_the_training_metrics(tmp_path):
@@ -553,13 +630,14 @@ SMALL_CONFIG = {
         "model": {"densify": {"grad_threshold": 0.002}},
         "model_by_method": {"hac": {"context": {"log2_grid": 9}}, "predictgs": {"sfp": {"log2_grid": 9}}},
     },
-    "benchmarks": {"synth_object": {"family": "object", "seeds": [0]}},
+    "benchmarks": {"synth_object": {"family": "object", "scene_seeds": [0]}},
     "ablations": {
         "components": {"benchmarks": ["synth_object"], "lambdas": [0.004],
                        "methods": ["hac", "predictgs_sfp_only", "predictgs_no_pt", "predictgs"]},
         "schedule": {"benchmarks": ["synth_object"], "lambdas": [0.004], "values": ["none", "cosine"]},
         "residual_dim": {"benchmarks": ["synth_object"], "lambdas": [0.004], "values": [10, 25]},
     },
+    "verdicts": {"train_seeds": [0, 1]},
 }
 
 
@@ -575,27 +653,28 @@ def fake_cli(tmp_path) -> dict:
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 
-@pytest.mark.slow  # ~60 jobs; about 20-30 s on an idle 2-core CPU
+@pytest.mark.slow  # ~150 jobs; about a minute on an idle 2-core CPU
 def test_whole_workflow_with_a_stand_in_cli(tmp_path, fake_cli):
     work = tmp_path / "work"
     work.mkdir()
     (work / "config.yaml").write_text(yaml.safe_dump(SMALL_CONFIG))
-    result = snakemake(work, "--cores", "2", "all", "--configfile", str(work / "config.yaml"),
-                       env=fake_cli, timeout=300)
+    result = snakemake(work, "--cores", "2", "all", "verdicts", "--configfile", str(work / "config.yaml"),
+                       env=fake_cli, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     results = work / "results"
     tables = results / "tables" / "synth_object"
 
-    run = results / "runs/synth_object/synth_object_seed0/hac/default/lambda0.004"
+    run = results / "runs/synth_object/synth_object_seed0/hac/default/lambda0.004/train_seed0"
     for name in ("config.yaml", "checkpoint.pt", "metrics.json", "per_view.json", "scene.pgs", "decoded",
                  "decoded_metrics.json", "summary.json", "logs/train.log", "benchmarks/train.tsv",
                  "benchmarks/encode.tsv", "benchmarks/decode.tsv", "benchmarks/eval.tsv"):
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["fps"] == 50.0 and summary["device"] == "fake-gpu" and summary["scene"] == "synth_object_seed0"
+    assert summary["seed"] == 0 and summary["method_label"] == "HAC"
     assert summary["size_bytes"] == (run / "scene.pgs").stat().st_size
     assert set(summary["jobs"]) == {"train", "encode", "decode", "eval"}
-    scaffold = results / "runs/synth_object/synth_object_seed0/scaffold/default/lambda0/summary.json"
+    scaffold = results / "runs/synth_object/synth_object_seed0/scaffold/default/lambda0/train_seed0/summary.json"
     assert json.loads(scaffold.read_text())["lmbda"] == 0.0
 
     table1 = pd.read_csv(tables / "table1.csv")
@@ -606,7 +685,7 @@ def test_whole_workflow_with_a_stand_in_cli(tmp_path, fake_cli):
     assert (tables / "survey" / "predictgs" / "synth_object" / "synth_object_seed0.csv").exists()
     assert (results / "plots" / "rd_synth_object.png").stat().st_size > 1000
     comparison = pd.read_csv(results / "paper_comparison.csv")
-    assert set(comparison["comparison"]) == {"shape only (synthetic stand-in)"}
+    assert list(comparison.columns) == ["note"] and "verdicts.md" in comparison["note"].iloc[0]  # no absolute stand-in
     assert len(pd.read_csv(results / "runs.csv")) == 5
     assert len(pd.read_csv(results / "scenes.csv")) == 1
 
@@ -616,6 +695,34 @@ def test_whole_workflow_with_a_stand_in_cli(tmp_path, fake_cli):
     assert list(schedule["Schedule"]) == ["Non", "Ours (Cosine)"]
     assert list(pd.read_csv(results / "ablations" / "residual_dim.csv")["residual_dim"]) == [10, 25]
     assert (results / "ablations" / "residual_dim.pdf").exists()
+
+    # reproduce_tables' verdicts: one seed decides nothing.
+    one_seed = pd.read_csv(results / "verdicts.csv", keep_default_na=False)
+    assert set(one_seed["verdict"]) == {"insufficient data"}
+    assert "make verdicts" in (results / "verdicts.md").read_text()
+    # `verdicts`: every run over 2 seeds (the stand-in's seeds shift PSNR and size alike, so relations agree).
+    verdicts = pd.read_csv(results / "verdicts" / "verdicts.csv", keep_default_na=False)
+    assert len(pd.read_csv(results / "verdicts" / "runs.csv")) == 2 * 9
+
+    def row(claim, benchmark="synth_object"):
+        found = verdicts[(verdicts["claim"] == claim) & (verdicts["benchmark"] == benchmark)]
+        assert len(found) == 1, (claim, benchmark)
+        return found.iloc[0]
+
+    bd = row("bdrate-vs-hac")
+    assert (bd["paper_benchmark"], bd["verdict"], bd["seeds"]) == ("Tanks&Temples", "holds", 2)
+    # Mip-NeRF360 and Deep Blending have no stand-in in this config: one row each, saying so.
+    elsewhere = verdicts[(verdicts["claim"] == "bdrate-vs-hac") & (verdicts["benchmark"] == "")]
+    assert set(elsewhere["reason"]) == {"No runs on Mip-NeRF360 or a stand-in for it.",
+                                        "No runs on Deep Blending or a stand-in for it."}
+    assert row("components-quality")["verdict"] == "holds"  # the stand-in: 24.28 < 25.38 < 25.48 dB
+    assert row("schedule-quality", "")["reason"] == "No runs of predictgs with schedule=linear."
+    assert row("size-vs-3dgs")["reason"] == "No runs of 3dgs on synth_object."
+    assert row("residual-below-25-loses-quality")["verdict"] == "holds"
+    per_seed = pd.read_csv(results / "verdicts" / "verdicts_per_seed.csv")
+    assert set(per_seed["seed"]) == {0, 1}
+    markdown = (results / "verdicts" / "verdicts.md").read_text()
+    assert "training seeds 0, 1" in markdown and "embedded scale only" in markdown
 
     again = snakemake(work, "-n", "all", "--configfile", str(work / "config.yaml"), env=fake_cli)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

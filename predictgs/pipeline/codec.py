@@ -29,11 +29,11 @@ from ..data import Protocol, load_scene
 from ..entropy.anchor import MAX_CHUNK_ANCHORS
 from ..io import check_output_dir, check_output_file, save_torch_atomic, write_atomic, write_json
 from ..methods import method_class, method_config, registry
+from ..metric_keys import QUALITY_KEYS
 from ..render import resolve_backend
 from ..runs import read_metrics, refusal_reason, scene_name, write_metrics
 from .train import load_run
 
-QUALITY_KEYS = ("psnr", "ssim", "lpips", "lpips_vgg", "lpips_alex")
 SUMMARY_KEYS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "lpips_vgg": "LPIPS_VGG",
                 "lpips_alex": "LPIPS_ALEX"}
 MAX_FILE_BYTES = 1 << 34  # refuse to read anything larger into memory

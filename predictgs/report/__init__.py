@@ -1,15 +1,19 @@
-"""Tables, rate-distortion plots, BD-rates and the comparison with the published numbers.
+"""Tables, rate-distortion plots, BD-rates, the comparison with the published numbers, and the paper's
+claims tested on our runs.
 
-``build_report(runs, out_dir)`` regenerates everything from a folder of runs (each with a
-``metrics.json``): the tables as CSV and Markdown, per-scene survey CSVs, R-D plots, and
-``paper_comparison.csv`` (ours vs the numbers transcribed in ``results/paper/``).
+- ``tables``: loading run summaries (``load_runs``) and building the paper's tables from them;
+- ``bdrate``: Bjøntegaard deltas; ``plots``: R-D curves and sweeps; ``paper``: the published numbers;
+- ``claims``: the claims file (``results/paper/claims.yaml``), the relations and the verdicts;
+- ``writer``: the one report writer, files in and files out, which the workflow's scripts call.
+
+The paper's Predict-GS settings are never written here: functions that need them take ``defaults``, which
+the workflow takes from the method's configuration (``predictgs.methods.predict_gs.paper_settings()``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from predictgs.report.bdrate import bd_psnr, bd_rate
+from predictgs.report.claims import evaluate_claims, load_claims, verdict
 from predictgs.report.paper import PAPER_DIR, compare_with_paper, published_curves, read_paper_table
 from predictgs.report.plots import plot_all_rd, plot_rd, plot_sweep
 from predictgs.report.tables import (
@@ -19,12 +23,12 @@ from predictgs.report.tables import (
     component_ablation_table,
     efficiency_table,
     load_runs,
+    method_labels,
     quality_table,
     schedule_table,
     sweep_table,
     to_markdown,
     write_survey_csvs,
-    write_tables,
 )
 
 __all__ = [
@@ -34,11 +38,13 @@ __all__ = [
     "bd_table",
     "benchmark_means",
     "bit_allocation_table",
-    "build_report",
     "compare_with_paper",
     "component_ablation_table",
     "efficiency_table",
+    "evaluate_claims",
+    "load_claims",
     "load_runs",
+    "method_labels",
     "plot_all_rd",
     "plot_rd",
     "plot_sweep",
@@ -48,19 +54,6 @@ __all__ = [
     "schedule_table",
     "sweep_table",
     "to_markdown",
+    "verdict",
     "write_survey_csvs",
-    "write_tables",
 ]
-
-
-def build_report(runs_source, out_dir: str | Path, paper_dir: str | Path = PAPER_DIR) -> list[Path]:
-    """Load the runs under ``runs_source`` and write tables, survey CSVs, plots and the paper comparison
-    into ``out_dir``; returns the written paths."""
-    out_dir = Path(out_dir)
-    runs = load_runs(runs_source)
-    written = write_tables(runs, out_dir)
-    written += plot_all_rd(runs, out_dir / "plots", paper_dir)
-    comparison = compare_with_paper(runs, paper_dir)
-    comparison.to_csv(out_dir / "paper_comparison.csv", index=False, lineterminator="\n")
-    (out_dir / "paper_comparison.md").write_text(to_markdown(comparison), encoding="utf-8")
-    return written + [out_dir / "paper_comparison.csv", out_dir / "paper_comparison.md"]

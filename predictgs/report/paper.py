@@ -6,9 +6,10 @@ Every file has a ``source`` column; sizes are in the ``size`` column with the un
 ``size_unit``. The HAC lineage (HAC, HAC++, Predict-GS) prints "MB" for bytes / 2**20, so sizes whose unit
 is "MB..." or "MiB" are read as MiB when compared with ours.
 
-Benchmarks: our names map to the paper's (``PAPER_BENCHMARKS``). The synthetic stand-ins map to the
-paper benchmark they imitate (``STAND_INS``); their rows are marked "shape only": their absolute values are
-not comparable with the paper's, only the relations between methods are.
+Benchmarks: our names map to the paper's (``PAPER_BENCHMARKS``); only those are compared with the
+published absolute numbers ("direct"). The synthetic stand-ins map to the paper benchmark they imitate
+(``STAND_INS``) for the claims (``report.claims``), which compare relations between methods measured on our
+runs with the same relations in the paper; their absolute values are never put beside the paper's.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from predictgs.errors import ReportError
-from predictgs.report.tables import MIB, PAPER_DEFAULTS, benchmark_means, main_runs
+from predictgs.report.tables import MIB, benchmark_means, main_runs
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "paper"
 
@@ -36,7 +37,7 @@ STAND_INS = {
     "synth_indoor": "Deep Blending",
 }
 DIRECT = "direct"
-SHAPE_ONLY = "shape only (synthetic stand-in)"
+STAND_IN = "stand-in"
 MEAN_SCENE = "(mean)"
 
 # Reference files in order of precedence: when two files give the same point (HAC at lambda 0.004 is
@@ -116,18 +117,23 @@ def paper_benchmark_of(benchmark: str) -> tuple[str | None, str]:
     if benchmark in PAPER_BENCHMARKS:
         return PAPER_BENCHMARKS[benchmark], DIRECT
     if benchmark in STAND_INS:
-        return STAND_INS[benchmark], SHAPE_ONLY
+        return STAND_INS[benchmark], STAND_IN
     return None, ""
 
 
-def compare_with_paper(
-    ours: pd.DataFrame, paper_dir: str | Path = PAPER_DIR, defaults: Mapping = PAPER_DEFAULTS
-) -> pd.DataFrame:
+def benchmarks_standing_for(paper_benchmark: str, benchmarks) -> list[str]:
+    """Those of ``benchmarks`` (our names) that are ``paper_benchmark`` or stand in for it."""
+    return [b for b in benchmarks if paper_benchmark_of(b)[0] == paper_benchmark]
+
+
+def compare_with_paper(ours: pd.DataFrame, paper_dir: str | Path = PAPER_DIR, *, defaults: Mapping) -> pd.DataFrame:
     """Ours vs published, one row per (benchmark, method, lambda, scene, metric), long format.
 
-    ``ours`` is the run table of ``load_runs`` (one row per scene and rate point). Dataset means (scene
-    ``"(mean)"``) are compared for every benchmark that maps to a paper benchmark; single scenes only for
-    the real benchmarks (the paper's Tables 7-9). A published point without lambda (Scaffold-GS, 3DGS)
+    ``ours`` is the run table of ``load_runs`` (one row per scene and rate point). Only our benchmarks that
+    are the paper's (``PAPER_BENCHMARKS``) are compared: dataset means (scene ``"(mean)"``) and single
+    scenes (the paper's Tables 7-9). A synthetic stand-in gives no rows: its absolute numbers are not
+    comparable with the paper's (its claims are tested as relations, ``report.claims``). A published point
+    without lambda (Scaffold-GS, 3DGS)
     matches our runs of that method at any lambda when it is the method's only point on that benchmark.
     Columns: benchmark, paper_benchmark, comparison, method, lmbda, scene, metric, unit, ours, paper,
     delta (= ours - paper), delta_percent, source."""
@@ -138,7 +144,7 @@ def compare_with_paper(
     for candidates in (ours_means, selected):
         for _, run in candidates.iterrows():
             paper_benchmark, kind = paper_benchmark_of(run["benchmark"])
-            if paper_benchmark is None or (kind != DIRECT and run["scene"] != MEAN_SCENE):
+            if kind != DIRECT:
                 continue
             match = _matching_point(reference, paper_benchmark, run["method"], run["lmbda"], run["scene"])
             if match is None:

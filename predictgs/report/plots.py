@@ -8,15 +8,17 @@ the unit the published "MB" values use. Each figure is written as PNG and PDF.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from predictgs.io import write_atomic
 from predictgs.report.paper import DIRECT, paper_benchmark_of, published_curves
-from predictgs.report.tables import MIB, PAPER_DEFAULTS, benchmark_means, main_runs, method_name
+from predictgs.report.tables import MIB, benchmark_means, main_runs, method_labels, method_name
 
 METRIC_LABELS = {
     "psnr": "PSNR [dB] ↑",
@@ -41,10 +43,12 @@ def plot_rd(
     title: str = "",
     published: pd.DataFrame | None = None,
     metrics: Sequence[str] = ("psnr", "ssim", "lpips"),
+    labels: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """One panel per metric vs size; writes ``<out_stem>.png`` and ``.pdf`` and returns their paths.
 
-    ``means``: one benchmark's rows with method, lmbda, size_bytes and the metrics (``benchmark_means``).
+    ``means``: one benchmark's rows with method, lmbda, size_bytes and the metrics (``benchmark_means``);
+    ``labels``: printed method names (``tables.method_labels``; default: the method keys).
     ``published``: optional rows with method, size_mib and the metrics (``paper.published_curves``); only
     the methods that ``means`` also has are drawn. The size axis is logarithmic when sizes span more than
     a factor of 5 (e.g. Scaffold-GS beside the compressed methods)."""
@@ -66,7 +70,7 @@ def plot_rd(
                 marker="o",
                 linestyle="-",
                 color=METHOD_COLORS.get(method),
-                label=f"{method_name(method)} (ours)",
+                label=f"{method_name(method, labels)} (ours)",
             )
         if published is not None and not published.empty:
             for method, curve in published.groupby("method", sort=False):
@@ -80,7 +84,7 @@ def plot_rd(
                     markerfacecolor="none",
                     linestyle="--",
                     color=METHOD_COLORS.get(method),
-                    label=f"{method_name(method)} (published)",
+                    label=f"{method_name(method, labels)} (published)",
                 )
         if wide_range:
             axis.set_xscale("log")
@@ -91,11 +95,16 @@ def plot_rd(
     return _save(figure, title, out_stem)
 
 
-def plot_all_rd(runs: pd.DataFrame, out_dir: str | Path, paper_dir: str | Path | None = None) -> list[Path]:
-    """``rd_<benchmark>.png/.pdf`` for every benchmark in the runs (main configurations only). With
-    ``paper_dir``, the published curves of the matching paper benchmark are drawn too (real benchmarks only:
-    a synthetic stand-in's absolute values are not comparable with the paper's)."""
-    means = benchmark_means(main_runs(runs, PAPER_DEFAULTS))
+def plot_all_rd(
+    runs: pd.DataFrame, out_dir: str | Path, paper_dir: str | Path | None = None, *, defaults: Mapping
+) -> list[Path]:
+    """``rd_<benchmark>.png/.pdf`` for every benchmark in the runs (main configurations only: Predict-GS
+    at ``defaults``, the paper's settings). With ``paper_dir``, the published curves of the matching paper
+    benchmark are drawn too (real benchmarks only: a synthetic stand-in's absolute values are not
+    comparable with the paper's)."""
+    selected = main_runs(runs, defaults)
+    labels = method_labels(selected)
+    means = benchmark_means(selected)
     written = []
     for benchmark, group in means.groupby("benchmark", sort=True):
         paper_benchmark, kind = paper_benchmark_of(benchmark)
@@ -103,7 +112,8 @@ def plot_all_rd(runs: pd.DataFrame, out_dir: str | Path, paper_dir: str | Path |
         if paper_dir is not None and kind == DIRECT:
             published = published_curves(paper_benchmark, paper_dir)
         title = benchmark if paper_benchmark is None else f"{benchmark} ({paper_benchmark})"
-        written += plot_rd(group, Path(out_dir) / f"rd_{benchmark}", title=title, published=published)
+        written += plot_rd(group, Path(out_dir) / f"rd_{benchmark}", title=title, published=published,
+                           labels=labels)
     return written
 
 
@@ -140,12 +150,13 @@ def plot_sweep(
 
 
 def _save(figure: Figure, title: str, out_stem: str | Path) -> list[Path]:
-    """Write the figure as ``<out_stem>.png`` and ``.pdf`` (with ``title`` above it, if any)."""
+    """Write the figure as ``<out_stem>.png`` and ``.pdf`` (with ``title`` above it, if any), atomically."""
     if title:
         figure.suptitle(title)
     out_stem = Path(out_stem)
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out_stem.with_suffix(f".{fmt}") for fmt in FORMATS]
-    for path in paths:
-        figure.savefig(path, dpi=150)
+    paths = []
+    for fmt in FORMATS:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=fmt, dpi=150)
+        paths.append(write_atomic(out_stem.with_suffix(f".{fmt}"), buffer.getvalue()))
     return paths

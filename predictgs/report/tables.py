@@ -16,14 +16,24 @@ Feature bits (Table 3). The paper's Table 3 splits the size into **Feature** (an
 the Spatial Feature Pool together with the residual f_r in Predict-GS) and **Others** (everything else:
 anchor positions, scaling, offsets, the entropy model's hash grid, masks, MLPs). **BSF** is the "Bit rate
 Savings of anchor Features": (Feature - Feature_HAC) / Feature_HAC in percent, HAC's own row being -0%.
-The split uses the entropy model's per-category estimates (``estimated_bits``), as the paper does; a
-category counts as Feature when it is in ``FEATURE_CATEGORIES`` or starts with ``sfp`` (e.g.
-``sfp_hash``, ``sfp_mlp``); unknown categories count as Others.
+The split uses the entropy model's per-category estimates (``estimated_bits``), as the paper does; the
+Feature categories are ``FEATURE_CATEGORIES``: ``feat`` (HAC's and Scaffold-GS's anchor features),
+``residual`` and ``sfp`` (Predict-GS's residual f_r and Spatial Feature Pool; ``PredictGS.bit_categories``);
+any other category counts as Others.
 
-Variants. Predict-GS runs carry ``residual_dim``, ``schedule`` and ``ds_init``. The main tables use only
-runs at the paper's settings (``PAPER_DEFAULTS``; a run without the field passes) and leave out the
-ablation methods (names starting with ``predictgs_``). The ablation tables hold all but one setting at the
-default and vary the remaining one.
+Method names. A run's ``method`` is its registered key (``hac``); tables print its ``method_label`` (the
+method's display name recorded in metrics.json, e.g. "HAC"), or the key when a run has none.
+
+Variants and the paper's settings. Predict-GS runs carry ``residual_dim``, ``schedule`` and ``ds_init``.
+The paper's values of these settings are not written here: every function that tells a variant from the
+main run takes them as ``defaults`` (a mapping setting -> value), which the workflow takes from the
+method's own configuration (``predictgs.methods.predict_gs.paper_settings()``). The main tables use only
+runs at those settings (a run without the field passes) and leave out the ablation methods (names
+starting with ``predictgs_``). The ablation tables hold all but one setting at the default and vary the
+remaining one.
+
+Training seeds. A run records its training ``seed``; the tables average over every run of a group
+(scenes and seeds alike), so a configuration with several seeds gives the mean over all of them.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from __future__ import annotations
 import glob
 import json
 import math
+import sys
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -39,11 +50,12 @@ import numpy as np
 import pandas as pd
 
 from predictgs.errors import ReportError
+from predictgs.io import write_atomic
 from predictgs.report.bdrate import bd_psnr, bd_rate
 
 MIB = 2**20
-FEATURE_CATEGORIES = frozenset({"feat", "residual"})
-FEATURE_PREFIX = "sfp"
+# Table 3's "Feature" categories of estimated_bits (HAC / Scaffold-GS: feat; Predict-GS: residual + sfp).
+FEATURE_CATEGORIES = frozenset({"feat", "residual", "sfp"})
 BITS_PREFIX = "bits_"
 
 REQUIRED_FIELDS = ("method", "benchmark", "scene", "lmbda", "psnr")
@@ -68,6 +80,9 @@ SCALAR_FIELDS = (
     "residual_dim",
     "schedule",
     "ds_init",
+    "method_label",
+    "seed",
+    "variant",
 )
 QUALITY_METRICS = ("psnr", "ssim", "lpips")
 NUMERIC_MEAN_FIELDS = (
@@ -84,17 +99,7 @@ NUMERIC_MEAN_FIELDS = (
     "fps",
 )
 
-# The paper's Predict-GS settings: residual dimension 25, cosine downsampling schedule from scale 0.7.
-PAPER_DEFAULTS: dict[str, object] = {"residual_dim": 25, "schedule": "cosine", "ds_init": 0.7}
-VARIANT_FIELDS = tuple(PAPER_DEFAULTS)
-
-METHOD_NAMES = {
-    "3dgs": "3DGS",
-    "scaffold": "Scaffold-GS",
-    "hac": "HAC",
-    "hacpp": "HAC++",
-    "predictgs": "Predict-GS",
-}
+# Row order of the main methods in tables; other methods follow in name order.
 METHOD_ORDER = ("3dgs", "scaffold", "hac", "hacpp", "predictgs")
 ABLATION_PREFIX = "predictgs_"
 
@@ -106,23 +111,24 @@ RATE_POINTS = {
 RATE_POINTS_SYNTHETIC = {"hac": {"high": 0.0005, "low": 0.002}}
 SYNTHETIC_BENCHMARKS = frozenset({"synthetic", "nerf_synthetic", "blender"})
 
-# Table 4 rows: (methods that give the row, printed name, w/ SFP, w/ f_r, w/ PT).
+# Table 4 rows: (the method that gives the row, printed name, w/ SFP, w/ f_r, w/ PT). Each method is a
+# registered one (tests/test_report.py checks them against the registry).
 COMPONENT_ABLATION = (
-    (("hac",), "Baseline", False, False, False),
-    (("predictgs_sfp_only",), "Ours w/ SFP", True, False, False),
-    (("predictgs_no_pt", "predictgs_sfp_residual"), "Ours w/ SFP w/ f_r", True, True, False),
-    (("predictgs",), "Ours all", True, True, True),
+    ("hac", "Baseline", False, False, False),
+    ("predictgs_sfp_only", "Ours w/ SFP", True, False, False),
+    ("predictgs_no_pt", "Ours w/ SFP w/ f_r", True, True, False),
+    ("predictgs", "Ours all", True, True, True),
 )
-# Table 6 rows: accepted spellings of the schedule field -> printed name.
+# Table 6 rows: each schedule the configuration accepts (predictgs.train.curriculum.SCHEDULES) -> its
+# printed name, in the table's order. "none": the downsampled views through stage 1, then full resolution
+# (the paper's "Non"); "off": full resolution throughout (no progressive training, as in Table 4).
 SCHEDULE_NAMES = {
+    "off": "Off (full resolution)",
     "none": "Non",
-    "non": "Non",
-    "fixed": "Non",
-    "constant": "Non",
     "linear": "Linear",
     "cosine": "Ours (Cosine)",
 }
-SCHEDULE_ORDER = ("Non", "Linear", "Ours (Cosine)")
+SCHEDULE_ORDER = tuple(SCHEDULE_NAMES.values())
 
 SURVEY_DATASETS = {
     "mipnerf360": "MipNeRF360",
@@ -154,6 +160,10 @@ DECIMALS = {
     "BD-rate [%]": 2,
     "BD-PSNR [dB]": 3,
 }
+BDRATE_COLUMNS = [
+    "Benchmark", "Method", "Anchor", "Interpolation", "Method points", "Anchor points", "BD-rate [%]",
+    "BD-PSNR [dB]", "Note",
+]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -234,10 +244,10 @@ def is_ablation_method(method: str) -> bool:
     return method.startswith(ABLATION_PREFIX)
 
 
-def at_defaults(
-    runs: pd.DataFrame, fields: Iterable[str] = VARIANT_FIELDS, defaults: Mapping = PAPER_DEFAULTS
-) -> pd.Series:
-    """True where each of ``fields`` is missing or equal to its default (strings compared case-blind)."""
+def at_defaults(runs: pd.DataFrame, defaults: Mapping, fields: Iterable[str] | None = None) -> pd.Series:
+    """True where each of ``fields`` (default: every setting of ``defaults``) is missing or equal to its
+    default (strings compared case-blind)."""
+    fields = list(defaults) if fields is None else fields
     keep = pd.Series(True, index=runs.index)
     for field in fields:
         if field in runs:
@@ -248,9 +258,9 @@ def at_defaults(
     return keep
 
 
-def main_runs(runs: pd.DataFrame, defaults: Mapping = PAPER_DEFAULTS) -> pd.DataFrame:
+def main_runs(runs: pd.DataFrame, defaults: Mapping) -> pd.DataFrame:
     """Runs for the main comparison: no ablation methods, Predict-GS at the paper's settings."""
-    keep = ~runs["method"].map(is_ablation_method) & at_defaults(runs, defaults=defaults)
+    keep = ~runs["method"].map(is_ablation_method) & at_defaults(runs, defaults)
     return runs[keep]
 
 
@@ -280,23 +290,34 @@ def rate_label(method: str, benchmark: str, lmbda: float) -> str:
     return ""
 
 
-def method_name(method: str) -> str:
-    return METHOD_NAMES.get(method, method)
+def method_labels(runs: pd.DataFrame) -> dict[str, str]:
+    """Method key -> printed name: the ``method_label`` its runs record (the first one given), else the key."""
+    labels = {}
+    for method, label in zip(runs["method"], runs["method_label"] if "method_label" in runs else runs["method"]):
+        if method not in labels or labels[method] == method:
+            labels[method] = method if _is_missing(label) or not str(label) else str(label)
+    return labels
+
+
+def method_name(method: str, labels: Mapping[str, str] | None = None) -> str:
+    """The printed name of a method key (``labels``: from ``method_labels``; without one, the key)."""
+    return (labels or {}).get(method, method)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Tables
 
 
-def quality_table(runs: pd.DataFrame, benchmark: str, defaults: Mapping = PAPER_DEFAULTS) -> pd.DataFrame:
+def quality_table(runs: pd.DataFrame, benchmark: str, *, defaults: Mapping) -> pd.DataFrame:
     """Tables 1/2 for one benchmark: one row per (method, lambda), means over scenes."""
     selected = main_runs(runs[runs["benchmark"] == benchmark], defaults)
     if selected.empty:
         raise ReportError(f"no runs for benchmark {benchmark!r}")
     means = benchmark_means(selected)
+    labels = method_labels(selected)
     return pd.DataFrame(
         {
-            "Method": means["method"].map(method_name),
+            "Method": means["method"].map(labels),
             "Rate": [rate_label(m, benchmark, l) for m, l in zip(means["method"], means["lmbda"])],
             "lambda": means["lmbda"],
             "PSNR": means["psnr"],
@@ -313,28 +334,37 @@ def quality_table(runs: pd.DataFrame, benchmark: str, defaults: Mapping = PAPER_
 
 def feature_categories(categories: Iterable[str]) -> list[str]:
     """The estimated-bits categories that Table 3 counts as anchor features."""
-    return [c for c in categories if c in FEATURE_CATEGORIES or c.startswith(FEATURE_PREFIX)]
+    return [c for c in categories if c in FEATURE_CATEGORIES]
 
 
-def bit_allocation_table(
-    runs: pd.DataFrame, baseline: str = "hac", defaults: Mapping = PAPER_DEFAULTS
-) -> pd.DataFrame:
+def split_bits(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Per run: Table 3's Feature and Others in bits (a category a run lacks counts as 0), and whether the
+    run has estimated bits at all."""
+    bit_columns = [c for c in runs.columns if c.startswith(BITS_PREFIX)]
+    feature_columns = [BITS_PREFIX + c for c in feature_categories(c[len(BITS_PREFIX):] for c in bit_columns)]
+    other_columns = [c for c in bit_columns if c not in feature_columns]
+    has_bits = runs[bit_columns].notna().any(axis=1) if bit_columns else pd.Series(False, index=runs.index)
+    return runs[feature_columns].sum(axis=1), runs[other_columns].sum(axis=1), has_bits
+
+
+def feature_bits(runs: pd.DataFrame) -> pd.Series:
+    """Table 3's Feature per run, in bits (NaN for a run without estimated bits)."""
+    feature, _, has_bits = split_bits(runs)
+    return feature.where(has_bits)
+
+
+def bit_allocation_table(runs: pd.DataFrame, baseline: str = "hac", *, defaults: Mapping) -> pd.DataFrame:
     """Table 3: Feature / Others bits in MiB per (benchmark, method, lambda), and BSF against ``baseline``.
 
     Feature and Others are summed per run (a category a run lacks counts as 0), then averaged over scenes."""
     selected = main_runs(runs, defaults)
-    bit_columns = [c for c in selected.columns if c.startswith(BITS_PREFIX)]
-    if not bit_columns:
+    if not any(c.startswith(BITS_PREFIX) for c in selected.columns):
         raise ReportError("no estimated_bits in the runs: cannot split the size into Feature and Others")
-    feature_columns = [
-        BITS_PREFIX + c for c in feature_categories(c[len(BITS_PREFIX) :] for c in bit_columns)
-    ]
-    other_columns = [c for c in bit_columns if c not in feature_columns]
+    feature, others, has_bits = split_bits(selected)
     per_run = selected[["benchmark", "method", "lmbda", "scene"]].assign(
-        feature_mib=selected[feature_columns].sum(axis=1) / 8 / MIB,
-        others_mib=selected[other_columns].sum(axis=1) / 8 / MIB,
+        feature_mib=feature / 8 / MIB, others_mib=others / 8 / MIB
     )
-    per_run = per_run[selected[bit_columns].notna().any(axis=1)]
+    per_run = per_run[has_bits]
     means = _sort_rows(
         per_run.groupby(["benchmark", "method", "lmbda"], sort=False)[["feature_mib", "others_mib"]]
         .mean()
@@ -344,7 +374,7 @@ def bit_allocation_table(
     table = pd.DataFrame(
         {
             "Benchmark": means["benchmark"],
-            "Method": means["method"].map(method_name),
+            "Method": means["method"].map(method_labels(selected)),
             "lambda": means["lmbda"],
             "Feature [MiB]": feature_mib,
             "Others [MiB]": others_mib,
@@ -362,13 +392,14 @@ def bit_allocation_table(
     return table
 
 
-def efficiency_table(runs: pd.DataFrame, defaults: Mapping = PAPER_DEFAULTS) -> pd.DataFrame:
+def efficiency_table(runs: pd.DataFrame, *, defaults: Mapping) -> pd.DataFrame:
     """Table 5: size, training / encoding / decoding time and test FPS per (benchmark, method, lambda)."""
-    means = benchmark_means(main_runs(runs, defaults))
+    selected = main_runs(runs, defaults)
+    means = benchmark_means(selected)
     return pd.DataFrame(
         {
             "Benchmark": means["benchmark"],
-            "Method": means["method"].map(method_name),
+            "Method": means["method"].map(method_labels(selected)),
             "lambda": means["lmbda"],
             "Size [MiB]": means["size_bytes"] / MIB,
             "Train time [s]": means.get("train_seconds"),
@@ -381,15 +412,15 @@ def efficiency_table(runs: pd.DataFrame, defaults: Mapping = PAPER_DEFAULTS) -> 
     )
 
 
-def component_ablation_table(runs: pd.DataFrame, defaults: Mapping = PAPER_DEFAULTS) -> pd.DataFrame:
+def component_ablation_table(runs: pd.DataFrame, *, defaults: Mapping) -> pd.DataFrame:
     """Table 4: HAC baseline, SFP only, SFP + residual, full method (with progressive training).
 
     The variants are told apart by method name (``COMPONENT_ABLATION``); only the full method is held
     at the default settings, since a variant may legitimately differ (e.g. no residual)."""
     rows = []
-    for methods, printed, with_sfp, with_residual, with_pt in COMPONENT_ABLATION:
-        subset = runs[runs["method"].isin(methods)]
-        subset = subset[(subset["method"] != "predictgs") | at_defaults(subset, defaults=defaults)]
+    for method, printed, with_sfp, with_residual, with_pt in COMPONENT_ABLATION:
+        subset = runs[runs["method"] == method]
+        subset = subset[(subset["method"] != "predictgs") | at_defaults(subset, defaults)]
         if subset.empty:
             continue
         for _, mean in benchmark_means(subset, by=("benchmark", "lmbda")).iterrows():
@@ -411,13 +442,13 @@ def component_ablation_table(runs: pd.DataFrame, defaults: Mapping = PAPER_DEFAU
     )
 
 
-def schedule_table(
-    runs: pd.DataFrame, method: str = "predictgs", defaults: Mapping = PAPER_DEFAULTS
-) -> pd.DataFrame:
-    """Table 6: downsampling schedules (none / linear / cosine) at the default residual size and scale."""
+def schedule_table(runs: pd.DataFrame, method: str = "predictgs", *, defaults: Mapping) -> pd.DataFrame:
+    """Table 6: downsampling schedules (off / none / linear / cosine) at the default residual size and
+    initial scale."""
     if "schedule" not in runs:
         raise ReportError("no run records 'schedule'")
-    subset = runs[(runs["method"] == method) & at_defaults(runs, ("residual_dim", "ds_init"), defaults)]
+    others = [f for f in defaults if f != "schedule"]
+    subset = runs[(runs["method"] == method) & at_defaults(runs, defaults, others)]
     subset = subset[subset["schedule"].notna()]
     subset = subset.assign(
         schedule_name=subset["schedule"].map(lambda s: SCHEDULE_NAMES.get(str(s).lower(), str(s)))
@@ -441,16 +472,14 @@ def schedule_table(
     )
 
 
-def sweep_table(
-    runs: pd.DataFrame, field: str, method: str = "predictgs", defaults: Mapping = PAPER_DEFAULTS
-) -> pd.DataFrame:
+def sweep_table(runs: pd.DataFrame, field: str, method: str = "predictgs", *, defaults: Mapping) -> pd.DataFrame:
     """A one-parameter sweep (``residual_dim``: Fig. 6, ``ds_init``: Fig. 7) other settings at default."""
-    if field not in VARIANT_FIELDS:
-        raise ReportError(f"unknown sweep field {field!r}; choose one of {', '.join(VARIANT_FIELDS)}")
+    if field not in defaults:
+        raise ReportError(f"unknown sweep field {field!r}; choose one of {', '.join(defaults)}")
     if field not in runs:
         raise ReportError(f"no run records {field!r}")
-    others = [f for f in VARIANT_FIELDS if f != field]
-    subset = runs[(runs["method"] == method) & at_defaults(runs, others, defaults) & runs[field].notna()]
+    others = [f for f in defaults if f != field]
+    subset = runs[(runs["method"] == method) & at_defaults(runs, defaults, others) & runs[field].notna()]
     rows = [
         {
             "Benchmark": mean["benchmark"],
@@ -468,67 +497,97 @@ def sweep_table(
 
 
 def bd_table(
-    runs: pd.DataFrame, anchor: str = "hac", interpolation: str = "pchip", defaults: Mapping = PAPER_DEFAULTS
+    runs: pd.DataFrame,
+    benchmark: str,
+    anchor: str,
+    methods: Iterable[str],
+    interpolation: str = "pchip",
+    *,
+    defaults: Mapping,
 ) -> pd.DataFrame:
-    """BD-rate [%] (PSNR vs size) and BD-PSNR [dB] of every method against ``anchor`` per benchmark.
+    """BD-rate [%] and BD-PSNR [dB] of each of ``methods`` against ``anchor`` on one benchmark, on the
+    dataset means of the main runs' rate points (columns ``BDRATE_COLUMNS``).
 
-    A pair without enough rate points or without overlap raises ``ReportError`` naming the method and
-    benchmark."""
-    means = benchmark_means(main_runs(runs, defaults))
+    One row per method, always: a pair that cannot be computed (a curve missing, too few rate points,
+    PSNR ranges that do not overlap) gets NaN and a ``Note`` saying why, so that one missing value never
+    stops the other rows; a value resting on a curve whose PSNR does not rise with size gets a warning
+    in ``Note``."""
+    selected = main_runs(runs[runs["benchmark"] == benchmark], defaults)
+    means = benchmark_means(selected) if len(selected) else selected
+    labels = method_labels(selected)
     rows = []
-    for benchmark, group in means.groupby("benchmark", sort=False):
-        anchor_curve = group[group["method"] == anchor]
+    for method in methods:
+        anchor_curve, test_curve = means[means["method"] == anchor], means[means["method"] == method]
+        row = {
+            "Benchmark": benchmark,
+            "Method": method_name(method, labels),
+            "Anchor": method_name(anchor, labels),
+            "Interpolation": interpolation,
+            "Method points": len(test_curve),
+            "Anchor points": len(anchor_curve),
+            "BD-rate [%]": math.nan,
+            "BD-PSNR [dB]": math.nan,
+            "Note": "",
+        }
         if anchor_curve.empty:
-            continue
-        for method, curve in group.groupby("method", sort=False):
-            if method == anchor:
-                continue
-            names = {
-                "anchor_name": f"{anchor} on {benchmark}",
-                "test_name": f"{method} on {benchmark}",
-                "method": interpolation,
-            }
-            args = (anchor_curve["size_bytes"], anchor_curve["psnr"], curve["size_bytes"], curve["psnr"])
-            rows.append(
-                {
-                    "Benchmark": benchmark,
-                    "Method": method_name(method),
-                    "Anchor": method_name(anchor),
-                    "BD-rate [%]": bd_rate(*args, **names),
-                    "BD-PSNR [dB]": bd_psnr(*args, **names),
-                }
-            )
-    return pd.DataFrame(rows, columns=["Benchmark", "Method", "Anchor", "BD-rate [%]", "BD-PSNR [dB]"])
+            row["Note"] = f"not computed: no {anchor} runs on {benchmark}"
+        elif test_curve.empty:
+            row["Note"] = f"not computed: no {method} runs on {benchmark}"
+        else:
+            args = (anchor_curve["size_bytes"], anchor_curve["psnr"], test_curve["size_bytes"], test_curve["psnr"])
+            names = dict(anchor_name=f"{anchor} on {benchmark}", test_name=f"{method} on {benchmark}",
+                         method=interpolation)
+            try:
+                row["BD-rate [%]"] = bd_rate(*args, **names)
+                row["BD-PSNR [dB]"] = bd_psnr(*args, **names)
+                row["Note"] = "; ".join(
+                    f"warning: {name}'s PSNR does not rise with size, so this value rests on a non-monotone curve"
+                    for name, curve in ((method, test_curve), (anchor, anchor_curve)) if not is_monotone(curve)
+                )
+            except ReportError as error:
+                row["BD-rate [%]"] = row["BD-PSNR [dB]"] = math.nan
+                row["Note"] = f"not computed: {error}"
+                print(f"BD-rate not computed: {error}", file=sys.stderr)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=BDRATE_COLUMNS)
+
+
+def is_monotone(curve: pd.DataFrame) -> bool:
+    """Whether PSNR rises strictly with size along a curve's rate points (what an R-D curve should do)."""
+    psnr = curve.sort_values("size_bytes")["psnr"].to_numpy()
+    return bool((psnr[1:] > psnr[:-1]).all())
 
 
 # ---------------------------------------------------------------------------------------------------
 # Survey (3DGS.zip) per-scene files
 
 
-def survey_table(scene_runs: pd.DataFrame) -> pd.DataFrame:
-    """One scene of one method in the survey's format, one row per rate point (lambda ascending)."""
-    scene_runs = scene_runs.sort_values("lmbda", kind="stable")
+def survey_table(scene_runs: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One scene of one method in the survey's format, one row per rate point (lambda ascending); the
+    runs of several training seeds are averaged per rate point."""
+    numeric = ["psnr", "ssim", "lpips", "size_bytes", "num_gaussians"]
+    points = scene_runs.groupby(["method", "lmbda"], sort=False)[numeric].mean().reset_index()
+    points = points.sort_values("lmbda", kind="stable")
     return pd.DataFrame(
         {
             "Submethod": [
-                f"{method_name(m)}-lambda{l:g}" for m, l in zip(scene_runs["method"], scene_runs["lmbda"])
+                f"{method_name(m, labels)}-lambda{l:g}" for m, l in zip(points["method"], points["lmbda"])
             ],
-            "PSNR": scene_runs["psnr"].to_numpy(),
-            "SSIM": scene_runs["ssim"].to_numpy(),
-            "LPIPS": scene_runs["lpips"].to_numpy(),
-            "Size [Bytes]": scene_runs["size_bytes"].round().astype("int64").to_numpy(),
-            "#Gaussians": scene_runs["num_gaussians"].round().astype("int64").to_numpy(),
+            "PSNR": points["psnr"].to_numpy(),
+            "SSIM": points["ssim"].to_numpy(),
+            "LPIPS": points["lpips"].to_numpy(),
+            "Size [Bytes]": points["size_bytes"].round().astype("int64").to_numpy(),
+            "#Gaussians": points["num_gaussians"].round().astype("int64").to_numpy(),
         },
         columns=SURVEY_COLUMNS,
     )
 
 
-def write_survey_csvs(
-    runs: pd.DataFrame, out_dir: str | Path, defaults: Mapping = PAPER_DEFAULTS
-) -> list[Path]:
-    """Write ``<out_dir>/<method>/<Dataset>/<scene>.csv`` (the survey's layout, per method)."""
+def write_survey_csvs(runs: pd.DataFrame, out_dir: str | Path, *, defaults: Mapping) -> list[Path]:
+    """Write ``<out_dir>/<method>/<Dataset>/<scene>.csv`` (the survey's layout, per method), atomically."""
     written = []
     selected = main_runs(runs, defaults)
+    labels = method_labels(selected)
     for (method, benchmark, scene), scene_runs in selected.groupby(
         ["method", "benchmark", "scene"], sort=True
     ):
@@ -538,8 +597,7 @@ def write_survey_csvs(
                 stacklevel=2,
             )
         path = Path(out_dir) / method / SURVEY_DATASETS.get(benchmark, benchmark) / f"{scene}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        survey_table(scene_runs).to_csv(path, index=False, lineterminator="\n")
+        write_atomic(path, survey_table(scene_runs, labels).to_csv(index=False, lineterminator="\n"))
         written.append(path)
     return written
 
@@ -582,54 +640,6 @@ def _format_cell(value, decimals: int | None, missing: str) -> str:
 
 def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Writing all tables
-
-
-def write_tables(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Write every table that the runs support as ``<name>.csv`` and ``<name>.md``; returns the paths.
-
-    ``table1_<benchmark>`` per benchmark, ``table3_bit_allocation``, ``table4_ablation``,
-    ``table5_efficiency``, ``table6_schedule``, ``sweep_residual_dim``, ``sweep_ds_init``, ``bd_rate``
-    and the survey files under ``survey/``. Tables whose runs are absent are skipped."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    builders = {
-        f"table1_{b}": (lambda b=b: quality_table(runs, b)) for b in sorted(runs["benchmark"].unique())
-    }
-    builders.update(
-        {
-            "table3_bit_allocation": lambda: bit_allocation_table(runs),
-            "table4_ablation": lambda: component_ablation_table(runs),
-            "table5_efficiency": lambda: efficiency_table(runs),
-            "table6_schedule": lambda: schedule_table(runs),
-            "sweep_residual_dim": lambda: sweep_table(runs, "residual_dim"),
-            "sweep_ds_init": lambda: sweep_table(runs, "ds_init"),
-            "bd_rate": lambda: bd_table(runs),
-        }
-    )
-    # An ablation is written only when its variants were run, not from the default runs alone.
-    has_variants = {
-        "table4_ablation": lambda t: (t["w/ SFP"] & ~t["w/ PT"]).any(),
-        "table6_schedule": lambda t: t["Schedule"].nunique() > 1,
-        "sweep_residual_dim": lambda t: t["residual_dim"].nunique() > 1,
-        "sweep_ds_init": lambda t: t["ds_init"].nunique() > 1,
-    }
-    written = []
-    for name, build in builders.items():
-        try:
-            table = build()
-        except ReportError as error:
-            warnings.warn(f"{name} skipped: {error}", stacklevel=2)
-            continue
-        if table.empty or not has_variants.get(name, lambda t: True)(table):
-            continue
-        table.to_csv(out_dir / f"{name}.csv", index=False, lineterminator="\n")
-        (out_dir / f"{name}.md").write_text(to_markdown(table), encoding="utf-8")
-        written += [out_dir / f"{name}.csv", out_dir / f"{name}.md"]
-    return written + write_survey_csvs(runs, out_dir / "survey")
 
 
 # ---------------------------------------------------------------------------------------------------

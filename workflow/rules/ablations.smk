@@ -23,6 +23,8 @@ rule ablation_table:
         md=f"{ABLATION_DIR}/{{ablation}}.md",
     wildcard_constraints:
         ablation="|".join(ABLATIONS),
+    params:
+        defaults=PREDICTGS_DEFAULTS,
     conda:
         ENV
     log:

@@ -11,12 +11,18 @@ RESULTS = config["results_dir"]
 ENV = "../../environment.yml"
 PAPER_DIR = config.get("paper_dir") or os.path.join(workflow.basedir, "results", "paper")
 PAPER_TABLES = sorted(str(p) for p in Path(PAPER_DIR).glob("*.csv"))
+CLAIMS = os.path.join(PAPER_DIR, "claims.yaml")
 
-# One run = (benchmark, scene, method, variant, lambda); one directory holds all of its files.
-RUN = f"{RESULTS}/runs/{{benchmark}}/{{scene}}/{{method}}/{{variant}}/lambda{{lmbda}}"
+# One run = (benchmark, scene, method, variant, lambda, training seed); one directory holds all of its files.
+RUN = f"{RESULTS}/runs/{{benchmark}}/{{scene}}/{{method}}/{{variant}}/lambda{{lmbda}}/train_seed{{train_seed}}"
 TRAIN_CONFIG = f"{RESULTS}/configs/{{benchmark}}/{{method}}/{{variant}}.yaml"
 TABLES = f"{RESULTS}/tables/{{benchmark}}"
 NO_RATE = "0"  # lambda tag of methods without an entropy model (scaffold): no --lmbda
+# Training seeds: every run of reproduce_tables / ablations once per seed; the target `verdicts` repeats
+# the same runs over its own seeds (a superset in the shipped configs, so seed 0 is shared).
+TRAIN_SEEDS = list(config["train_seeds"])
+VERDICT_SEEDS = list(config["verdicts"]["train_seeds"])
+VERDICT_DIR = f"{RESULTS}/verdicts"
 
 # GPU rules declare resources gpu=1 only when a GPU is configured, so CPU runs are never throttled.
 GPU = 1 if str(config["device"]).startswith("cuda") else 0
@@ -53,7 +59,7 @@ def _scene_registry():
         if "family" in spec:
             if "synth" not in config:
                 raise WorkflowError(f"benchmark {benchmark} is synthetic: the config needs a synth section")
-            for seed in spec["seeds"]:
+            for seed in spec["scene_seeds"]:
                 name = f"{benchmark}_seed{seed}"
                 scenes[(benchmark, name)] = dict(
                     path=f"{RESULTS}/scenes/{name}", family=spec["family"], seed=seed
@@ -126,24 +132,28 @@ def variant_overrides(variant):
 # Runs
 
 
-def run_file(benchmark, scene, method, variant, lmbda, name="summary.json"):
-    run = RUN.format(benchmark=benchmark, scene=scene, method=method, variant=variant, lmbda=lmbda)
+def run_file(benchmark, scene, method, variant, lmbda, seed, name="summary.json"):
+    run = RUN.format(benchmark=benchmark, scene=scene, method=method, variant=variant, lmbda=lmbda,
+                     train_seed=seed)
     return f"{run}/{name}"
 
 
-def main_runs(benchmark=None, name="summary.json"):
-    """Files of the main runs (every method x scene x lambda, paper settings), optionally one benchmark."""
+def main_runs(benchmark=None, name="summary.json", seeds=None):
+    """Files of the main runs (every method x scene x lambda x training seed, paper settings), optionally
+    of one benchmark; ``seeds``: the training seeds (default ``train_seeds``)."""
     return [
-        run_file(b, scene, method, "default", lmbda, name)
+        run_file(b, scene, method, "default", lmbda, seed, name)
         for (b, scene) in SCENES
         if benchmark is None or b == benchmark
         for method in config["methods"]
         for lmbda in method_lambdas(method, b)
+        for seed in (TRAIN_SEEDS if seeds is None else seeds)
     ]
 
 
-def ablation_runs(kind, name="summary.json"):
-    """Files of the runs behind one ablation (Table 4: one row per method; sweeps: Predict-GS variants)."""
+def ablation_runs(kind, name="summary.json", seeds=None):
+    """Files of the runs behind one ablation (Table 4: one row per method; sweeps: Predict-GS variants),
+    once per training seed (default ``train_seeds``)."""
     spec = config["ablations"].get(kind)
     if not spec:
         return []
@@ -152,12 +162,22 @@ def ablation_runs(kind, name="summary.json"):
     else:
         combos = [("predictgs", variant_name(kind, value)) for value in spec["values"]]
     files = [
-        run_file(benchmark, scene, method, variant, lambda_tag(lmbda), name)
+        run_file(benchmark, scene, method, variant, lambda_tag(lmbda), seed, name)
         for benchmark in spec["benchmarks"]
         for scene in scenes_of(benchmark)
         for lmbda in spec["lambdas"]
         for method, variant in combos
+        for seed in (TRAIN_SEEDS if seeds is None else seeds)
     ]
+    return list(dict.fromkeys(files))
+
+
+def verdict_runs(name="summary.json"):
+    """The runs behind the target `verdicts`: every main run and every configured ablation run, once per
+    training seed of ``verdicts.train_seeds``."""
+    files = main_runs(name=name, seeds=VERDICT_SEEDS)
+    for kind in configured_ablations():
+        files += ablation_runs(kind, name=name, seeds=VERDICT_SEEDS)
     return list(dict.fromkeys(files))
 
 
@@ -200,10 +220,12 @@ def method_entry(by_method, method):
 
 
 def train_config(benchmark, method, variant):
-    """The YAML written for `predictgs train --config` (sections benchmark, train, protocol, model)."""
+    """The YAML written for `predictgs train --config` (sections benchmark, train, protocol, model). The
+    training seed is not in it: each run gets `--seed` from its folder (train_seed<N>), so the seeds of
+    one configuration share this file."""
     fragment = {
         "benchmark": benchmark,
-        "train": {"iterations": config["iterations"], "seed": config["train_seed"], "device": config["device"]},
+        "train": {"iterations": config["iterations"], "device": config["device"]},
         "protocol": {},
         "model": {},
     }

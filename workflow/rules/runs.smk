@@ -1,6 +1,6 @@
-# One run = (benchmark, scene, method, variant, lambda), all of its files in one directory:
+# One run = (benchmark, scene, method, variant, lambda, training seed), all of its files in one directory:
 #
-#   <results_dir>/runs/<benchmark>/<scene>/<method>/<variant>/lambda<lambda>/
+#   <results_dir>/runs/<benchmark>/<scene>/<method>/<variant>/lambda<lambda>/train_seed<N>/
 #     config.yaml  train.log  checkpoint.pt  metrics.json  per_view.json    predictgs train
 #     scene.pgs (+ size, encode/decode time in metrics.json)                  predictgs encode
 #     decoded/  (decoded model; its metrics.json and per-view file)           predictgs decode / eval
@@ -10,6 +10,8 @@
 #     logs/<step>.log  benchmarks/<step>.tsv                                 per job (Snakemake)
 #
 # variant: "default" (the paper's settings) or an ablation setting such as "residual_dim-10".
+# train_seed<N>: `predictgs train --seed N` (config train_seeds; verdicts.train_seeds for `verdicts`); the
+# scene's own generation seed is part of the scene name (<benchmark>_seed<M>, config scene_seeds).
 # checkpoint.pt and config.yaml are deliberately not declared outputs: Snakemake deletes declared outputs
 # before a job starts, and training resumes from them after an interruption (--rerun-incomplete).
 # metrics.json is train's output; encode adds the bitstream's size and timings to it in place.
@@ -54,7 +56,8 @@ rule train:
         """
         export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}
         args=(--method {wildcards.method} --scene {input.scene:q} --out {params.run_dir:q} \
-              --config {input.config:q} --benchmark {wildcards.benchmark} {params.lmbda} --quiet {params.extra})
+              --config {input.config:q} --benchmark {wildcards.benchmark} --seed {wildcards.train_seed} \
+              {params.lmbda} --quiet {params.extra})
         if ! predictgs train "${{args[@]}}" > {log:q} 2>&1; then
             grep -q "holds a run with another configuration" {log:q} || exit 1
             echo "predictgs workflow: configuration changed, restarting the run" >> {log:q}

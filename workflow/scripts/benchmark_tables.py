@@ -1,7 +1,9 @@
-"""Tables 1/2, 3 and 5 and the per-scene survey files of one benchmark (see aggregate.py)."""
+"""Tables 1/2, 3 and 5 and the per-scene survey files of one benchmark (predictgs.report.writer)."""
 
-from aggregate import benchmark_tables, logging_to
+from predictgs.report.writer import benchmark_tables, logging_to
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 with logging_to(sm.log[0]):
-    benchmark_tables(sm.input.runs, sm.wildcards.benchmark, dict(sm.output.items()))
+    benchmark_tables(
+        sm.input.runs, sm.wildcards.benchmark, dict(sm.output.items()), defaults=dict(sm.params.defaults)
+    )

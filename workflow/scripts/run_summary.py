@@ -7,16 +7,18 @@
   device that measured it; the trained model's own values are kept under ``trained``;
 - the Snakemake benchmark files of the run's jobs give their wall time and peak memory (``jobs``).
 
-Deliberately light (json/csv only): one such job runs per run.
+Deliberately light: one such job runs per run, so it imports only the torch-free modules
+``predictgs.metric_keys`` (the quality keys, shared with the codec pipeline) and ``predictgs.io`` (atomic
+writes; numpy and json).
 """
 
 import csv
 import json
 import math
 import os
-from pathlib import Path
 
-QUALITY = ("psnr", "ssim", "lpips", "lpips_vgg", "lpips_alex")
+from predictgs.io import write_json
+from predictgs.metric_keys import QUALITY_KEYS as QUALITY
 FROM_DECODED = ("fps", "num_anchors", "num_gaussians")
 STEPS = ("train", "encode", "decode", "eval")
 # A decoded model whose PSNR differs more than this from the trained (quantised) model's is reported
@@ -49,11 +51,15 @@ def read_job_benchmark(path) -> dict | None:
     return {"seconds": number("s"), "max_rss_mib": number("max_rss"), "cpu_seconds": number("cpu_time")}
 
 
-def summarize(metrics_path, *, benchmark, scene, method, variant, decoded_path=None, bitstream_path=None,
-              job_benchmarks=None, warn=print) -> dict:
+def summarize(metrics_path, *, benchmark, scene, method, variant, seed=None, decoded_path=None,
+              bitstream_path=None, job_benchmarks=None, warn=print) -> dict:
     summary = read_json(metrics_path)
     # The workflow's names win: the CLI derives the scene name from the folder name.
     summary.update(benchmark=benchmark, scene=scene, method=method, variant=variant)
+    if seed is not None:
+        if summary.get("seed") is not None and int(summary["seed"]) != int(seed):
+            warn(f"{metrics_path}: trained with seed {summary['seed']}, but its folder says train_seed{seed}")
+        summary["seed"] = int(seed)
     if bitstream_path is not None:
         file_size = os.path.getsize(bitstream_path)
         summary["bitstream_bytes"] = file_size
@@ -91,9 +97,7 @@ def summarize(metrics_path, *, benchmark, scene, method, variant, decoded_path=N
 
 
 def write_summary(summary: dict, path) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, summary)
 
 
 def main(sm) -> None:
@@ -106,6 +110,7 @@ def main(sm) -> None:
             scene=sm.wildcards.scene,
             method=sm.wildcards.method,
             variant=sm.wildcards.variant,
+            seed=int(sm.wildcards.train_seed),
             decoded_path=sm.input.get("decoded"),
             bitstream_path=sm.input.get("bitstream"),
             job_benchmarks={step: f"{run_dir}/benchmarks/{step}.tsv" for step in STEPS},

@@ -1,6 +1,6 @@
-"""One row per run: every field of the runs' summaries, flattened (see aggregate.py)."""
+"""One row per run: every field of the runs' summaries, flattened (predictgs.report.writer)."""
 
-from aggregate import logging_to, runs_table
+from predictgs.report.writer import logging_to, runs_table
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 with logging_to(sm.log[0]):

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from predictgs.io import write_atomic
+
 
 def scene_table(info_paths, scenes):
     """``scenes``: dicts with benchmark and scene, in the order of ``info_paths``."""
@@ -21,4 +23,5 @@ def scene_table(info_paths, scenes):
 
 
 if "snakemake" in globals():
-    scene_table(snakemake.input, snakemake.params.scenes).to_csv(snakemake.output[0], index=False)  # noqa: F821
+    table = scene_table(snakemake.input, snakemake.params.scenes)  # noqa: F821 - injected by Snakemake
+    write_atomic(snakemake.output[0], table.to_csv(index=False))  # noqa: F821

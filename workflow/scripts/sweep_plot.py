@@ -1,6 +1,6 @@
-"""PSNR and size against the swept value (Fig. 6 / Fig. 7), PNG and PDF (see aggregate.py)."""
+"""PSNR and size against the swept value (Fig. 6 / Fig. 7), PNG and PDF (predictgs.report.writer)."""
 
-from aggregate import logging_to, sweep_plot
+from predictgs.report.writer import logging_to, sweep_plot
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 with logging_to(sm.log[0]):

@@ -1,7 +1,9 @@
 """Write one run's training configuration (the YAML that `predictgs train --config FILE` reads); used
-by the rule train_config (workflow/rules/runs.smk)."""
+by the rule train_config (workflow/rules/runs.smk). Written atomically (predictgs.io)."""
 
 import yaml
+
+from predictgs.io import write_atomic
 
 HEADER = (
     "# Written by the workflow (rule train_config) from the workflow configuration; edit the\n"
@@ -10,9 +12,7 @@ HEADER = (
 
 
 def write_train_config(content: dict, path) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(HEADER)
-        yaml.safe_dump(content, handle, sort_keys=False)
+    write_atomic(path, HEADER + yaml.safe_dump(content, sort_keys=False))
 
 
 if "snakemake" in globals():
