@@ -39,6 +39,8 @@ wildcard_constraints:
     variant="default|(schedule|residual_dim|ds_init)-[A-Za-z0-9.]+",
     lmbda="[0-9][0-9.e+-]*",
     train_seed="[0-9]+",
+    tableset="tables|tables_extended",
+    plots="plots|plots_extended",
 
 
 include: "workflow/rules/common.smk"
@@ -56,6 +58,7 @@ localrules:
     compare_paper,
     ablations,
     verdicts,
+    extended_tables,
     all,
     train_config,
     run_summary,
@@ -80,11 +83,12 @@ rule reproduce_tables:
         f"{RESULTS}/runs.csv",
         expand(
             f"{TABLES}/{{table}}.{{ext}}",
+            tableset="tables",
             benchmark=config["benchmarks"],
             table=["table1", "table3_bit_allocation", "table5_efficiency"],
             ext=["csv", "md"],
         ),
-        expand(f"{TABLES}/survey", benchmark=config["benchmarks"]),
+        expand(f"{TABLES}/survey", tableset="tables", benchmark=config["benchmarks"]),
         rules.rd_curves.input,
         rules.bdrate.input,
         rules.compare_paper.input,

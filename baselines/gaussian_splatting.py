@@ -144,7 +144,9 @@ class GaussianSplatting(MethodBase):
         return {"num_anchors": None, "num_gaussians": self.cloud.num}
 
     def extra_metrics(self) -> dict:
-        return {"sh_degree": self.config.sh_degree, "ply_size_bytes": self.ply_size()}
+        # table_size_bytes: the size the tables report for 3DGS (the PLY), not the .pgs's.
+        return {"sh_degree": self.config.sh_degree, "ply_size_bytes": self.ply_size(),
+                "table_size_bytes": self.ply_size()}
 
     def ply_size(self) -> int:
         return ply_size(self.cloud.num, self.config.sh_degree)

@@ -223,8 +223,9 @@ def test_paper_config_dry_run(tmp_path):
     data = fake_data_dir(tmp_path / "datasets", config)
     args = ("--configfile", str(PAPER_CONFIG), "--config", f"data_dir={data}")
     counts = job_counts(snakemake(tmp_path / "work", "-n", "all", *args))
-    # 9 + 2 + 2 scenes; Scaffold-GS once, HAC and Predict-GS at five rate points each.
-    assert len(main_run_keys(config)) == 13 * 11
+    # 9 + 2 + 2 scenes; 3DGS and Scaffold-GS once, HAC, HAC++, Predict-GS and Predict-GS on HAC++ at five
+    # rate points each.
+    assert len(main_run_keys(config)) == 13 * 22
     expected = main_run_keys(config) | ablation_run_keys(config)
     for rule in RUN_RULES:
         assert counts[rule] == len(expected), rule
@@ -343,7 +344,7 @@ def validate(config: dict) -> dict:
 def test_schema_accepts_the_shipped_configs(path):
     config = validate(read_config(path))
     assert config["threads"]["train"] >= 1
-    assert config["bdrate"]["anchor"] == "hac"
+    assert config["bdrate"]["anchor"][0] == "hac"  # BD-rate against HAC first, then HAC++
 
 
 def test_schema_fills_defaults():
@@ -366,7 +367,6 @@ def _bad(mutate):
 @pytest.mark.parametrize(
     "mutate",
     [
-        pytest.param(lambda c: c["methods"].update(foo={}), id="unknown-method"),
         pytest.param(lambda c: c.update(iterations=-5), id="negative-iterations"),
         pytest.param(lambda c: c.update(iterations=0), id="zero-iterations"),
         pytest.param(lambda c: c["methods"]["scaffold"].update(lambdas=[0.001]), id="scaffold-with-lambda"),
@@ -410,6 +410,21 @@ def test_a_bad_config_stops_the_workflow_with_a_message(tmp_path):
     result = snakemake(tmp_path, "-n", "all", "--configfile", str(path))
     assert result.returncode != 0
     assert "-0.004" in result.stdout + result.stderr
+    # method names are checked against the method registry, in the main set and the extended one
+    for section in ("methods", "extended_methods"):
+        config = read_config(DEFAULT_CONFIG)
+        config[section]["foo"] = {}
+        path.write_text(yaml.safe_dump(config))
+        result = snakemake(tmp_path, "-n", "all", "--configfile", str(path))
+        assert result.returncode != 0
+        assert "unknown method(s) foo" in result.stdout + result.stderr
+    # a shared model key that no method has (at any level) stops it too
+    config = read_config(DEFAULT_CONFIG)
+    config["train_config"]["model"] = {"densify": {"grad_treshold": 0.002}}
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "all", "--configfile", str(path))
+    assert result.returncode != 0
+    assert "train_config.model.densify: no method has the key(s) grad_treshold" in result.stdout + result.stderr
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -651,6 +666,47 @@ def fake_cli(tmp_path) -> dict:
                        f"runpy.run_path({str(FAKE_CLI)!r}, run_name='__main__')\n")
     command.chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_extended_tables_with_a_stand_in_cli(tmp_path, fake_cli):
+    """extended_tables: the main methods with HAC++, Predict-GS on HAC++ and 3DGS; BD-rates against HAC
+    and HAC++; 3DGS's size is its PLY; reproduce_tables' own tables keep the main methods only."""
+    config = {**SMALL_CONFIG, "ablations": {}, "methods": {"scaffold": {}, "hac": {"lambdas": [0.001, 0.004]},
+                                                           "predictgs": {"lambdas": [0.0005, 0.004]}},
+              "extended_methods": {"hacpp": {"lambdas": [0.0005, 0.004]},
+                                   "predictgs_hacpp": {"lambdas": [0.0005, 0.004]}, "3dgs": {}},
+              "bdrate": {"anchor": ["hac", "hacpp"], "methods": ["predictgs", "predictgs_hacpp", "hacpp"]}}
+    config["train_config"] = {**SMALL_CONFIG["train_config"],
+                              "model_by_method": {**SMALL_CONFIG["train_config"]["model_by_method"],
+                                                  "3dgs": {"densify": {"grow_grad2d": 0.0016}}}}
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(work, "--cores", "2", "extended_tables", "reproduce_tables", "--configfile",
+                       str(work / "config.yaml"), env=fake_cli, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    results = work / "results"
+    # 3DGS's training configuration: the shared densify threshold (grad_threshold, anchors) left out
+    gs_config = yaml.safe_load((results / "configs/synth_object/3dgs/default.yaml").read_text())
+    assert gs_config["model"] == {"densify": {"grow_grad2d": 0.0016}}
+    extended = results / "tables_extended" / "synth_object"
+    table1 = pd.read_csv(extended / "table1.csv")
+    assert list(table1["Method"]) == ["3DGS", "Scaffold-GS", "HAC", "HAC", "HAC++", "HAC++", "Predict-GS",
+                                      "Predict-GS", "Predict-GS (HAC++)", "Predict-GS (HAC++)"]
+    gs = table1[table1["Method"] == "3DGS"].iloc[0]
+    size_column = next(c for c in table1.columns if c.startswith("Size"))
+    assert float(gs[size_column]) == pytest.approx(5.0e7 / 2**20, rel=1e-3)  # the PLY, in MiB
+    bdrate = pd.read_csv(extended / "bdrate.csv", keep_default_na=False)
+    pairs = set(zip(bdrate["Anchor"], bdrate["Method"]))
+    assert pairs == {("HAC", "Predict-GS"), ("HAC", "Predict-GS (HAC++)"), ("HAC", "HAC++"),
+                     ("HAC++", "Predict-GS"), ("HAC++", "Predict-GS (HAC++)")}
+    assert (bdrate["Note"] == "").all()
+    assert (results / "plots_extended" / "rd_synth_object.png").stat().st_size > 1000
+    # reproduce_tables: the main methods only, BD-rate against HAC only
+    main = pd.read_csv(results / "tables" / "synth_object" / "table1.csv")
+    assert list(main["Method"]) == ["Scaffold-GS", "HAC", "HAC", "Predict-GS", "Predict-GS"]
+    main_bd = pd.read_csv(results / "tables" / "synth_object" / "bdrate.csv", keep_default_na=False)
+    assert set(zip(main_bd["Anchor"], main_bd["Method"])) == {("HAC", "Predict-GS")}
 
 
 @pytest.mark.slow  # ~150 jobs; about a minute on an idle 2-core CPU

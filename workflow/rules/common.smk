@@ -16,7 +16,10 @@ CLAIMS = os.path.join(PAPER_DIR, "claims.yaml")
 # One run = (benchmark, scene, method, variant, lambda, training seed); one directory holds all of its files.
 RUN = f"{RESULTS}/runs/{{benchmark}}/{{scene}}/{{method}}/{{variant}}/lambda{{lmbda}}/train_seed{{train_seed}}"
 TRAIN_CONFIG = f"{RESULTS}/configs/{{benchmark}}/{{method}}/{{variant}}.yaml"
-TABLES = f"{RESULTS}/tables/{{benchmark}}"
+# Table sets: "tables" holds the main methods (reproduce_tables), "tables_extended" adds extended_methods
+# (target extended_tables); their R-D plots go to plots/ and plots_extended/.
+TABLES = f"{RESULTS}/{{tableset}}/{{benchmark}}"
+PLOTS = {"tables": "plots", "tables_extended": "plots_extended"}
 NO_RATE = "0"  # lambda tag of methods without an entropy model (scaffold): no --lmbda
 # Training seeds: every run of reproduce_tables / ablations once per seed; the target `verdicts` repeats
 # the same runs over its own seeds (a superset in the shipped configs, so seed 0 is shared).
@@ -96,10 +99,20 @@ def lambda_tag(value):
     return f"{float(value):g}"
 
 
+ALL_METHODS = {**config.get("extended_methods", {}), **config["methods"]}
+
+
+def table_methods(tableset="tables"):
+    """The methods of a table set: the main ones, and for tables_extended the extended ones too."""
+    if tableset == "tables_extended":
+        return [*config["methods"], *(m for m in config.get("extended_methods", {}) if m not in config["methods"])]
+    return list(config["methods"])
+
+
 def method_lambdas(method, benchmark):
     """Lambda tags of a method's main runs on a benchmark (NO_RATE for methods without lambdas)."""
     per_benchmark = config["benchmarks"][benchmark].get("lambdas", {})
-    values = per_benchmark.get(method, config["methods"].get(method, {}).get("lambdas"))
+    values = per_benchmark.get(method, ALL_METHODS.get(method, {}).get("lambdas"))
     return [lambda_tag(v) for v in values] if values else [NO_RATE]
 
 
@@ -138,17 +151,27 @@ def run_file(benchmark, scene, method, variant, lmbda, seed, name="summary.json"
     return f"{run}/{name}"
 
 
-def main_runs(benchmark=None, name="summary.json", seeds=None):
+def main_runs(benchmark=None, name="summary.json", seeds=None, tableset="tables"):
     """Files of the main runs (every method x scene x lambda x training seed, paper settings), optionally
-    of one benchmark; ``seeds``: the training seeds (default ``train_seeds``)."""
+    of one benchmark; ``seeds``: the training seeds (default ``train_seeds``); ``tableset``: the
+    methods (``table_methods``)."""
     return [
         run_file(b, scene, method, "default", lmbda, seed, name)
         for (b, scene) in SCENES
         if benchmark is None or b == benchmark
-        for method in config["methods"]
+        for method in table_methods(tableset)
         for lmbda in method_lambdas(method, b)
         for seed in (TRAIN_SEEDS if seeds is None else seeds)
     ]
+
+
+def bdrate_pairs(tableset):
+    """(anchors, methods) of the BD-rate table of a table set: the configured ones that it runs."""
+    methods = table_methods(tableset)
+    anchors = config["bdrate"]["anchor"]
+    anchors = [anchors] if isinstance(anchors, str) else list(anchors)
+    return ([a for a in anchors if a in methods],
+            [m for m in config["bdrate"]["methods"] if m in methods])
 
 
 def ablation_runs(kind, name="summary.json", seeds=None):
@@ -186,7 +209,7 @@ def configured_ablations():
 
 
 def uses_codec(method):
-    return config["methods"].get(method, {}).get("codec", True)
+    return ALL_METHODS.get(method, {}).get("codec", True)
 
 
 def summary_inputs(wildcards):
@@ -219,6 +242,61 @@ def method_entry(by_method, method):
     return by_method[max(bases, key=len)] if bases else {}
 
 
+def _field_tree(cls):
+    """A config dataclass's keys: name -> the nested dataclass's tree (densify, context, ...) or None."""
+    import dataclasses
+
+    tree = {}
+    for field in dataclasses.fields(cls):
+        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        tree[field.name] = _field_tree(type(default)) if dataclasses.is_dataclass(default) else None
+    return tree
+
+
+def _union_tree(trees):
+    union = {}
+    for tree in trees:
+        for key, sub in tree.items():
+            union[key] = _union_tree([union.get(key) or {}, sub]) if sub is not None else union.get(key)
+    return union
+
+
+def _model_fields():
+    """The model-config keys of each method (nested), and of every method together."""
+    from predictgs.methods import registry
+
+    per_method = {name: _field_tree(cls.config_class) for name, cls in registry().items()}
+    return per_method, _union_tree(per_method.values())
+
+
+MODEL_FIELDS, ANY_MODEL_FIELD = _model_fields()
+
+
+def _keys_for(section, own, known, where):
+    """``section`` with the keys of ``own`` (one method's tree) only; a key in no tree (``known``) is an
+    error."""
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise WorkflowError(f"{where}: no method has the key(s) {', '.join(unknown)}")
+    kept = {}
+    for key, value in section.items():
+        if key not in own:
+            continue
+        if isinstance(value, dict) and own[key] is not None:
+            value = _keys_for(value, own[key], known[key] or {}, f"{where}.{key}")
+            if not value:
+                continue
+        kept[key] = value
+    return kept
+
+
+def shared_model(model, method, where):
+    """A layer's `model:` section for one method: the keys (at every level) its configuration has. A key
+    that only other methods have (voxel_size or densify.grad_threshold for 3DGS, which has no voxels or
+    anchors) is left out; a key no method has is an error."""
+    return _keys_for(model, MODEL_FIELDS.get(method, ANY_MODEL_FIELD), ANY_MODEL_FIELD, f"{where}.model")
+
+
 def train_config(benchmark, method, variant):
     """The YAML written for `predictgs train --config` (sections benchmark, train, protocol, model). The
     training seed is not in it: each run gets `--seed` from its folder (train_seed<N>), so the seeds of
@@ -229,9 +307,12 @@ def train_config(benchmark, method, variant):
         "protocol": {},
         "model": {},
     }
-    for layer in (config.get("train_config", {}), config["benchmarks"][benchmark].get("train_config", {})):
-        for section in ("train", "protocol", "model"):
+    layers = (("train_config", config.get("train_config", {})),
+              (f"benchmarks.{benchmark}.train_config", config["benchmarks"][benchmark].get("train_config", {})))
+    for where, layer in layers:
+        for section in ("train", "protocol"):
             fragment[section] = deep_merge(fragment[section], layer.get(section, {}))
+        fragment["model"] = deep_merge(fragment["model"], shared_model(layer.get("model", {}), method, where))
         fragment["model"] = deep_merge(fragment["model"], method_entry(layer.get("model_by_method", {}), method))
     fragment["model"] = deep_merge(fragment["model"], variant_overrides(variant))
     return {key: value for key, value in fragment.items() if value != {}}
@@ -260,13 +341,26 @@ def protocol_flags(benchmark):
 
 
 def _check_config():
+    from predictgs.methods import registry
+
+    known = registry()
+    anchors = config["bdrate"]["anchor"]
+    named = [*ALL_METHODS, *([anchors] if isinstance(anchors, str) else anchors), *config["bdrate"]["methods"],
+             *config["ablations"].get("components", {}).get("methods", [])]
+    unknown = sorted(set(named) - set(known))
+    if unknown:
+        raise WorkflowError(f"unknown method(s) {', '.join(unknown)} in the configuration; predictgs has "
+                            f"{', '.join(sorted(known))}")
+    for method, spec in ALL_METHODS.items():
+        if known[method].default_lmbda is None and spec.get("lambdas"):
+            raise WorkflowError(f"methods.{method}.lambdas: {method} has no entropy model (no lambdas)")
     benchmarks = set(config["benchmarks"])
     for kind in configured_ablations():
         unknown = sorted(set(config["ablations"][kind]["benchmarks"]) - benchmarks)
         if unknown:
             raise WorkflowError(f"ablations.{kind}.benchmarks: unknown benchmark(s) {', '.join(unknown)}")
     for benchmark, spec in config["benchmarks"].items():
-        unknown = sorted(set(spec.get("lambdas", {})) - set(config["methods"]))
+        unknown = sorted(set(spec.get("lambdas", {})) - set(ALL_METHODS))
         if unknown:
             raise WorkflowError(f"benchmarks.{benchmark}.lambdas: method(s) {', '.join(unknown)} not in methods")
         if "scaffold" in spec.get("lambdas", {}):

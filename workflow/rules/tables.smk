@@ -7,6 +7,7 @@
 #   <results_dir>/tables/<benchmark>/bdrate.csv|md          BD-rate / BD-PSNR vs the anchor
 #   <results_dir>/tables/<benchmark>/survey/<method>/<Dataset>/<scene>.csv   3DGS.zip survey format
 #   <results_dir>/plots/rd_<benchmark>.png|pdf              R-D curves
+#   <results_dir>/tables_extended/..., plots_extended/...   the same with extended_methods (extended_tables)
 #   <results_dir>/paper_comparison.csv|md                   ours beside the published numbers (the real
 #                                                           benchmarks only; the claims: verdicts.smk)
 #
@@ -29,27 +30,27 @@ rule runs_table:
 
 rule benchmark_tables:
     input:
-        runs=lambda wc: main_runs(wc.benchmark),
+        runs=lambda wc: main_runs(wc.benchmark, tableset=wc.tableset),
     output:
         table1=report(
             f"{TABLES}/table1.csv",
             caption="../report/table1.rst",
             category="Tables",
-            subcategory="{benchmark}",
+            subcategory="{tableset} {benchmark}",
         ),
         table1_md=f"{TABLES}/table1.md",
         table3_bit_allocation=report(
             f"{TABLES}/table3_bit_allocation.csv",
             caption="../report/table3.rst",
             category="Tables",
-            subcategory="{benchmark}",
+            subcategory="{tableset} {benchmark}",
         ),
         table3_bit_allocation_md=f"{TABLES}/table3_bit_allocation.md",
         table5_efficiency=report(
             f"{TABLES}/table5_efficiency.csv",
             caption="../report/table5.rst",
             category="Tables",
-            subcategory="{benchmark}",
+            subcategory="{tableset} {benchmark}",
         ),
         table5_efficiency_md=f"{TABLES}/table5_efficiency.md",
         survey=directory(f"{TABLES}/survey"),
@@ -58,54 +59,54 @@ rule benchmark_tables:
     conda:
         ENV
     log:
-        f"{RESULTS}/logs/tables_{{benchmark}}.log",
+        f"{RESULTS}/logs/{{tableset}}_{{benchmark}}.log",
     script:
         "../scripts/benchmark_tables.py"
 
 
 rule bdrate_table:
     input:
-        runs=lambda wc: main_runs(wc.benchmark),
+        runs=lambda wc: main_runs(wc.benchmark, tableset=wc.tableset),
     output:
         csv=report(
             f"{TABLES}/bdrate.csv",
             caption="../report/bdrate.rst",
             category="BD-rate",
-            subcategory="{benchmark}",
+            subcategory="{tableset} {benchmark}",
         ),
         md=f"{TABLES}/bdrate.md",
     params:
-        anchor=config["bdrate"]["anchor"],
-        methods=config["bdrate"]["methods"],
+        anchor=lambda wc: bdrate_pairs(wc.tableset)[0],
+        methods=lambda wc: bdrate_pairs(wc.tableset)[1],
         interpolation=config["bdrate"].get("interpolation", "pchip"),
         defaults=PREDICTGS_DEFAULTS,
     conda:
         ENV
     log:
-        f"{RESULTS}/logs/bdrate_{{benchmark}}.log",
+        f"{RESULTS}/logs/bdrate_{{tableset}}_{{benchmark}}.log",
     script:
         "../scripts/bdrate.py"
 
 
 rule rd_plot:
     input:
-        runs=lambda wc: main_runs(wc.benchmark),
+        runs=lambda wc: main_runs(wc.benchmark, tableset="tables_extended" if wc.plots == "plots_extended" else "tables"),
         paper=PAPER_TABLES,
     output:
         png=report(
-            f"{RESULTS}/plots/rd_{{benchmark}}.png",
+            f"{RESULTS}/{{plots}}/rd_{{benchmark}}.png",
             caption="../report/rd_curves.rst",
             category="R-D curves",
-            subcategory="{benchmark}",
+            subcategory="{plots} {benchmark}",
         ),
-        pdf=f"{RESULTS}/plots/rd_{{benchmark}}.pdf",
+        pdf=f"{RESULTS}/{{plots}}/rd_{{benchmark}}.pdf",
     params:
         paper_dir=lambda wc, input: os.path.dirname(input.paper[0]) if input.paper else PAPER_DIR,
         defaults=PREDICTGS_DEFAULTS,
     conda:
         ENV
     log:
-        f"{RESULTS}/logs/rd_{{benchmark}}.log",
+        f"{RESULTS}/logs/{{plots}}_rd_{{benchmark}}.log",
     script:
         "../scripts/rd_plot.py"
 
@@ -139,7 +140,22 @@ rule rd_curves:
 
 rule bdrate:
     input:
-        expand(f"{TABLES}/bdrate.{{ext}}", benchmark=config["benchmarks"], ext=["csv", "md"]),
+        expand(f"{TABLES}/bdrate.{{ext}}", tableset="tables", benchmark=config["benchmarks"], ext=["csv", "md"]),
+
+
+rule extended_tables:
+    """The main methods with extended_methods (e.g. HAC++, Predict-GS on HAC++, 3DGS): Tables 1, 3, 5,
+    BD-rates against every configured anchor, R-D plots."""
+    input:
+        expand(
+            f"{TABLES}/{{table}}.{{ext}}",
+            tableset="tables_extended",
+            benchmark=config["benchmarks"],
+            table=["table1", "table3_bit_allocation", "table5_efficiency", "bdrate"],
+            ext=["csv", "md"],
+        ),
+        expand(f"{TABLES}/survey", tableset="tables_extended", benchmark=config["benchmarks"]),
+        expand(f"{RESULTS}/plots_extended/rd_{{benchmark}}.{{ext}}", benchmark=config["benchmarks"], ext=["png", "pdf"]),
 
 
 rule compare_paper:
