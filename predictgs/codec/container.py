@@ -29,7 +29,8 @@ from ..errors import BitstreamError
 # PNG-style magic: a non-ASCII first byte, then CR LF, ^Z and LF, so that text-mode transfers that
 # rewrite line ends or stop at ^Z are detected at once.
 MAGIC = b"\x89PGS\r\n\x1a\n"
-FORMAT_VERSION = 2  # 2: methods write their own sections and header fields (docs/bitstream.md)
+FORMAT_VERSION = 3  # 2: methods write their own sections and header fields; 3: the Gaussian coder's
+# stream layout (blocks, escapes, raw bits), HAC++ and 3DGS (docs/bitstream.md)
 MAX_METHOD_NAME = 64
 MAX_HEADER_BYTES = 1 << 20
 MAX_SECTIONS = 32
@@ -140,7 +141,8 @@ def read_container(data: bytes, known_methods) -> Container:
     version = reader.unpack("H", "format version")
     if version != FORMAT_VERSION:
         raise BitstreamError(f"preamble: unsupported format version {version} (this build reads version "
-                             f"{FORMAT_VERSION})")
+                             f"{FORMAT_VERSION}; files of other versions come from other predictgs releases: "
+                             "encode the run again)")
     name_length = reader.unpack("B", "method name length")
     raw_method = bytes(reader.take(name_length, "method name"))
     try:
