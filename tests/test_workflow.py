@@ -74,14 +74,15 @@ def scenes(config: dict, benchmark: str) -> list[str]:
     return list(spec["scenes"])
 
 
-def main_run_keys(config: dict, seeds=None) -> set:
-    """(benchmark, scene, method, variant, lambda, training seed) of the main runs."""
+def main_run_keys(config: dict, seeds=None, methods=None) -> set:
+    """(benchmark, scene, method, variant, lambda, training seed) of the main runs (of ``methods``, a
+    methods section; default the config's ``methods``)."""
     seeds = config.get("train_seeds", [0]) if seeds is None else seeds
     return {
         (benchmark, scene, method, "default", float(lmbda), seed)
         for benchmark in config["benchmarks"]
         for scene in scenes(config, benchmark)
-        for method, spec in config["methods"].items()
+        for method, spec in (config["methods"] if methods is None else methods).items()
         for lmbda in (spec.get("lambdas") or [0])
         for seed in seeds
     }
@@ -201,17 +202,19 @@ def test_default_config_dry_run_of_the_ablations(tmp_path):
 
 
 def test_default_config_dry_run_of_the_verdicts(tmp_path):
-    """`verdicts`: every main and ablation run, once per training seed of verdicts.train_seeds (3)."""
+    """`verdicts`: every main and ablation run and the main runs of verdicts.methods (3DGS, for the claim
+    on its size), once per training seed of verdicts.train_seeds (3)."""
     config = read_config(DEFAULT_CONFIG)
     seeds = config["verdicts"]["train_seeds"]
-    assert seeds == [0, 1, 2]
+    assert seeds == [0, 1, 2] and config["verdicts"]["methods"] == ["3dgs"]
     counts = job_counts(snakemake(tmp_path, "-n", "verdicts"))
-    runs = main_run_keys(config, seeds) | ablation_run_keys(config, seeds)
-    assert len(runs) == 3 * 23
+    gs = main_run_keys(config, seeds, methods={"3dgs": config["extended_methods"]["3dgs"]})
+    runs = main_run_keys(config, seeds) | ablation_run_keys(config, seeds) | gs
+    assert len(gs) == 3 * 3 and len(runs) == 3 * 26
     for rule in RUN_RULES:
         assert counts[rule] == len(runs), rule
     assert counts["verdicts_table"] == counts["verdict_runs_table"] == 1
-    assert sum(counts.values()) == 368
+    assert sum(counts.values()) == 416
     assert not {"benchmark_tables", "main_verdicts", "ablation_table"} & set(counts)
     # After reproduce_tables, its seed-0 runs are reused: the same folders.
     result = snakemake(tmp_path, "-n", "-p", "verdicts")
@@ -353,7 +356,7 @@ def test_schema_fills_defaults():
         config.pop(key, None)
     config = validate(config)
     assert config["device"] == "cpu" and config["train_seeds"] == [0] and config["data_dir"] == "data"
-    assert config["verdicts"] == {"train_seeds": [0, 1, 2]}
+    assert config["verdicts"] == {"train_seeds": [0, 1, 2], "methods": []}
     assert config["ablations"] == {}
     assert config["methods"]["hac"]["codec"] is True
 

@@ -196,9 +196,12 @@ def ablation_runs(kind, name="summary.json", seeds=None):
 
 
 def verdict_runs(name="summary.json"):
-    """The runs behind the target `verdicts`: every main run and every configured ablation run, once per
-    training seed of ``verdicts.train_seeds``."""
+    """The runs behind the target `verdicts`: every main run, the main runs of ``verdicts.methods`` (from
+    extended_methods) and every configured ablation run, once per training seed of ``verdicts.train_seeds``."""
     files = main_runs(name=name, seeds=VERDICT_SEEDS)
+    extra = config["verdicts"].get("methods", [])
+    files += [f for f in main_runs(name=name, seeds=VERDICT_SEEDS, tableset="tables_extended")
+              if any(f"/{method}/default/" in f for method in extra)]
     for kind in configured_ablations():
         files += ablation_runs(kind, name=name, seeds=VERDICT_SEEDS)
     return list(dict.fromkeys(files))
@@ -351,6 +354,9 @@ def _check_config():
     if unknown:
         raise WorkflowError(f"unknown method(s) {', '.join(unknown)} in the configuration; predictgs has "
                             f"{', '.join(sorted(known))}")
+    missing = sorted(set(config["verdicts"].get("methods", [])) - set(ALL_METHODS))
+    if missing:
+        raise WorkflowError(f"verdicts.methods: {', '.join(missing)} not in methods or extended_methods")
     for method, spec in ALL_METHODS.items():
         if known[method].default_lmbda is None and spec.get("lambdas"):
             raise WorkflowError(f"methods.{method}.lambdas: {method} has no entropy model (no lambdas)")
