@@ -107,20 +107,27 @@ def refusal_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
+def load_state_file(path: Path, what: str, advice: str, map_location="cpu") -> dict:
+    """A file written with ``save_torch_atomic``, loaded with ``torch.load(weights_only=True)``: a file that
+    cannot be read, or holds anything but tensors and plain values (a foreign or malicious pickle), is a
+    one-line ConfigError ("... cannot be read as ``what`` (why); ``advice``"), without running its code."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError as err:
+        raise ConfigError(f"{path} cannot be read: {err.strerror or err}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, KeyError,
+            IndexError, UnicodeDecodeError, MemoryError, RecursionError) as err:
+        raise ConfigError(f"{path} cannot be read as {what} ({refusal_reason(err)}); {advice}") from None
+
+
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """A checkpoint written by :func:`save_checkpoint`. Anything else (an older format, a foreign or
     malicious pickle) is refused with a one-line error, without running any of its code."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path} is missing or not a file; retrain the run (--restart)")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except OSError as err:
-        raise ConfigError(f"{path} cannot be read: {err.strerror or err}") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, KeyError,
-            IndexError, UnicodeDecodeError, MemoryError, RecursionError) as err:
-        raise ConfigError(f"{path} is not a checkpoint this version can read ({refusal_reason(err)}); checkpoints "
-                          "of earlier versions cannot be resumed: retrain the run (--restart)") from None
+    state = load_state_file(path, "a checkpoint of this version", "checkpoints of earlier versions cannot be "
+                            "resumed: retrain the run (--restart)", map_location)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"{path} is not a predictgs checkpoint; retrain the run (--restart)")
     if state.get("version") != CHECKPOINT_VERSION:

@@ -113,14 +113,18 @@ class AnchorEntropyModel(nn.Module):
     # -- training ------------------------------------------------------------------------------------
     def distributions(self, normalised_positions: Tensor, tables=None) -> Distributions:
         """``tables``: the step's ``encoding.binarised()`` (binarise once per step), default: now."""
-        out = self.mlp_grid(self.encoding(normalised_positions, tables))
+        return self.split_distributions(self.mlp_grid(self.encoding(normalised_positions, tables)))
+
+    def split_distributions(self, out: Tensor, **extra) -> Distributions:
+        """The context MLP's output -> per group mean, scale and adaptive step (the layout: means and
+        scales interleaved per group, then one step refinement per group)."""
         sizes = [dim for dim in self.groups.values() for _ in (0, 1)] + [1] * len(self.groups)
         parts = torch.split(out, sizes, dim=-1)
         mean, scale, step = {}, {}, {}
         for i, group in enumerate(self.groups):
             mean[group], scale[group] = parts[2 * i], parts[2 * i + 1]
             step[group] = adaptive_step(self.base_steps[group], parts[2 * len(self.groups) + i])
-        return Distributions(mean, scale, step)
+        return Distributions(mean, scale, step, **extra)
 
     def add_noise(self, values: dict[str, Tensor], steps: Mapping[str, Tensor | float] | None = None):
         """values + U(-Q/2, Q/2) Q per group; ``steps`` None: the base steps Q0 (HAC's noise phase)."""

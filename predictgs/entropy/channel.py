@@ -25,7 +25,7 @@ from ..codec.container import ByteReader, ByteWriter
 from ..codec.arithmetic import CodeLength
 from ..codec.mixture import decode_mixture, encode_mixture, mixture_code_bits
 from .anchor import AnchorEntropyModel, ContextConfig, Distributions
-from .functional import SCALE_FLOOR, adaptive_step, clamp_around, low_bound
+from .functional import SCALE_FLOOR, clamp_around, low_bound
 
 
 def chunk_sizes(dim: int, chunks: int) -> list[int]:
@@ -85,14 +85,8 @@ class ChannelContextEntropyModel(AnchorEntropyModel):
     def distributions(self, normalised_positions: Tensor, tables=None) -> Distributions:
         out = self.mlp_grid(self.encoding(normalised_positions, tables))
         split = out.shape[1] - self.mixture_dim
-        out, logits = out[:, :split], out[:, split:]
-        sizes = [dim for dim in self.groups.values() for _ in (0, 1)] + [1] * len(self.groups)
-        parts = torch.split(out, sizes, dim=-1)
-        mean, scale, step = {}, {}, {}
-        for i, group in enumerate(self.groups):
-            mean[group], scale[group] = parts[2 * i], parts[2 * i + 1]
-            step[group] = adaptive_step(self.base_steps[group], parts[2 * len(self.groups) + i])
-        return Distributions(mean, scale, step, logits=logits)  # logits: the mixture's (HAC++'s prob)
+        # logits: the mixture's (HAC++'s prob)
+        return self.split_distributions(out[:, :split], logits=out[:, split:])
 
     def hyper(self, dist: Distributions) -> Tensor:
         g = self.mixture_group

@@ -13,7 +13,6 @@ parse their options and call these.
 from __future__ import annotations
 
 import dataclasses
-import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from ..io import check_output_dir, check_output_file, save_torch_atomic, write_a
 from ..methods import method_class, method_config, registry
 from ..metric_keys import QUALITY_KEYS
 from ..render import resolve_backend
-from ..runs import read_metrics, refusal_reason, scene_name, write_metrics
+from ..runs import load_state_file, read_metrics, scene_name, write_metrics
 from .train import load_run
 
 SUMMARY_KEYS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "lpips_vgg": "LPIPS_VGG",
@@ -229,14 +228,7 @@ def load_decoded(directory: Path, device: str | torch.device = "cpu"):
     if not path.is_file() or not (directory / CONFIG_FILE).is_file():
         raise ConfigError(f"{directory} is not a decoded model directory (needs {MODEL_FILE} and {CONFIG_FILE}; "
                           "write one with `predictgs decode FILE -o DIR`)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as err:
-        raise ConfigError(f"{path} cannot be read: {err.strerror or err}") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, KeyError,
-            IndexError, UnicodeDecodeError, MemoryError, RecursionError) as err:
-        raise ConfigError(f"{path} cannot be read as a decoded model ({refusal_reason(err)}); decode the "
-                          "bitstream again") from None
+    state = load_state_file(path, "a decoded model", "decode the bitstream again")
     if not isinstance(state, dict) or state.get("format") != DECODED_FORMAT:
         raise ConfigError(f"{path} is not a decoded model written by `predictgs decode`")
     if state.get("version") != DECODED_VERSION:
