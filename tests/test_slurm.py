@@ -264,8 +264,9 @@ def plugin_env() -> dict:
 def test_paper_config_gpu_rules_ask_for_one_gpu(tmp_path):
     result = slurm_check.check_paper_gpu(tmp_path, plugin_env())
     assert result["problems"] == []
-    assert result["dry_run_jobs"] == {"scene_info": 13, "train": 143, "encode": 143, "decode": 143,
-                                      "evaluate_decoded": 143}
+    runs = 13 * 22  # 13 scenes x (Scaffold-GS + 3DGS + 5 rate points of HAC, HAC++, Predict-GS, Predict-GS+HAC++)
+    assert result["dry_run_jobs"] == {"scene_info": 13, "train": runs, "encode": runs, "decode": runs,
+                                      "evaluate_decoded": runs}
     options = result["sbatch_options"]
     assert set(options) == {"scene_info", "train", "encode", "decode", "evaluate_decoded"}
     assert options["train"]["--gpus"] == "1" and options["train"]["--cpus-per-task"] == "4"
