@@ -137,7 +137,7 @@ def test_default_config_dry_run_lists_every_run(tmp_path):
     runs = len(main_run_keys(config))
     n_benchmarks = len(config["benchmarks"])
     n_scenes = sum(len(scenes(config, b)) for b in config["benchmarks"])
-    assert config["train_seeds"] == [0]  # make reproduce: one training seed, 15 runs, about 17 minutes
+    assert config["train_seeds"] == [0]  # make reproduce: one training seed, 15 runs, about 13 minutes
     assert runs == n_scenes * sum(len(s.get("lambdas") or [0]) for s in config["methods"].values()) == 15
     for rule in RUN_RULES:
         assert counts[rule] == runs, rule
