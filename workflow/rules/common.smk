@@ -151,15 +151,15 @@ def run_file(benchmark, scene, method, variant, lmbda, seed, name="summary.json"
     return f"{run}/{name}"
 
 
-def main_runs(benchmark=None, name="summary.json", seeds=None, tableset="tables"):
+def main_runs(benchmark=None, name="summary.json", seeds=None, tableset="tables", methods=None):
     """Files of the main runs (every method x scene x lambda x training seed, paper settings), optionally
     of one benchmark; ``seeds``: the training seeds (default ``train_seeds``); ``tableset``: the
-    methods (``table_methods``)."""
+    methods (``table_methods``), or ``methods`` named."""
     return [
         run_file(b, scene, method, "default", lmbda, seed, name)
         for (b, scene) in SCENES
         if benchmark is None or b == benchmark
-        for method in table_methods(tableset)
+        for method in (table_methods(tableset) if methods is None else methods)
         for lmbda in method_lambdas(method, b)
         for seed in (TRAIN_SEEDS if seeds is None else seeds)
     ]
@@ -199,9 +199,7 @@ def verdict_runs(name="summary.json"):
     """The runs behind the target `verdicts`: every main run, the main runs of ``verdicts.methods`` (from
     extended_methods) and every configured ablation run, once per training seed of ``verdicts.train_seeds``."""
     files = main_runs(name=name, seeds=VERDICT_SEEDS)
-    extra = config["verdicts"].get("methods", [])
-    files += [f for f in main_runs(name=name, seeds=VERDICT_SEEDS, tableset="tables_extended")
-              if any(f"/{method}/default/" in f for method in extra)]
+    files += main_runs(name=name, seeds=VERDICT_SEEDS, methods=config["verdicts"].get("methods", []))
     for kind in configured_ablations():
         files += ablation_runs(kind, name=name, seeds=VERDICT_SEEDS)
     return list(dict.fromkeys(files))
