@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from .errors import PredictGSError
+from .train.config import RASTERIZERS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -227,9 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", help="benchmark name recorded in metrics.json (e.g. mipnerf360)")
     p.add_argument("--seed", type=_seed, help="random seed, 0 <= seed < 2^63 (default 0)")
     p.add_argument("--device", type=_device, help="auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--rasterizer", choices=("auto", "gsplat", "reference"),
-                   help="auto (default): gsplat on CUDA (an error if it cannot be loaded), the pure-PyTorch "
-                        "reference elsewhere")
+    p.add_argument("--rasterizer", choices=RASTERIZERS,
+                   help="auto (default): gsplat on CUDA (an error if it cannot be loaded), the compiled CPU "
+                        "rasterizer elsewhere (the pure-PyTorch reference, with a warning, if it cannot be built)")
     p.add_argument("--restart", action="store_true", help="discard an existing run in RUN_DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_protocol_options(p, defaults=False)
@@ -268,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("decoded_dir", metavar="DECODED_DIR", help="directory written by `predictgs decode`")
     p.add_argument("--scene", required=True, help="scene folder")
     p.add_argument("--device", type=_device, default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--rasterizer", choices=("auto", "gsplat", "reference"), default="auto",
-                   help="auto (default): gsplat on CUDA, the reference rasterizer elsewhere")
+    p.add_argument("--rasterizer", choices=RASTERIZERS, default="auto",
+                   help="auto (default): gsplat on CUDA, the compiled CPU rasterizer elsewhere (the pure-PyTorch "
+                        "reference if it cannot be built)")
     p.add_argument("--fps-seconds", type=_positive_float, default=3.0,
                    help="time spent measuring FPS (median frame time over at least this long; default 3)")
     p.add_argument("--no-lpips", action="store_true", help="PSNR and SSIM only")

@@ -1,17 +1,26 @@
-"""The pure-PyTorch reference rasterizer: closed forms, an independent dense re-implementation of the
-Inria kernel's per-pixel loop, float64 gradients, and the screen-space statistics densification uses."""
+"""The CPU rasterizers (the pure-PyTorch reference and the compiled one): closed forms, an independent dense
+re-implementation of the Inria kernel's per-pixel loop, float64 gradients, and the screen-space statistics
+densification uses. The compiled backend's parity with the reference on harder cases: test_render_compiled.py."""
 
 import math
 
 import pytest
 import torch
 
+from predictgs import kernels
 from predictgs.errors import ConfigError
 
 from predictgs.render import rasterize, visible_mask
 from predictgs.render import reference as reference_module
 from predictgs.render.projection import project_gaussians
 from predictgs.render.sh import C0, eval_sh
+
+
+CPU_BACKENDS = [
+    "reference",
+    pytest.param("compiled", marks=pytest.mark.skipif(not kernels.available(),
+                                                      reason="the compiled CPU kernels cannot be built here")),
+]
 
 
 def camera(width=32, height=24, focal=30.0, dtype=torch.float64):
@@ -64,13 +73,14 @@ def dense_inria_loop(means, quats, scales, opacities, colors, background, cam):
     return image.T.reshape(3, H, W), (1 - T).reshape(1, H, W)
 
 
-def test_single_centred_gaussian_closed_form():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_single_centred_gaussian_closed_form(backend):
     cam = camera(32, 32, focal=40.0)
     means = torch.tensor([[0.0, 0.0, 2.0]], dtype=torch.float64)
     sigma_world = 0.1
     out = rasterize(means, identity_quats(1), torch.full((1, 3), sigma_world, dtype=torch.float64),
                     torch.tensor([0.8], dtype=torch.float64), torch.tensor([[1.0, 0.5, 0.25]], dtype=torch.float64),
-                    background=torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), **cam)
+                    background=torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), backend=backend, **cam)
     # Centre at pixel coordinate 16.0: the four centre pixels are 0.5 px away on both axes.
     variance_px = (40.0 * sigma_world / 2.0) ** 2 + 0.3
     peak_alpha = 0.8 * math.exp(-0.5 * (0.25 + 0.25) / variance_px)
@@ -83,44 +93,49 @@ def test_single_centred_gaussian_closed_form():
     assert out.radii.tolist() == [math.ceil(3 * math.sqrt(variance_px))]
 
 
-def test_alpha_is_capped_at_0_99():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_alpha_is_capped_at_0_99(backend):
     cam = camera(16, 16, focal=20.0)
     out = rasterize(torch.tensor([[0.0, 0.0, 2.0]], dtype=torch.float64), identity_quats(1),
                     torch.full((1, 3), 0.5, dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64),
-                    torch.ones(1, 3, dtype=torch.float64), **cam)
+                    torch.ones(1, 3, dtype=torch.float64), backend=backend, **cam)
     assert out.alpha.max().item() == pytest.approx(0.99)
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("front_first", [True, False])
-def test_occlusion_follows_depth_not_input_order(front_first):
+def test_occlusion_follows_depth_not_input_order(front_first, backend):
     cam = camera(16, 16, focal=20.0)
     means = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 3.0]], dtype=torch.float64)
     colors = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)  # near red, far blue
     scales = torch.tensor([[0.3, 0.3, 0.3], [0.9, 0.9, 0.9]], dtype=torch.float64)
     order = [0, 1] if front_first else [1, 0]
     out = rasterize(means[order], identity_quats(2), scales[order], torch.tensor([0.99, 0.99], dtype=torch.float64),
-                    colors[order], **cam)
+                    colors[order], backend=backend, **cam)
     centre = out.image[:, 8, 8]
     assert centre[0] > 0.95 and centre[2] < 0.05
 
 
-def test_matches_dense_per_pixel_loop():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_matches_dense_per_pixel_loop(backend):
     cam = camera(24, 20, focal=22.0)
     scene = random_scene(150, seed=3)
     background = torch.tensor([0.2, 0.4, 0.6], dtype=torch.float64)
-    out = rasterize(*scene, background=background, **cam)
+    out = rasterize(*scene, background=background, backend=backend, **cam)
     image, alpha = dense_inria_loop(*scene, background, cam)
     torch.testing.assert_close(out.image, image, rtol=0, atol=1e-12)
     torch.testing.assert_close(out.alpha, alpha, rtol=0, atol=1e-12)
 
 
-def test_early_termination_drops_gaussians_behind_an_opaque_stack():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_early_termination_drops_gaussians_behind_an_opaque_stack(backend):
     cam = camera(8, 8, focal=10.0)
     n = 4
     means = torch.tensor([[0.0, 0.0, 1.0 + i] for i in range(n)], dtype=torch.float64)
     scales = torch.full((n, 3), 2.0, dtype=torch.float64)  # covers the image almost uniformly
     colors = torch.eye(3, dtype=torch.float64)[[0, 0, 0, 2]]
-    out = rasterize(means, identity_quats(n), scales, torch.full((n,), 0.99, dtype=torch.float64), colors, **cam)
+    out = rasterize(means, identity_quats(n), scales, torch.full((n,), 0.99, dtype=torch.float64), colors,
+                    backend=backend, **cam)
     # At the centre the layers have alpha 0.99: after two or three of them T would fall below 1e-4, so
     # the Inria kernel stops there and the blue fourth layer never shows (it would add ~1e-6 otherwise).
     image, _ = dense_inria_loop(means, identity_quats(n), scales, torch.full((n,), 0.99, dtype=torch.float64),
@@ -133,13 +148,14 @@ def test_early_termination_drops_gaussians_behind_an_opaque_stack():
 def test_result_does_not_depend_on_chunking(monkeypatch):
     cam = camera(24, 20, focal=22.0)
     scene = random_scene(120, seed=5)
-    full = rasterize(*scene, **cam).image
+    full = rasterize(*scene, backend="reference", **cam).image
     monkeypatch.setattr(reference_module, "CANDIDATES_PER_CHUNK", 37)
-    chunked = rasterize(*scene, **cam).image
+    chunked = rasterize(*scene, backend="reference", **cam).image
     torch.testing.assert_close(chunked, full, rtol=0, atol=1e-14)
 
 
-def test_float64_gradients():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_float64_gradients(backend):
     cam = camera(10, 8, focal=9.0)
     means, quats, scales, opacities, colors = random_scene(4, seed=11, width=10, height=8)
     scales = scales * 3  # footprints of a few pixels so every input matters
@@ -147,12 +163,13 @@ def test_float64_gradients():
     inputs = [t.clone().requires_grad_(True) for t in (means, quats, scales, opacities, colors)]
 
     def render(*args):
-        return rasterize(*args, background=background, **cam).image
+        return rasterize(*args, background=background, backend=backend, **cam).image
 
     assert torch.autograd.gradcheck(render, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
-def test_screen_space_gradients_for_densification():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_screen_space_gradients_for_densification(backend):
     cam = camera(24, 20, focal=22.0, dtype=torch.float32)
     means, quats, scales, opacities, colors = (t.float() for t in random_scene(60, seed=2))
     means = torch.cat([means, torch.tensor([[0.0, 0.0, 0.1], [0.0, 0.0, -2.0]])])  # inside near plane, behind
@@ -162,7 +179,7 @@ def test_screen_space_gradients_for_densification():
     opacities = torch.cat([opacities, torch.full((extra,), 0.5)])
     colors = torch.cat([colors, torch.rand(extra, 3)])
     means.requires_grad_(True)
-    out = rasterize(means, quats, scales, opacities, colors, **cam)
+    out = rasterize(means, quats, scales, opacities, colors, backend=backend, **cam)
     out.image.sum().backward()
     norms = out.screen_grad_norm()
     assert norms.shape == (62,)
@@ -175,19 +192,21 @@ def test_screen_space_gradients_for_densification():
     torch.testing.assert_close(norms, expected)
 
 
-def test_visible_mask_agrees_with_rasterizer_culling():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_visible_mask_agrees_with_rasterizer_culling(backend):
     cam = camera(24, 20, focal=22.0)
     means, quats, scales, opacities, colors = random_scene(80, seed=9)
     means = means.clone()
     means[:10, 0] += 50.0  # far off screen
     means[10:15, 2] = 0.1  # in front of the near plane
-    out = rasterize(means, identity_quats(80), scales, opacities, colors, **cam)
+    out = rasterize(means, identity_quats(80), scales, opacities, colors, backend=backend, **cam)
     mask = visible_mask(means, scales, **cam)
     assert torch.equal(mask, out.visible)
     assert not mask[:15].any() and mask[15:].any()
 
 
-def test_spherical_harmonics_colours():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_spherical_harmonics_colours(backend):
     gen = torch.Generator().manual_seed(0)
     coeffs = torch.randn(5, 16, 3, generator=gen, dtype=torch.float64) * 0.2
     dirs = torch.nn.functional.normalize(torch.randn(5, 3, generator=gen, dtype=torch.float64), dim=-1)
@@ -200,9 +219,10 @@ def test_spherical_harmonics_colours():
     # Rendering with SH equals rendering with the colours evaluated from the camera centre.
     cam = camera(16, 12, focal=14.0)
     means, quats, scales, opacities, _ = random_scene(5, seed=1)
-    with_sh = rasterize(means, quats, scales, opacities, coeffs, sh_degree=3, **cam).image
+    with_sh = rasterize(means, quats, scales, opacities, coeffs, sh_degree=3, backend=backend, **cam).image
     view_dirs = torch.nn.functional.normalize(means, dim=-1)  # camera at the origin
-    with_rgb = rasterize(means, quats, scales, opacities, eval_sh(3, coeffs, view_dirs), **cam).image
+    with_rgb = rasterize(means, quats, scales, opacities, eval_sh(3, coeffs, view_dirs), backend=backend,
+                         **cam).image
     torch.testing.assert_close(with_sh, with_rgb)
 
 
@@ -214,11 +234,14 @@ def test_unknown_backend_is_rejected():
 
 
 def test_gsplat_is_never_a_silent_fallback():
-    """On the CPU auto means the reference; asking for gsplat without CUDA is a one-line error naming
-    the cause (on CUDA, a gsplat that fails to import or build is the same error)."""
+    """On the CPU auto means the compiled rasterizer (the reference when it cannot be built); asking for
+    gsplat without CUDA is a one-line error naming the cause (on CUDA, a gsplat that fails to import or
+    build is the same error)."""
     from predictgs.render import resolve_backend
 
-    assert resolve_backend("auto", "cpu") == "reference"
+    assert resolve_backend("auto", "cpu") == ("compiled" if kernels.available() else "reference")
+    with kernels.disabled():
+        assert resolve_backend("auto", "cpu") == "reference"
     assert resolve_backend("reference", "cpu") == "reference"
     with pytest.raises(ConfigError, match="needs a CUDA device"):
         resolve_backend("gsplat", "cpu")

@@ -16,21 +16,27 @@ Spatial Feature Pool both build on:
 - parameters are binarised by a straight-through sign (+1 if >= 0 else -1; gradient passed where the
   raw value lies in [-1, 1]), initialised U(-1e-4, 1e-4).
 
-Two implementations of the lookup (the binarisation is always the PyTorch ``BinarizeSTE``, applied to the
+Three implementations of the lookup (the binarisation is always the PyTorch ``BinarizeSTE``, applied to the
 table before the lookup):
 
-- ``reference``: PyTorch, every device, the CPU path. Differentiable in the table and the positions.
+- ``reference``: PyTorch, every device. Differentiable in the table and the positions. The oracle of the
+  parity tests.
+- ``compiled``: the CPU kernels of :mod:`predictgs.kernels` (:mod:`predictgs.nn.hashgrid_compiled`), built
+  on first use: one pass per point and level for the forward, the table gradient summed per level in the
+  reference's order (the same bits whatever the thread count). No gradient for the positions.
 - ``triton``: fused forward and backward kernels (:mod:`predictgs.nn.hashgrid_triton`): one pass per
   (block of points, level) that interpolates without materialising corner tensors, and a backward that
   accumulates the table gradient with atomic adds. It gives no gradient for the positions (anchor positions
   are fixed buffers in this project) and its table gradient is summed in a run-dependent order.
 
 Which one runs: ``BACKEND`` (module attribute) if set, else the environment variable
-``PREDICTGS_HASHGRID``, else ``auto``. ``auto`` takes the kernels when the positions are on a CUDA
+``PREDICTGS_HASHGRID``, else ``auto``. ``auto`` takes the Triton kernels when the positions are on a CUDA
 device, triton imports, the positions do not require grad, positions and tables share a float32/float64
-dtype, and torch's deterministic algorithms are off (or no table gradient is being recorded); otherwise
-the reference. ``reference`` always takes the reference. ``triton`` takes the kernels or raises (positions
-that require grad, no CUDA and no ``TRITON_INTERPRET=1``, triton missing, unsupported dtype).
+dtype, and torch's deterministic algorithms are off (or no table gradient is being recorded); the compiled
+CPU kernels when the positions are on the CPU, do not require grad, share the tables' float32/float64 dtype
+and the kernels build (else the reference, after one warning naming why); otherwise the reference.
+``reference`` always takes the reference. ``triton`` and ``compiled`` take their kernels or raise
+(positions that require grad, the wrong device, kernels that cannot be loaded, unsupported dtype).
 
 Binarise once per step: ``tables = encoding.binarised()`` gives the binarised tables (the same autograd
 graph as ``binary_params()``); ``encoding(x, tables)`` and ``tables.flat()`` (equal to
@@ -47,6 +53,9 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from .. import kernels
+from . import hashgrid_compiled
+
 PRIMES = (1, 2654435761, 805459861)
 UINT32_MASK = 0xFFFFFFFF
 
@@ -54,7 +63,7 @@ HAC_GRID_RESOLUTIONS = (18, 24, 33, 44, 59, 80, 108, 148, 201, 275, 376, 514)
 HAC_PLANE_RESOLUTIONS = (130, 258, 514, 1026)
 
 BACKEND_ENV = "PREDICTGS_HASHGRID"
-BACKENDS = ("auto", "reference", "triton")
+BACKENDS = ("auto", "reference", "triton", "compiled")
 BACKEND: str | None = None  # overrides $PREDICTGS_HASHGRID when set
 FUSED_DTYPES = (torch.float32, torch.float64)
 
@@ -122,7 +131,7 @@ def fused_available(device) -> bool:
 def use_fused(x: Tensor, tables: Sequence[Tensor]) -> bool:
     """The dispatch rule (see the module docstring)."""
     mode = selected_backend()
-    if mode == "reference":
+    if mode in ("reference", "compiled"):
         return False
     dtypes_ok = x.dtype in FUSED_DTYPES and all(t.dtype == x.dtype for t in tables)
     position_grad = x.requires_grad and torch.is_grad_enabled()
@@ -141,6 +150,35 @@ def use_fused(x: Tensor, tables: Sequence[Tensor]) -> bool:
                          "require grad need the reference backend")
     if not dtypes_ok:
         raise ValueError(f"the fused hash-grid kernels take float32 or float64 positions and tables of the "
+                         f"same dtype, got {x.dtype} and {[t.dtype for t in tables]}")
+    return True
+
+
+def use_compiled(x: Tensor, tables: Sequence[Tensor]) -> bool:
+    """Whether the compiled CPU kernels take this lookup (see the module docstring)."""
+    mode = selected_backend()
+    if mode in ("reference", "triton"):
+        return False
+    dtypes_ok = x.dtype in FUSED_DTYPES and all(t.dtype == x.dtype for t in tables)
+    position_grad = x.requires_grad and torch.is_grad_enabled()
+    on_cpu = x.device.type == "cpu" and all(t.device.type == "cpu" for t in tables)
+    if mode == "auto":
+        if not on_cpu or position_grad or not dtypes_ok:
+            return False
+        if kernels.available():
+            return True
+        kernels.warn_unavailable("the hash-grid lookup")
+        return False
+    if not on_cpu:
+        raise RuntimeError("hash-grid backend 'compiled' runs on the CPU; the positions are on "
+                           f"{x.device.type}")
+    if not kernels.available():
+        raise RuntimeError(f"hash-grid backend 'compiled' requested but unavailable: {kernels.unavailable_reason()}")
+    if position_grad:
+        raise ValueError("the compiled hash-grid kernels give no gradient for the positions; positions that "
+                         "require grad need the reference backend")
+    if not dtypes_ok:
+        raise ValueError(f"the compiled hash-grid kernels take float32 or float64 positions and tables of the "
                          f"same dtype, got {x.dtype} and {[t.dtype for t in tables]}")
     return True
 
@@ -337,6 +375,8 @@ class BinaryHashGrid(nn.Module):
             (table,) = table
         if use_fused(x_normalised, (table,)):
             return _fused().encode(x_normalised, [(self, tuple(range(self.dims)))], [table])
+        if use_compiled(x_normalised, (table,)):
+            return hashgrid_compiled.encode(x_normalised, [(self, tuple(range(self.dims)))], [table])
         return self.reference_forward(x_normalised, table)
 
 
@@ -389,9 +429,11 @@ class GridPlaneEncoding(nn.Module):
             tables = self.binarised()
         if len(tables) != len(self.PLANE_AXES) + 1:
             raise ValueError(f"expected {len(self.PLANE_AXES) + 1} binarised tables, got {len(tables)}")
+        grids = [(self.grid, (0, 1, 2))] + list(zip(self.planes, self.PLANE_AXES))
         if use_fused(x_normalised, tables):
-            grids = [(self.grid, (0, 1, 2))] + list(zip(self.planes, self.PLANE_AXES))
             return _fused().encode(x_normalised, grids, list(tables))
+        if use_compiled(x_normalised, tables):
+            return hashgrid_compiled.encode(x_normalised, grids, list(tables))
         parts = [self.grid.reference_forward(x_normalised, tables[0])]
         for columns, plane, table in zip(self._PLANE_COLUMNS, self.planes, tables[1:]):
             parts.append(plane.reference_forward(x_normalised[:, columns], table))

@@ -6,11 +6,12 @@
     out.radii   # [N] int32, 0 = not drawn
     out.screen_grad_norm()  # after backward(): the densification statistic of Scaffold-GS / 3DGS
 
-Backends: ``"gsplat"`` (CUDA kernels, used automatically for CUDA tensors when gsplat imports) and
-``"reference"`` (pure PyTorch, every device; see ``reference.py``). Both follow the Inria conventions that
-Scaffold-GS and HAC were tuned with (near plane 0.2, +0.3 px^2 dilation, classic anti-aliasing); the small
-remaining differences of gsplat (alpha cap 0.999, 3.33 sigma support) are measured by
-``benchmarks/compare_gsplat.py``.
+Backends: ``"gsplat"`` (CUDA kernels, used automatically for CUDA tensors when gsplat imports),
+``"compiled"`` (the tile rasterizer of ``predictgs/kernels``, C++ built on first use; used automatically
+for CPU tensors when it builds) and ``"reference"`` (pure PyTorch, every device; see ``reference.py``; the
+oracle of the parity tests). All follow the Inria conventions that Scaffold-GS and HAC were tuned with (near
+plane 0.2, +0.3 px^2 dilation, classic anti-aliasing); the small remaining differences of gsplat (alpha cap
+0.999, 3.33 sigma support) are measured by ``benchmarks/compare_gsplat.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from .. import kernels
 from ..errors import ConfigError
+from .compiled import project as project_compiled
+from .compiled import rasterize_compiled
 from .projection import Projection, project_gaussians, quat_to_rotmat
 from .reference import rasterize_reference
 from .sh import eval_sh, num_sh_bases
@@ -31,7 +35,7 @@ __all__ = [
     "num_sh_bases", "gsplat_available", "resolve_backend", "BACKENDS",
 ]
 
-BACKENDS = ("auto", "reference", "gsplat")
+BACKENDS = ("auto", "compiled", "reference", "gsplat")
 NEAR_PLANE = 0.2
 EPS2D = 0.3
 
@@ -89,13 +93,27 @@ def gsplat_available() -> bool:
 
 
 def resolve_backend(backend: str, device: torch.device | str) -> str:
-    """The rasterizer to use: ``auto`` is gsplat on CUDA and the reference elsewhere. On CUDA a gsplat
-    that cannot be loaded is an error naming the cause, never a silent fallback: the reference
-    rasterizer is 10-20x slower there and must be asked for (``--rasterizer reference``)."""
+    """The rasterizer to use: ``auto`` is gsplat on CUDA and, elsewhere, the compiled CPU rasterizer when
+    it builds (else the reference, after one warning naming why). On CUDA a gsplat that cannot be loaded
+    is an error naming the cause, never a silent fallback: the reference rasterizer is 10-20x slower there
+    and must be asked for (``--rasterizer reference``). ``compiled`` on a device other than the CPU, or
+    when the kernels cannot be built, is an error naming the cause."""
     device = torch.device(device)
     if backend not in BACKENDS:
         raise ConfigError(f"unknown rasterizer {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "reference" or (backend == "auto" and device.type != "cuda"):
+    if backend == "reference":
+        return "reference"
+    if backend == "compiled" or (backend == "auto" and device.type == "cpu"):
+        if device.type != "cpu":
+            raise ConfigError(f"the compiled rasterizer runs on the CPU, not on {device.type}")
+        if kernels.available():
+            return "compiled"
+        if backend == "compiled":
+            raise ConfigError(f"the compiled CPU rasterizer cannot be built ({kernels.unavailable_reason()}); "
+                              "install a C++ compiler with OpenMP, or use --rasterizer reference")
+        kernels.warn_unavailable("rendering")
+        return "reference"
+    if backend == "auto" and device.type != "cuda":  # neither CPU nor CUDA (e.g. meta): the reference
         return "reference"
     if device.type != "cuda":
         raise ConfigError(f"the gsplat rasterizer needs a CUDA device, not {device.type}")
@@ -146,13 +164,17 @@ def rasterize(
         return _rasterize_gsplat(means, quats, scales, opacities, colors, viewmat, K, width, height,
                                  background, sh_degree)
 
-    proj = project_gaussians(means, quats, scales, viewmat, K, width, height, NEAR_PLANE, EPS2D)
+    # The compiled projection gives no gradient for the camera: an optimised camera takes the reference's.
+    camera_grad = viewmat.requires_grad or K.requires_grad
+    project = project_compiled if chosen == "compiled" and not camera_grad else project_gaussians
+    proj = project(means, quats, scales, viewmat, K, width, height, NEAR_PLANE, EPS2D)
     if proj.means2d.requires_grad:
         proj.means2d.retain_grad()
     view_colors = _view_colors(colors, sh_degree, means, viewmat)
-    image, alpha = rasterize_reference(proj, opacities, view_colors, background, width, height)
+    composite = rasterize_compiled if chosen == "compiled" else rasterize_reference
+    image, alpha = composite(proj, opacities, view_colors, background, width, height)
     return RenderOutput(image=image, alpha=alpha, radii=proj.radii, depths=proj.depths, width=width,
-                        height=height, backend="reference", screen_means=proj.means2d)
+                        height=height, backend=chosen, screen_means=proj.means2d)
 
 
 def _rasterize_gsplat(means, quats, scales, opacities, colors, viewmat, K, width, height, background,
@@ -187,4 +209,6 @@ def visible_mask(means: Tensor, scales: Tensor, *, viewmat: Tensor, K: Tensor, w
     if quats is None:
         quats = torch.zeros(means.shape[0], 4, device=means.device, dtype=means.dtype)
         quats[:, 0] = 1.0
+    if means.device.type == "cpu" and kernels.available():  # the projection rasterize(backend="auto") uses
+        return project_compiled(means, quats, scales, viewmat, K, width, height, NEAR_PLANE, EPS2D).radii > 0
     return project_gaussians(means, quats, scales, viewmat, K, width, height, NEAR_PLANE, EPS2D).radii > 0

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..config import CHECK, SEED_LIMIT, bounded, check_device, choice, positive
 
-RASTERIZERS = ("auto", "gsplat", "reference")
+RASTERIZERS = ("auto", "compiled", "gsplat", "reference")
 
 
 @dataclass
@@ -19,5 +19,6 @@ class TrainConfig:
     log_every: int = field(default=50, metadata=bounded(1, 10**9))
     # Rate-distortion weight of the loss (None: the method's default; methods without a rate ignore it).
     lmbda: float | None = field(default=None, metadata=positive(optional=True))
-    # auto: gsplat on CUDA (an error if it cannot be loaded), the reference rasterizer elsewhere.
+    # auto: gsplat on CUDA (an error if it cannot be loaded), the compiled CPU rasterizer elsewhere (the
+    # reference when it cannot be built, after one warning).
     rasterizer: str = field(default="auto", metadata=choice(RASTERIZERS))

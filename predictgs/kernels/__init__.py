@@ -1,0 +1,125 @@
+"""Compiled CPU kernels: one door for native code.
+
+The C++ sources in ``csrc/`` (the tile rasterizer, the binarised hash-grid lookup) are built on first use
+with torch's ``cpp_extension`` (a C++ compiler and OpenMP; nothing to install beforehand) into torch's
+extension cache (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), keyed by a hash of the
+sources and flags, so a changed source rebuilds and concurrent first uses wait for one build.
+
+:func:`load` returns the module, or None when the build fails; the reason is kept
+(:func:`unavailable_reason`) and reported once as a warning, so that ``auto`` backends fall back to the
+pure-PyTorch reference with one clear message. ``PREDICTGS_NO_COMPILED=1`` disables the kernels (for
+platforms without a compiler, and to compare with the reference).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCES = ("bindings.cpp", "projection.cpp", "rasterize.cpp", "hashgrid.cpp")
+DISABLE_ENV = "PREDICTGS_NO_COMPILED"
+# -O3 without -march: the built module must run on every machine that shares the cache folder (cluster
+# nodes of different generations share a home directory). No -ffast-math: results must not depend on it.
+CFLAGS = ("-O3", "-fopenmp", "-fno-math-errno", "-ffp-contract=off")
+LDFLAGS = ("-fopenmp",)
+
+_lock = threading.Lock()
+_module = None
+_reason: str | None = None
+_warned = False
+_suspended = 0  # > 0 inside ``disabled()``
+
+
+def _cflags() -> tuple[str, ...]:
+    return CFLAGS + tuple(os.environ.get("PREDICTGS_KERNEL_CFLAGS", "").split())
+
+
+def _build_name() -> str:
+    digest = hashlib.sha256()
+    for name in SOURCES:
+        digest.update(name.encode())
+        digest.update((CSRC / name).read_bytes())
+    digest.update(" ".join(_cflags() + LDFLAGS).encode())
+    return f"predictgs_cpu_{digest.hexdigest()[:12]}"
+
+
+def _build():
+    # torch's extension module warns at import that a CUDA toolkit folder exists without a CUDA runtime,
+    # which concerns CUDA extensions only; these are CPU sources.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import cpp_extension
+
+    name = _build_name()
+    built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
+    if not built.exists():
+        print("predictgs: building the compiled CPU kernels (once per machine and version, about a minute)",
+              file=sys.stderr, flush=True)
+    return cpp_extension.load(name=name, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=list(_cflags()),
+                              extra_ldflags=list(LDFLAGS), verbose=False)
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Run a block as if the kernels could not be built (every ``auto`` backend takes the PyTorch reference,
+    without a warning): for benchmarks that compare with the reference in one process."""
+    global _suspended
+    _suspended += 1
+    try:
+        yield
+    finally:
+        _suspended -= 1
+
+
+def load():
+    """The compiled module (built on first use), or None when it cannot be built or is disabled."""
+    global _module, _reason
+    if _suspended:
+        return None
+    if _module is not None or _reason is not None:
+        return _module
+    with _lock:
+        if _module is None and _reason is None:
+            if os.environ.get(DISABLE_ENV, "0") not in ("", "0"):
+                _reason = f"disabled by {DISABLE_ENV}=1"
+            else:
+                try:
+                    _module = _build()
+                except Exception as err:  # no compiler, no OpenMP, a failed build: the reference remains
+                    text = str(err).strip().splitlines()
+                    _reason = f"{type(err).__name__}: {text[-1] if text else ''}".strip().rstrip(":")
+    return _module
+
+
+def unavailable_reason() -> str | None:
+    """None when the compiled kernels are usable, else why not (after trying to build them)."""
+    if _suspended:
+        return "disabled for this block (predictgs.kernels.disabled())"
+    load()
+    return _reason
+
+
+def available() -> bool:
+    return load() is not None
+
+
+def warn_unavailable(what: str) -> None:
+    """One warning per process naming why the compiled kernels are not used for ``what``."""
+    global _warned
+    reason = unavailable_reason()
+    if reason is None or _warned or _suspended or reason.startswith(f"disabled by {DISABLE_ENV}"):
+        return
+    _warned = True
+    warnings.warn(f"predictgs: the compiled CPU kernels could not be built ({reason}); {what} uses the slower "
+                  f"pure-PyTorch reference. Install a C++ compiler with OpenMP (g++) to build them, or set "
+                  f"{DISABLE_ENV}=1 to silence this.", RuntimeWarning, stacklevel=3)
+
+
+__all__ = ["load", "available", "unavailable_reason", "warn_unavailable", "disabled", "DISABLE_ENV"]
