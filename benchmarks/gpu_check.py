@@ -5,15 +5,17 @@ real scene, encodes, decodes and evaluates each run, and reports the figures the
     make gpu-check GPU_SCENE=../shared/data/scenes/fern            # = the command below
     python benchmarks/gpu_check.py --scene ../shared/data/scenes/fern --out gpu_check
 
-Uses the CUDA torch already installed (2.4 or newer). gsplat (and torchac) are installed when missing:
-from ``--wheels DIR`` (``pip install --no-index --target``) when given, else from PyPI. Jobs run one
-after another in this process, never as competing processes on one GPU. Writes ``<out>/gpu_check.json``
-and prints a table:
+Uses the CUDA torch already installed (2.4 or newer). gsplat (and torchac, gsplat's requirements and
+the ninja program) are installed when missing, with ``pip install --no-deps --target $PREDICTGS_SITE``
+(never a second torch): from ``--wheels DIR`` (offline) when given, else pinned versions from PyPI. Jobs
+run one after another in this process, never as competing processes on one GPU. The Triton hash-grid
+kernels are compiled before anything is timed. Writes ``<out>/gpu_check.json`` and prints a table:
 
 - per run: iterations per second in each phase of the curriculum (plain, noise, entropy), peak GPU
   memory, host synchronisations per steady-state step (``torch.cuda.set_sync_debug_mode``, ours and the
-  rasterizer's), PSNR / SSIM (LPIPS when its weights are present) of the decoded model, estimated and
-  real file size, encode / decode seconds, FPS of the decoded model (median frame time over 3 s);
+  rasterizer's, by the innermost project or gsplat frame on the stack), PSNR / SSIM (LPIPS when its
+  weights are present) of the decoded model, estimated and real file size, encode / decode seconds, FPS
+  of the decoded model (median frame time over 3 s);
 - the rasterizer comparison (benchmarks/compare_gsplat.py), the backends in use, GPU, torch version;
 - the targets: HAC >= 45 it/s in the entropy phase, Predict-GS <= 1.1x HAC's time per iteration,
   decoded Predict-GS FPS >= 0.95x decoded HAC FPS.
@@ -40,32 +42,86 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 RUNS = (("hac", 0.001), ("hac", 0.004), ("predictgs", 0.001), ("predictgs", 0.004))
 TARGETS = {"hac_entropy_its": 45.0, "predictgs_time_ratio": 1.1, "fps_ratio": 0.95}
+WARM_UP_POINTS = 300  # any count: the kernels are not specialised on it
 
 
 def log(message: str) -> None:
     print(f"[gpu-check {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def ensure_packages(wheels: str | None) -> dict:
+# Installed into PREDICTGS_SITE (default /tmp/predictgs-site) when missing, by import name. Always with
+# --no-deps: pip would otherwise resolve gsplat's "torch" requirement by installing a second (CPU or other
+# CUDA) torch of several GB first on sys.path. gsplat's own requirements are therefore listed: numpy and
+# torch are the environment's; jaxtyping and rich (and theirs) are pinned to versions known to work.
+PACKAGES = {"gsplat": "gsplat==1.5.3", "torchac": "torchac==0.9.3"}
+GSPLAT_DEPS = {"jaxtyping": "jaxtyping==0.3.11", "wadler_lindig": "wadler-lindig==0.1.8",
+               "rich": "rich==15.0.0", "markdown_it": "markdown-it-py==4.3.0", "mdurl": "mdurl==0.1.2",
+               "pygments": "pygments==2.21.0"}
+# torch builds gsplat's extension with the ninja *program*: the wheel installs it as <target>/bin/ninja.
+NINJA = "ninja==1.13.2"
+
+
+def site_target() -> Path:
+    return Path(os.environ.get("PREDICTGS_SITE", "/tmp/predictgs-site"))
+
+
+def use_site(target: Path) -> None:
+    """Put an install target first on sys.path and its bin/ (the ninja program) first on PATH."""
+    import importlib
+
+    if str(target) not in sys.path:
+        sys.path.insert(0, str(target))
+    bin_dir = target / "bin"
+    path = os.environ.get("PATH", "")
+    if bin_dir.is_dir() and str(bin_dir) not in path.split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([str(bin_dir), *filter(None, [path])])
+    importlib.invalidate_caches()
+
+
+def missing_requirements(build: bool) -> list[str]:
+    """The pinned requirements of what does not import here, and ninja when gsplat is to be built
+    (``build``: on CUDA) and no ninja program is on PATH."""
+    import importlib.util
+    import shutil
+
+    missing = [req for name, req in PACKAGES.items() if importlib.util.find_spec(name) is None]
+    if any(req.startswith("gsplat") for req in missing):
+        missing += [req for name, req in GSPLAT_DEPS.items() if importlib.util.find_spec(name) is None]
+    if build and shutil.which("ninja") is None:
+        missing.append(NINJA)
+    return missing
+
+
+def install_command(requirements: list[str], wheels: str | None, target: Path) -> list[str]:
+    """pip into ``target``, never resolving dependencies (see PACKAGES): from the wheels in ``wheels``
+    (every one of them, offline), else the pinned ``requirements`` from the package index."""
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade", "--target", str(target)]
+    if wheels:
+        return [*pip, "--no-index", *sorted(str(p) for p in Path(wheels).glob("*.whl"))]
+    return [*pip, *requirements]
+
+
+def install_missing(wheels: str | None, build: bool) -> list[str]:
+    """Install what :func:`missing_requirements` lists into :func:`site_target`. -> what was missing."""
+    target = site_target()
+    if target.is_dir():  # installed by an earlier run
+        use_site(target)
+    missing = missing_requirements(build)
+    if missing:
+        command = install_command(missing, wheels, target)
+        log(f"installing {', '.join(missing)}: {' '.join(command[:9])} ...")
+        subprocess.run(command, check=True)
+        use_site(target)
+    return missing
+
+
+def ensure_packages(wheels: str | None, build: bool = True) -> dict:
     """Import gsplat and torchac, installing them when missing. -> versions."""
     import importlib
 
-    missing = [name for name in ("gsplat", "torchac") if importlib.util.find_spec(name) is None]
-    if missing:
-        target = Path(os.environ.get("PREDICTGS_SITE", "/tmp/predictgs-site"))
-        if wheels:
-            files = [str(p) for p in Path(wheels).glob("*.whl")]
-            command = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--upgrade",
-                       "--target", str(target), *files]
-        else:
-            command = [sys.executable, "-m", "pip", "install", "-q", "--target", str(target),
-                       *(f"{m}=={'1.5.3' if m == 'gsplat' else '0.9.3'}" for m in missing)]
-        log(f"installing {', '.join(missing)}: {' '.join(command[:8])} ...")
-        subprocess.run(command, check=True)
-        sys.path.insert(0, str(target))
-        importlib.invalidate_caches()
+    install_missing(wheels, build)
     versions = {}
-    for name in ("gsplat", "torchac"):
+    for name in PACKAGES:
         module = importlib.import_module(name)
         versions[name] = getattr(module, "__version__", "?")
     return versions
@@ -90,13 +146,49 @@ def compare_rasterizers(out: Path) -> dict:
     return json.loads(path.read_text()) if code == 0 and path.is_file() else {"error": f"exit code {code}"}
 
 
+def _frame_origin(filename: str) -> str | None:
+    """"ours" for the project's code (this script excepted), "rasterizer" for gsplat's, else None."""
+    path = Path(filename)
+    if not path.is_absolute():  # <string>, <frozen ...>
+        return None
+    if "gsplat" in path.parts:
+        return "rasterizer"
+    if any(part in ("site-packages", "dist-packages", ".venv") for part in path.parts):
+        return None
+    path = path.resolve()
+    if path != Path(__file__).resolve() and path.is_relative_to(ROOT):
+        return "ours"
+    return None
+
+
+def sync_origin(frame) -> str:
+    """Who a synchronisation warning raised with Python frame ``frame`` innermost belongs to: the innermost
+    frame that is the project's or gsplat's decides. So a sync inside torch's Python wrappers
+    (``torch.unique``, ``torch.optim``) or replayed by the autograd engine at the end of our
+    ``loss.backward()`` is ours, a sync under gsplat's Python code the rasterizer's; "other" when neither
+    is on the stack (a warning replayed on an autograd worker thread)."""
+    while frame is not None:
+        origin = _frame_origin(frame.f_code.co_filename)
+        if origin is not None:
+            return origin
+        frame = frame.f_back
+    return "other"
+
+
 def count_syncs(trainer, steps: int) -> dict:
-    """Host synchronisations in ``steps`` steady-state training steps, by where they come from."""
+    """Host synchronisations in ``steps`` steady-state training steps, by where they come from
+    (:func:`sync_origin`, decided from the whole Python stack when the warning is raised)."""
     import torch
 
-    ours, theirs = 0, 0
-    with warnings.catch_warnings(record=True) as caught:
+    counts = {"ours": 0, "rasterizer": 0, "other": 0}
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if "synchroniz" in str(message).lower():
+            counts[sync_origin(sys._getframe(1))] += 1
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
+        warnings.showwarning = show  # called in the raising thread, with its stack (restored on exit)
         torch.cuda.set_sync_debug_mode("warn")
         try:
             for _ in range(steps):
@@ -104,14 +196,36 @@ def count_syncs(trainer, steps: int) -> dict:
                 trainer.step(trainer.iteration)
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    for warning in caught:
-        if "synchroniz" not in str(warning.message).lower():
-            continue
-        if str(ROOT) in str(warning.filename) and "site-packages" not in str(warning.filename):
-            ours += 1
-        else:
-            theirs += 1
-    return {"steps": steps, "ours_per_step": ours / steps, "rasterizer_and_torch_per_step": theirs / steps}
+    return {"steps": steps, "ours_per_step": counts["ours"] / steps,
+            "rasterizer_per_step": counts["rasterizer"] / steps, "other_per_step": counts["other"] / steps}
+
+
+def warm_up_kernels(model, device) -> dict:
+    """Compile, before anything is timed, every Triton kernel variant that a training step launches: each
+    hash-grid encoding of ``model`` looks up a few points, forward and backward (the gradient is returned,
+    not accumulated; no random state is used). The kernels are compiled per (kernel, dims, dtype), not per
+    point count (hashgrid_triton.UNSPECIALISED), so this covers every later step. Off CUDA the encodings
+    take the reference path and nothing is compiled."""
+    import torch
+
+    from predictgs.nn.hashgrid import BinaryHashGrid, GridPlaneEncoding
+
+    encodings = [m for m in model.modules() if isinstance(m, GridPlaneEncoding)]
+    inside = {id(t) for e in encodings for t in e.tables()}
+    encodings += [m for m in model.modules() if isinstance(m, BinaryHashGrid) and id(m) not in inside]
+    start = time.perf_counter()
+    for encoding in encodings:
+        params = [p for p in encoding.parameters() if p.requires_grad]
+        dims = 3 if isinstance(encoding, GridPlaneEncoding) else encoding.dims
+        dtype = params[0].dtype if params else torch.float32
+        x = (torch.arange(WARM_UP_POINTS * dims, device=device, dtype=dtype).reshape(-1, dims) * 0.6180339887) % 1
+        with torch.enable_grad():
+            out = encoding(x)
+            if params:
+                torch.autograd.grad(out, params, torch.ones_like(out))
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return {"encodings": len(encodings), "seconds": time.perf_counter() - start}
 
 
 def train_run(method: str, lmbda: float, scene: Path, out: Path, iterations: int, device: str,
@@ -135,8 +249,29 @@ def train_run(method: str, lmbda: float, scene: Path, out: Path, iterations: int
     save_spec(spec, run_dir)
     trainer = new_trainer(spec, model_config, scene_data, run_dir, progress=False)
     cuda = trainer.device.type == "cuda"
+    warm_up = warm_up_kernels(trainer.model, trainer.device)
     if cuda:
         torch.cuda.reset_peak_memory_stats(trainer.device)
+    phases, train_seconds = timed_phases(trainer, iterations)
+    syncs = count_syncs(trainer, sync_steps) if cuda and sync_steps else None
+    if syncs is not None:  # the extra steps were beyond the run: count them in its length
+        trainer.total = trainer.iteration
+    metrics = finish(trainer, spec, run_dir)
+    trainer.save_checkpoint()
+    return {
+        "method": method, "lmbda": lmbda, "run_dir": str(run_dir), "phases": phases,
+        "train_wall_seconds": train_seconds, "kernel_warm_up": warm_up,
+        "peak_gpu_memory_gb": torch.cuda.max_memory_allocated(trainer.device) / 2**30 if cuda else None,
+        "syncs": syncs, "prequant_psnr": metrics["psnr"], "anchors": metrics["num_anchors"],
+        "estimated_size_bytes": metrics["estimated_size_bytes"], "rasterizer": trainer.backend,
+    }
+
+
+def timed_phases(trainer, iterations: int) -> tuple[list[dict], float]:
+    """Train to ``iterations``, timing each phase of the curriculum. -> phases, total seconds."""
+    import torch
+
+    cuda = trainer.device.type == "cuda"
     curriculum = trainer.curriculum
     bounds = sorted({b for b in (curriculum.noise_from, curriculum.entropy_from) if b and 0 < b < iterations})
     phases, last, start_total = [], 0, time.perf_counter()
@@ -153,19 +288,7 @@ def train_run(method: str, lmbda: float, scene: Path, out: Path, iterations: int
                        "its_per_second": (stop - last) / seconds if seconds > 0 else None,
                        "primitives_at_end": trainer.model.num_primitives})
         last = stop
-    train_seconds = time.perf_counter() - start_total
-    syncs = count_syncs(trainer, sync_steps) if cuda and sync_steps else None
-    if syncs is not None:  # the extra steps were beyond the run: count them in its length
-        trainer.total = trainer.iteration
-    metrics = finish(trainer, spec, run_dir)
-    trainer.save_checkpoint()
-    return {
-        "method": method, "lmbda": lmbda, "run_dir": str(run_dir), "phases": phases,
-        "train_wall_seconds": train_seconds,
-        "peak_gpu_memory_gb": torch.cuda.max_memory_allocated(trainer.device) / 2**30 if cuda else None,
-        "syncs": syncs, "prequant_psnr": metrics["psnr"], "anchors": metrics["num_anchors"],
-        "estimated_size_bytes": metrics["estimated_size_bytes"], "rasterizer": trainer.backend,
-    }
+    return phases, time.perf_counter() - start_total
 
 
 def lpips_available() -> bool:
@@ -278,9 +401,9 @@ def main(argv=None) -> int:
         print("gpu-check: error: no CUDA device here (use --device cpu for a smoke test)", file=sys.stderr)
         return 2
     result = {"torch": torch.__version__, "python": platform.python_version(),
-              "gpu": torch.cuda.get_device_name() if cuda else "cpu", "scene": str(scene),
+              "gpu": torch.cuda.get_device_name(args.device) if cuda else "cpu", "scene": str(scene),
               "iterations": args.iterations}
-    result["packages"] = ensure_packages(args.wheels)
+    result["packages"] = ensure_packages(args.wheels, build=cuda)
     rasterizer = "auto" if cuda else "reference"
     if cuda:
         log("building / loading gsplat")

@@ -33,6 +33,8 @@ def test_gpu_check_runs_on_cpu_and_writes_its_figures(tmp_path):
         assert run["size_bytes"] > 0 and run["estimated_size_bytes"] > 0 and run["fps"] > 0
         assert run["psnr"] == pytest.approx(run["prequant_psnr"], abs=1e-9)  # decoded = test-time model
         assert run["rasterizer"] == "reference"
+        # the hash-grid encodings were run once before the timing (HAC: context; Predict-GS: + SFP)
+        assert run["kernel_warm_up"]["encodings"] == {"hac": 1, "predictgs": 2}[run["method"]]
     assert set(figures["targets"]["lambda_0.004"]) >= {"hac_entropy_its", "predictgs_time_ratio", "fps_ratio"}
     assert "entropy it/s" in result.stdout
 

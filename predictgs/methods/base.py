@@ -27,7 +27,9 @@ alone, everything a frame needs (quantised values, Predict-GS's predicted featur
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -97,6 +99,16 @@ class AnchorConfig:
     lr_mlp_color: tuple[float, float] = lr_field(0.008, 0.00005)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+
+
+@contextlib.contextmanager
+def cpu_seeded(seed: int) -> Iterator[None]:
+    """Run a block with the CPU generator seeded with ``seed``, and restore it afterwards. Only the CPU
+    generator: ``torch.manual_seed`` would also reseed every CUDA generator, which ``fork_rng(devices=[])``
+    does not save, and so reset the caller's CUDA random state. Modules are built on the CPU."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
 
 
 def lr(pair: tuple[float, float], scale: float = 1.0) -> ExponentialLR:
@@ -263,16 +275,14 @@ class AnchorMethod(MethodBase):
     def from_points(cls, config, points: np.ndarray, extent: float, seed: int = 0) -> "AnchorMethod":
         voxel = config.voxel_size if config.voxel_size else auto_voxel_size(points)
         anchors = AnchorSet.from_points(points, voxel, cls.attr_dim(config), config.n_offsets, cls.with_masks, seed)
-        with torch.random.fork_rng(devices=[]):  # the same seed gives the same initial networks
-            torch.manual_seed(seed)
+        with cpu_seeded(seed):  # the same seed gives the same initial networks
             return cls(config, anchors, extent, voxel)
 
     @classmethod
     def empty(cls, config, extent: float, voxel_size: float, num_anchors: int = 0) -> "AnchorMethod":
         """A model with ``num_anchors`` zero anchors to load a checkpoint or a bitstream into; its
         networks' initial values are drawn without touching the caller's random state."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with cpu_seeded(0):
             anchors = AnchorSet(num_anchors, cls.attr_dim(config), config.n_offsets, cls.with_masks)
             return cls(config, anchors, extent, voxel_size)
 

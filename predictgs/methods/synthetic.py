@@ -19,6 +19,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from .base import cpu_seeded
 
 SIGMA_STEPS = {"attributes": 2.0, "scaling": 8.0, "offsets": 2.0}  # the attribute group is "feat"/"residual"
 MEAN_SCALING = 0.05
@@ -37,8 +38,7 @@ def random_hac(num_anchors: int, seed: int = 0, config=None, method_class=None, 
     cells = np.unique(rng.integers(0, 256**3, size=int(num_anchors * 1.1) + 16))
     cells = rng.permutation(cells)[:num_anchors]
     points = np.stack(np.unravel_index(cells, (256,) * 3), axis=1) * voxel - 1.0 + voxel / 2
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with cpu_seeded(seed):
         model = cls.from_points(config, points.astype(np.float32), extent=2.0, seed=seed)
         _shape_context(model)
         _draw_values(model)

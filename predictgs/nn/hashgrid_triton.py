@@ -17,11 +17,20 @@ call :func:`encode` directly only for tests and benchmarks.
 - Hash: uint32 products c_i * prime_i (wrapping mod 2^32) XORed, then the low bits (hashed levels have a
   power-of-two table size; ``BinaryHashGrid`` asserts it). Dense rows: c0 + R c1 (+ R^2 c2) in int32.
 - Compiled with ``enable_fp_fusion=False`` so that x (R - 2) + 0.5 and the weighted sums are rounded as
-  in the reference (no FMA contraction); the remaining difference is the order of the 2^d-term sums.
+  in the reference (no FMA contraction), and the renormalisation divides with ``tl.div_rn`` (correctly
+  rounded, ``div.rn``; Triton's ``/`` compiles to the approximate ``div.full.f32`` for float32, up to 2
+  ulp); the remaining difference is the order of the 2^d-term sums.
+- Specialisation: Triton compiles one variant per pattern of integer arguments equal to 1 or divisible by
+  16. The point count ``n`` changes every training step and the column offsets ``col0..2`` differ per
+  grid, so they are declared ``do_not_specialize``: one variant per (kernel, dims, dtype) for a given
+  model, compiled by the first call (or :func:`warm_up`), never in the middle of a timed run.
+- Launches run under ``torch.cuda.device(x.device)``: Triton launches on the current CUDA device, which
+  need not be the tensors' one (``--device cuda:1``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -31,6 +40,9 @@ from torch import Tensor
 
 BLOCK = 128
 NUM_WARPS = 4
+# Integer arguments whose value changes from call to call (or grid to grid) and buys nothing when
+# specialised: compiled as plain runtime integers, so no new variant is compiled mid-run.
+UNSPECIALISED = ("n", "col0", "col1", "col2")
 
 
 @triton.jit
@@ -83,6 +95,17 @@ def _corner(low0, frac0, low1, frac1, low2, frac2, R, rmax, mask, offset, dense,
 
 
 @triton.jit
+def _divide(a, b):
+    """a / b correctly rounded, as torch divides: Triton's ``/`` is the approximate ``div.full.f32`` for
+    float32 (``div.rn.f64`` for float64, where ``tl.div_rn`` is not defined)."""
+    if a.dtype == tl.float32:
+        q = tl.div_rn(a, b)
+    else:
+        q = a / b
+    return q
+
+
+@triton.jit
 def _level_setup(x_ptr, res_ptr, off_ptr, size_ptr, dense_ptr, n, stride_xn, col0, col1, col2,
                  DIMS: tl.constexpr, BLOCK_N: tl.constexpr):
     level = tl.program_id(1)
@@ -113,7 +136,7 @@ def _level_setup(x_ptr, res_ptr, off_ptr, size_ptr, dense_ptr, n, stride_xn, col
             norm)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=UNSPECIALISED)
 def _encode_fwd_kernel(x_ptr, table_ptr, out_ptr, res_ptr, off_ptr, size_ptr, dense_ptr,
                        n, stride_xn, col0, col1, col2, stride_on, out_col,
                        DIMS: tl.constexpr, F: tl.constexpr, F_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
@@ -125,7 +148,7 @@ def _encode_fwd_kernel(x_ptr, table_ptr, out_ptr, res_ptr, off_ptr, size_ptr, de
     acc = tl.zeros([BLOCK_N, F_PAD], dtype=table_ptr.dtype.element_ty)
     for corner in tl.static_range(1 << DIMS):
         w, keep, row = _corner(low0, frac0, low1, frac1, low2, frac2, R, rmax, mask, offset, dense, corner, DIMS)
-        w = w / norm
+        w = _divide(w, norm)
         load_mask = (inside & keep)[:, None] & fmask[None, :]
         value = tl.load(table_ptr + row[:, None] * F + feats[None, :], mask=load_mask, other=0.0)
         acc += w[:, None] * value
@@ -134,7 +157,7 @@ def _encode_fwd_kernel(x_ptr, table_ptr, out_ptr, res_ptr, off_ptr, size_ptr, de
     tl.store(out, acc, mask=valid[:, None] & fmask[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=UNSPECIALISED)
 def _encode_bwd_kernel(x_ptr, grad_out_ptr, grad_table_ptr, res_ptr, off_ptr, size_ptr, dense_ptr,
                        n, stride_xn, col0, col1, col2, stride_gn, out_col,
                        DIMS: tl.constexpr, F: tl.constexpr, F_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
@@ -147,7 +170,7 @@ def _encode_bwd_kernel(x_ptr, grad_out_ptr, grad_table_ptr, res_ptr, off_ptr, si
     g = tl.load(g_ptr, mask=inside[:, None] & fmask[None, :], other=0.0)
     for corner in tl.static_range(1 << DIMS):
         w, keep, row = _corner(low0, frac0, low1, frac1, low2, frac2, R, rmax, mask, offset, dense, corner, DIMS)
-        w = w / norm
+        w = _divide(w, norm)
         add_mask = (inside & keep)[:, None] & fmask[None, :]
         tl.atomic_add(grad_table_ptr + row[:, None] * F + feats[None, :], w[:, None] * g, mask=add_mask,
                       sem="relaxed")
@@ -156,6 +179,11 @@ def _encode_bwd_kernel(x_ptr, grad_out_ptr, grad_table_ptr, res_ptr, off_ptr, si
 def _launch_args(grid, columns: Sequence[int], x: Tensor) -> tuple:
     cols = [c * x.stride(1) for c in columns] + [0] * (3 - len(columns))
     return (grid._res, grid._offsets, grid._sizes, grid._dense, x.shape[0], x.stride(0), *cols)
+
+
+def _on_device(x: Tensor):
+    """Triton launches on the current CUDA device: make it x's for the launch (no-op off CUDA)."""
+    return torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext()
 
 
 def _meta(grid) -> dict:
@@ -176,13 +204,14 @@ class FusedEncode(torch.autograd.Function):
         width = sum(g.output_dim for g, _ in grids)
         out = torch.empty((n, width), device=x.device, dtype=x.dtype)
         col = 0
-        for (grid, columns), table in zip(grids, tables):
-            table = table.contiguous()
-            if n:
-                launch = (triton.cdiv(n, BLOCK), grid.num_levels)
-                _encode_fwd_kernel[launch](x, table, out, *_launch_args(grid, columns, x), out.stride(0), col,
-                                           **_meta(grid))
-            col += grid.output_dim
+        with _on_device(x):
+            for (grid, columns), table in zip(grids, tables):
+                table = table.contiguous()
+                if n:
+                    launch = (triton.cdiv(n, BLOCK), grid.num_levels)
+                    _encode_fwd_kernel[launch](x, table, out, *_launch_args(grid, columns, x), out.stride(0),
+                                               col, **_meta(grid))
+                col += grid.output_dim
         ctx.save_for_backward(x)
         ctx.grids = grids
         ctx.table_shapes = [t.shape for t in tables]
@@ -197,17 +226,18 @@ class FusedEncode(torch.autograd.Function):
             grad_out = grad_out.contiguous()
         grads = []
         col = 0
-        for i, ((grid, columns), shape) in enumerate(zip(ctx.grids, ctx.table_shapes)):
-            if ctx.needs_input_grad[2 + i]:
-                grad_table = torch.zeros(shape, device=grad_out.device, dtype=grad_out.dtype)
-                if x.shape[0]:
-                    launch = (triton.cdiv(x.shape[0], BLOCK), grid.num_levels)
-                    _encode_bwd_kernel[launch](x, grad_out, grad_table, *_launch_args(grid, columns, x),
-                                               grad_out.stride(0), col, **_meta(grid))
-                grads.append(grad_table)
-            else:
-                grads.append(None)
-            col += grid.output_dim
+        with _on_device(x):
+            for i, ((grid, columns), shape) in enumerate(zip(ctx.grids, ctx.table_shapes)):
+                if ctx.needs_input_grad[2 + i]:
+                    grad_table = torch.zeros(shape, device=grad_out.device, dtype=grad_out.dtype)
+                    if x.shape[0]:
+                        launch = (triton.cdiv(x.shape[0], BLOCK), grid.num_levels)
+                        _encode_bwd_kernel[launch](x, grad_out, grad_table, *_launch_args(grid, columns, x),
+                                                   grad_out.stride(0), col, **_meta(grid))
+                    grads.append(grad_table)
+                else:
+                    grads.append(None)
+                col += grid.output_dim
         return (None, None, *grads)
 
 

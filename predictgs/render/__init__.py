@@ -190,13 +190,34 @@ def _rasterize_gsplat(means, quats, scales, opacities, colors, viewmat, K, width
     screen_means = meta["means2d"]
     if screen_means.requires_grad:
         screen_means.retain_grad()
-    radii = meta["radii"][0]
+        # Training: the densification statistics count the Gaussians drawn as the reference and Inria
+        # count them, whatever their opacity (see _gsplat_radii_without_opacity).
+        radii = _gsplat_radii_without_opacity(means, quats, scales, viewmat, K, width, height)
+    else:
+        radii = meta["radii"][0]
     if radii.dim() == 2:  # gsplat >= 1.5 returns per-axis radii
         radii = radii.max(dim=-1).values
     return RenderOutput(
         image=render[0].permute(2, 0, 1), alpha=alphas[0].permute(2, 0, 1), radii=radii.to(torch.int32),
         depths=meta["depths"][0], width=width, height=height, backend="gsplat", screen_means=screen_means,
     )
+
+
+@torch.no_grad()
+def _gsplat_radii_without_opacity(means, quats, scales, viewmat, K, width, height) -> Tensor:
+    """gsplat's radii [N, 2] of the same projection without opacities.
+
+    ``gsplat.rasterization`` (1.5.x) passes the opacities into its projection: a Gaussian with opacity
+    below 1/255 gets radius 0 and the others a box shrunk to where opacity * exp(-d^2 / 2) >= 1/255. That
+    changes nothing drawn (those pixels' alpha is below 1/255, skipped anyway) but it drops such Gaussians
+    from ``radii > 0``, the "drawn" count of the densification statistics, where the reference rasterizer
+    and the Inria / Scaffold-GS / HAC code count every Gaussian whose footprint touches the image (with a
+    zero gradient when it is faint). One more projection kernel, no synchronisation."""
+    from gsplat import fully_fused_projection
+
+    radii = fully_fused_projection(means, None, quats, scales, viewmat[None], K[None], width, height,
+                                   eps2d=EPS2D, near_plane=NEAR_PLANE, packed=False)[0]
+    return radii[0]
 
 
 @torch.no_grad()
