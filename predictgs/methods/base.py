@@ -39,7 +39,7 @@ from ..codec import CodedState
 from ..codec.tensors import round_to_half_
 from ..config import bounded
 from ..errors import BitstreamError
-from ..model.anchors import AnchorSet, auto_voxel_size
+from ..model.anchors import AnchorSet, choose_voxel_size
 from ..model.gaussians import Gaussians
 from ..model.scaffold import NeuralGaussians, ScaffoldDecoder, assemble_gaussians, view_inputs
 from ..model.view import View
@@ -170,6 +170,9 @@ class MethodBase(nn.Module):
     label: ClassVar[str] = "method"  # the name printed in tables
     config_class: ClassVar[type]
     default_lmbda: ClassVar[float | None] = None  # methods with a rate term set their default rate point
+    # Where the voxel size came from (model.anchors.choose_voxel_size), for train.log and metrics.json;
+    # None for methods without a voxel grid and for models loaded from a checkpoint or a bitstream.
+    voxel_size_source: str | None = None
 
     def __init__(self, config, extent: float, voxel_size: float):
         super().__init__()
@@ -261,11 +264,13 @@ class AnchorMethod(MethodBase):
 
     @classmethod
     def from_points(cls, config, points: np.ndarray, extent: float, seed: int = 0) -> "AnchorMethod":
-        voxel = config.voxel_size if config.voxel_size else auto_voxel_size(points)
+        voxel, source = choose_voxel_size(config.voxel_size, points)
         anchors = AnchorSet.from_points(points, voxel, cls.attr_dim(config), config.n_offsets, cls.with_masks, seed)
         with torch.random.fork_rng(devices=[]):  # the same seed gives the same initial networks
             torch.manual_seed(seed)
-            return cls(config, anchors, extent, voxel)
+            model = cls(config, anchors, extent, voxel)
+        model.voxel_size_source = source
+        return model
 
     @classmethod
     def empty(cls, config, extent: float, voxel_size: float, num_anchors: int = 0) -> "AnchorMethod":

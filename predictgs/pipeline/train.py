@@ -100,9 +100,9 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
         trainer.log.info("resuming from iteration %d", trainer.iteration)
     else:
         save_spec(spec, run_dir)
-        trainer.log.info("new run: %s on %s, %d primitives (voxel size %.6g), device %s, rasterizer %s", method,
-                         scene.path, trainer.model.num_primitives, trainer.model.voxel_size, trainer.device,
-                         trainer.backend)
+        trainer.log.info("new run: %s on %s, %d primitives (voxel size %.6g, %s), device %s, rasterizer %s",
+                         method, scene.path, trainer.model.num_primitives, trainer.model.voxel_size,
+                         trainer.model.voxel_size_source or "no voxel grid", trainer.device, trainer.backend)
     trainer.train(stop_after=stop_after)
     if trainer.iteration < trainer.total:
         return None
@@ -137,6 +137,7 @@ def run_metrics(trainer: Trainer, spec: RunSpec) -> tuple[dict, dict]:
         "device": device_label(trainer.device),
         "rasterizer": trainer.backend,
         "voxel_size": model.voxel_size,
+        "voxel_size_source": model.voxel_size_source,
         **model.extra_metrics(),
     }
     return result, per_view
