@@ -304,6 +304,12 @@ class HAC(AnchorMethod):
         bits["mlps"] = float(self.mlp_parameter_count() * BITS_PER_FLOAT)
         return {key: bits[key] for key in self.bit_categories()}
 
+    reference_accounting = (
+        "HAC's (estimate_final_bits / conduct_encoding): anchor positions at 48 bits (16 per axis, the box "
+        "not counted); features, scaling and offsets (masked offsets excluded) as entropy-coded; the hash "
+        "grid and the offset masks as one Bernoulli each + 32 bits; mlp_opacity, mlp_cov, mlp_color and "
+        "mlp_grid at 32 bits per parameter. This is estimated_bits.")
+
     def bit_categories(self) -> list[str]:
         """The keys of estimated_bits, in the reference's order."""
         return ["anchor", self.attribute_group, "scaling", "offsets", "hash", "masks", "mlps"]

@@ -9,6 +9,7 @@ trainer, the codec and the report know it only through this protocol:
     method.entropy_model()         # the object whose bits() / compress() make estimate and file, or None
     method.strategy(total, seed)   # the densification strategy (anchor growing and pruning)
     method.estimated_bits()        # bits per category (metrics.json, Table 3)
+    method.reference_bits()        # bits per category as the reference code counts them (metrics.json)
     method.coded_state()           # CodedState: header fields + sections (the codec writes them)
     Method.from_coded(config, coded)   # the same class, rebuilt from a bitstream
     Method.from_scene(config, scene, seed)   # the model a run starts from (predictgs train)
@@ -239,6 +240,21 @@ class MethodBase(nn.Module):
 
     def extra_metrics(self) -> dict:
         """Method-specific entries for metrics.json."""
+        return {}
+
+    # -- the reference code's size accounting ---------------------------------------------------------
+    # One sentence: how the reference code counts the size of this method's model (the number its papers
+    # publish), beside the file's size that the tables report (metrics.json: reference_accounting).
+    reference_accounting: ClassVar[str] = "as estimated_bits"
+
+    def reference_bits(self, estimated: dict[str, float] | None = None) -> dict[str, float]:
+        """Bits per category of this model as the reference code counts them (``reference_accounting``).
+        By default ``estimated_bits`` (``estimated``: its value, when the caller has it), for the methods
+        whose estimate is exactly that accounting; the others override it."""
+        return dict(self.estimated_bits() if estimated is None else estimated)
+
+    def reference_marks(self) -> dict[str, str]:
+        """Categories of ``reference_bits`` that are not counted as the reference does, and why."""
         return {}
 
 

@@ -189,6 +189,13 @@ class PredictGS(HAC):
     def bit_categories(self) -> list[str]:
         return ["anchor", "residual", "sfp", "scaling", "offsets", "hash", "masks", "mlps"]
 
+    reference_accounting = (
+        "HAC's, as Predict-GS builds on HAC's code (paper A.2; positions \"quantized to 16 bits and stored "
+        "directly\", 3.4): anchor positions at 48 bits; residuals f_r, scaling and offsets (masked offsets "
+        "excluded) as entropy-coded; the SFP's and the context's hash tables and the masks as one Bernoulli "
+        "each + 32 bits; every MLP (Scaffold-GS's, mlp_grid, the SFP's fusion, MGRD) at 32 bits per "
+        "parameter. This is estimated_bits.")
+
     def extra_metrics(self) -> dict:
         c = self.config
         return {"residual_dim": c.residual_dim, "schedule": c.curriculum.schedule, "ds_init": c.curriculum.ds_init}
@@ -264,3 +271,9 @@ class PredictGSHACpp(HACppParts, PredictGS):
     name = "predictgs_hacpp"
     label = "Predict-GS + HAC++"
     config_class = PredictGSHACppConfig
+    reference_accounting = (
+        "HAC++'s, with Predict-GS's parts: anchor positions at the size of their coded file + 192 bits for "
+        "the box (here our lattice coder's size, marked: HAC++ codes them with G-PCC); residuals f_r "
+        "(channel-context mixture), scaling and offsets as entropy-coded; the SFP's and the context's hash "
+        "tables and the masks as one Bernoulli each + 32 bits; every MLP at 32 bits per parameter. This is "
+        "estimated_bits.")

@@ -115,6 +115,7 @@ def run_metrics(trainer: Trainer, spec: RunSpec) -> tuple[dict, dict]:
     summary, per_view = evaluate_model(model, trainer.scene, trainer.device, lpips=spec.train.lpips,
                                        backend=trainer.backend)
     bits = model.estimated_bits()
+    reference_bits = model.reference_bits(bits)
     result = {
         "method": spec.method,
         "method_label": type(model).label,
@@ -133,6 +134,12 @@ def run_metrics(trainer: Trainer, spec: RunSpec) -> tuple[dict, dict]:
         **model.counts(),
         "estimated_bits": bits,
         "estimated_size_bytes": sum(bits.values()) / 8.0,
+        # The reference code's accounting of the same model (what its papers publish), beside the file's
+        # size that `predictgs encode` adds (size_bytes): docs/methods.md, "Two sizes".
+        "reference_size_bytes": sum(reference_bits.values()) / 8.0,
+        "reference_bits": reference_bits,
+        "reference_accounting": type(model).reference_accounting,
+        "reference_marked": model.reference_marks(),
         "train_seconds": trainer.train_seconds,
         "device": device_label(trainer.device),
         "rasterizer": trainer.backend,
