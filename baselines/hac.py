@@ -201,7 +201,7 @@ class HAC(AnchorMethod):
         chosen = ((torch.rand(keeps_gaussian.shape[0], device=masks.device) <= c.entropy_sample_rate)
                   & keeps_gaussian).to(masks.dtype)[:, None]
         terms = {"mask": c.mask_loss_weight * torch.sigmoid(self.anchors.masks).mean()}
-        hash_term = self.hash_bits(tables) / (self.anchors.num_anchors * self.context.values_per_anchor)
+        hash_term = self.hash_bits(tables) / (self.anchors.num_anchors * self.hash_values_per_anchor())
         offsets_coded = masks.expand(-1, -1, 3).reshape(masks.shape[0], -1)
         total_bits = masks.new_zeros(())
         total_values = masks.new_zeros(())
@@ -213,6 +213,11 @@ class HAC(AnchorMethod):
             total_values = total_values + chosen.sum() * likelihood.shape[1]
         terms["rate"] = total_bits / total_values.clamp(min=1.0) * anchor_rate + hash_term
         return terms
+
+    def hash_values_per_anchor(self) -> int:
+        """What divides the hash bits (per anchor) in the rate term: the values the entropy model codes per
+        anchor (HAC: 50 + 6 + 30 = 86, the reference's feat_dim + 6 + 3K)."""
+        return self.context.values_per_anchor
 
     def hash_bits(self, tables: "StepTables") -> Tensor:
         """Bits of the binarised hash tables of the rate term (the context's; Predict-GS adds its SFP)."""

@@ -160,7 +160,7 @@ class HACppParts:
                 bits = bits * offsets_coded
             total_bits = total_bits + bits.sum()
             total_values += likelihood.numel()
-        hash_term = self.hash_bits(tables) / (n * self.context.values_per_anchor)
+        hash_term = self.hash_bits(tables) / (n * self.hash_values_per_anchor())
         terms = {"rate": total_bits / max(total_values, 1) + hash_term}
         if c.mask_loss_weight > 0:
             terms = {"mask": c.mask_loss_weight * torch.sigmoid(self.anchors.masks).mean(), **terms}

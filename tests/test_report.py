@@ -301,6 +301,11 @@ def test_component_ablation_names_registered_methods():
     assert sfp_only.residual_dim == 0 and sfp_only.curriculum.schedule == "off"
     assert no_pt.residual_dim > 0 and no_pt.curriculum.schedule == "off"
     assert full.curriculum.schedule == DEFAULTS["schedule"]
+    # The two readings of "w/o PT" differ only in when the residual branch starts: 5k/30k, or at once.
+    one_stage = methods["predictgs_no_pt_one_stage"].config_class()
+    assert one_stage.curriculum.residual_from == 0.0 and one_stage.curriculum.schedule == "off"
+    assert no_pt.curriculum.residual_from == full.curriculum.residual_from > 0
+    assert one_stage.residual_dim == no_pt.residual_dim
 
 
 def _bit_categories(cls) -> set[str]:

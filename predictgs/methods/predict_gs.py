@@ -27,6 +27,7 @@ Where the paper is silent, the choices made here (and why):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -71,6 +72,10 @@ class PredictGSConfig(HACConfig):
     lr_sfp: tuple[float, float] = lr_field(0.005, 0.00001)
     lr_fusion: tuple[float, float] = lr_field(0.005, 0.00001)
     lr_mgrd: tuple[float, float] = lr_field(0.004, 0.00004)
+    # What divides the hash bits per anchor in the rate term. None: the values the entropy model codes per
+    # anchor (f_r 25 + scaling 6 + offsets 30 = 61); 86 reads HAC's feat_dim as f_c's 50 (HAC's own
+    # normaliser): docs/methods.md, "Readings of the paper".
+    hash_values_per_anchor: int | None = field(default=None, metadata=bounded(1, 1 << 20, optional=True))
     curriculum: CurriculumConfig = field(default_factory=_predictgs_curriculum)
 
 
@@ -167,6 +172,9 @@ class PredictGS(HAC):
             return {**state, "predicted": self.predicted_features(state["positions"])}
 
     # -- size ----------------------------------------------------------------------------------------
+    def hash_values_per_anchor(self) -> int:
+        return self.config.hash_values_per_anchor or super().hash_values_per_anchor()
+
     def hash_bits(self, tables):
         return super().hash_bits(tables) + hash_table_bits(self.sfp.encoding, tables["sfp"])
 
@@ -250,11 +258,28 @@ class NoProgressiveConfig(PredictGSConfig):
 
 @register_method
 class PredictGSNoProgressive(PredictGS):
-    """Ours w/ SFP w/ f_r: prediction and residual, no progressive training."""
+    """Ours w/ SFP w/ f_r: prediction and residual, no progressive training (reading 1: the two stages
+    stay, the residual branch from 5k/30k; only the downsampling is off)."""
 
     name = "predictgs_no_pt"
     label = "Predict-GS (no progressive training)"
     config_class = NoProgressiveConfig
+
+
+@dataclass
+class OneStageConfig(PredictGSConfig):
+    curriculum: CurriculumConfig = field(default_factory=lambda: dataclasses.replace(
+        _predictgs_curriculum("off"), residual_from=0.0))
+
+
+@register_method
+class PredictGSOneStage(PredictGS):
+    """Ours w/ SFP w/ f_r, reading 2 of "w/o PT": neither part of Sec. 3.3's progressive training, i.e.
+    no downsampling and no two stages (the residual branch trains from the first iteration)."""
+
+    name = "predictgs_no_pt_one_stage"
+    label = "Predict-GS (no progressive training, one stage)"
+    config_class = OneStageConfig
 
 
 # Predict-GS on HAC++'s entropy model: the paper says its predictive framework is compatible with stronger

@@ -132,6 +132,8 @@ COMPONENT_ABLATION = (
     ("hac", "Baseline", False, False, False),
     ("predictgs_sfp_only", "Ours w/ SFP", True, False, False),
     ("predictgs_no_pt", "Ours w/ SFP w/ f_r", True, True, False),
+    # The second reading of "w/o PT" (docs/methods.md): no downsampling and no two stages.
+    ("predictgs_no_pt_one_stage", "Ours w/ SFP w/ f_r (one stage)", True, True, False),
     ("predictgs", "Ours all", True, True, True),
 )
 ABLATION_METHODS = frozenset(method for method, *_ in COMPONENT_ABLATION if method not in ("hac", "predictgs"))
