@@ -155,6 +155,9 @@ class GaussianSplatting(MethodBase):
         """The size of 3DGS's PLY file (the size the tables report for 3DGS)."""
         return {"ply": float(8 * self.ply_size())}
 
+    reference_accounting = ("3DGS's point_cloud.ply (save_ply): 62 float32 per Gaussian at SH degree 3 plus the "
+                            "ASCII header. This is estimated_bits.")
+
     # -- bitstream -----------------------------------------------------------------------------------
     @classmethod
     def section_names(cls, config) -> list[str]:

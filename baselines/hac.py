@@ -201,7 +201,7 @@ class HAC(AnchorMethod):
         chosen = ((torch.rand(keeps_gaussian.shape[0], device=masks.device) <= c.entropy_sample_rate)
                   & keeps_gaussian).to(masks.dtype)[:, None]
         terms = {"mask": c.mask_loss_weight * torch.sigmoid(self.anchors.masks).mean()}
-        hash_term = self.hash_bits(tables) / (self.anchors.num_anchors * self.context.values_per_anchor)
+        hash_term = self.hash_bits(tables) / (self.anchors.num_anchors * self.hash_values_per_anchor())
         offsets_coded = masks.expand(-1, -1, 3).reshape(masks.shape[0], -1)
         total_bits = masks.new_zeros(())
         total_values = masks.new_zeros(())
@@ -213,6 +213,11 @@ class HAC(AnchorMethod):
             total_values = total_values + chosen.sum() * likelihood.shape[1]
         terms["rate"] = total_bits / total_values.clamp(min=1.0) * anchor_rate + hash_term
         return terms
+
+    def hash_values_per_anchor(self) -> int:
+        """What divides the hash bits (per anchor) in the rate term: the values the entropy model codes per
+        anchor (HAC: 50 + 6 + 30 = 86, the reference's feat_dim + 6 + 3K)."""
+        return self.context.values_per_anchor
 
     def hash_bits(self, tables: "StepTables") -> Tensor:
         """Bits of the binarised hash tables of the rate term (the context's; Predict-GS adds its SFP)."""
@@ -303,6 +308,12 @@ class HAC(AnchorMethod):
         bits["masks"] = mask_bits(coded.masks)
         bits["mlps"] = float(self.mlp_parameter_count() * BITS_PER_FLOAT)
         return {key: bits[key] for key in self.bit_categories()}
+
+    reference_accounting = (
+        "HAC's (estimate_final_bits / conduct_encoding): anchor positions at 48 bits (16 per axis, the box "
+        "not counted); features, scaling and offsets (masked offsets excluded) as entropy-coded; the hash "
+        "grid and the offset masks as one Bernoulli each + 32 bits; mlp_opacity, mlp_cov, mlp_color and "
+        "mlp_grid at 32 bits per parameter. This is estimated_bits.")
 
     def bit_categories(self) -> list[str]:
         """The keys of estimated_bits, in the reference's order."""

@@ -17,6 +17,17 @@ from predictgs.methods.registry import register_method
 SECTIONS = ("anchor", "feat", "scaling", "offsets", "mlps")
 
 
+def scaffold_ply_header(num: int, n_offsets: int, feat_dim: int) -> bytes:
+    """The ASCII header of Scaffold-GS's point_cloud.ply (plyfile, one float vertex element, the
+    properties of its construct_list_of_attributes in order)."""
+    names = (["x", "y", "z", "nx", "ny", "nz"] + [f"f_offset_{i}" for i in range(3 * n_offsets)]
+             + [f"f_anchor_feat_{i}" for i in range(feat_dim)] + ["opacity"] + [f"scale_{i}" for i in range(6)]
+             + [f"rot_{i}" for i in range(4)])
+    lines = ["ply", "format binary_little_endian 1.0", f"element vertex {num}"]
+    lines += [f"property float {name}" for name in names] + ["end_header"]
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
 @dataclass
 class ScaffoldConfig(AnchorConfig):
     feat_dim: int = field(default=32, metadata=bounded(1, 4096))
@@ -55,6 +66,26 @@ class ScaffoldGS(AnchorMethod):
             "offsets": float(n * 3 * k * BITS_PER_FLOAT),
             "hash": 0.0,
             "masks": 0.0,
+            "mlps": float(self.mlp_parameter_count() * BITS_PER_FLOAT),
+        }
+
+    reference_accounting = (
+        "Scaffold-GS's files: point_cloud.ply (save_ply: per anchor x, y, z, three zero normals, 3K offsets, "
+        "F features, opacity, 6 log scales, 4 rotation values, all float32, plus the ASCII header) and the "
+        "three MLPs at 32 bits per parameter (saved as TorchScript files, whose framing is not counted).")
+
+    def reference_bits(self, estimated=None) -> dict[str, float]:
+        """Scaffold-GS's own files (``reference_accounting``): the anchors' PLY and the MLPs. The PLY also
+        holds values the model never uses (zero normals, opacity, rotation: ``unused``) and its header."""
+        n, k, f = self.anchors.num_anchors, self.config.n_offsets, self.config.feat_dim
+        floats = float(n * BITS_PER_FLOAT)
+        return {
+            "anchor": 3 * floats,
+            "feat": f * floats,
+            "scaling": 6 * floats,
+            "offsets": 3 * k * floats,
+            "unused": (3 + 1 + 4) * floats,
+            "header": float(8 * len(scaffold_ply_header(n, k, f))),
             "mlps": float(self.mlp_parameter_count() * BITS_PER_FLOAT),
         }
 

@@ -535,6 +535,8 @@ def _config_cases() -> list[Case]:
                      old=m(noise_from=1.5)),
         _config_case("predictgs schedule exp", m(curriculum={"schedule": "exp"}), "predictgs", needle="schedule",
                      old=m(schedule="exp")),
+        _config_case("hac milestones iterations", m(curriculum={"milestones": "iterations"}), "hac",
+                     needle="milestones"),
         _config_case("predictgs ds_init 0", m(curriculum={"ds_init": 0.0}), "predictgs", needle="ds_init",
                      old=m(ds_init=0.0)),
         _config_case("predictgs residual_dim -1", m(residual_dim=-1), "predictgs", needle="residual_dim"),

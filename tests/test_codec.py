@@ -117,7 +117,7 @@ def test_decoded_model_is_the_test_time_model(encoded, method):
         assert all(torch.equal(torch.where(a >= 0, 1.0, -1.0), b) for a, b in zip(ours, theirs))
 
 
-@pytest.mark.parametrize("variant", ["predictgs_sfp_only", "predictgs_no_pt"])
+@pytest.mark.parametrize("variant", ["predictgs_sfp_only", "predictgs_no_pt", "predictgs_no_pt_one_stage"])
 def test_predictgs_variants_round_trip(variant):
     """The ablation variants (residual_dim 0; no progressive training), on small random models."""
     from predictgs.methods import method_class

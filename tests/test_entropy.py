@@ -29,13 +29,66 @@ def test_bits_match_closed_form():
 
 
 def test_probability_floor_and_its_gradient():
+    """HAC's and HAC++'s Low_bound: likelihoods floored at 1e-6, and no gradient below the floor, whatever
+    its sign (the reference zeroes it there, then also keeps it only where x >= 1e-6 or g < 0)."""
     tiny = torch.tensor([1e-9, 1e-9, 0.5], dtype=torch.float64, requires_grad=True)
     out = low_bound(tiny)
     assert out.tolist()[:2] == [1e-6, 1e-6]
-    # Gradient blocked below the floor when it would push the value further down (positive grad),
-    # passed when it pushes it up (negative grad) and everywhere above the floor.
     out.backward(torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64))
-    assert tiny.grad.tolist() == [0.0, -1.0, 1.0]
+    assert tiny.grad.tolist() == [0.0, 0.0, 1.0]
+
+
+def test_rate_gradient_is_zero_below_the_floor():
+    """The values of the issue: at likelihoods 5e-7 and 1e-8 the reference's rate gradient is 0 (a rule
+    that passed negative gradients gave -1/(1e-6 ln 2) = -1.44e6 there); above the floor it is -1/(p ln 2)."""
+    p = torch.tensor([5e-7, 1e-8, 0.25], dtype=torch.float64, requires_grad=True)
+    bits = -torch.log2(low_bound(p))
+    assert bits.tolist()[:2] == pytest.approx([-math.log2(1e-6)] * 2)
+    bits.sum().backward()
+    assert p.grad.tolist() == pytest.approx([0.0, 0.0, -1 / (0.25 * math.log(2))])
+
+
+@pytest.mark.parametrize("method", ["hac", "hacpp", "predictgs", "predictgs_hacpp"])
+def test_entropy_models_pass_no_gradient_below_the_floor(method):
+    """Each method's entropy model (HAC's single Gaussians; HAC++'s channel-context mixture) gives no rate
+    gradient to a value, or to its predicted mean, whose likelihood is below 1e-6; a value above the floor
+    gets one."""
+    from predictgs.entropy.anchor import Distributions
+    from predictgs.methods import method_class, method_config
+
+    config = method_config(method, {"context": {"log2_grid": 4, "log2_plane": 4}})
+    points = torch.rand(64, 3, generator=torch.Generator().manual_seed(0)).numpy()
+    model = method_class(method).from_points(config, points, 1.0)
+    context = model.context.eval()  # test-time rounding: x = round(x / Q) Q, no noise
+    channel = getattr(context, "channel", None)
+    if channel is not None:  # the channel component N(0, 1) too, with equal weights: p is known
+        with torch.no_grad():
+            for mlp, size in zip(channel.mlps, channel.sizes):
+                mlp[-1].weight.zero_()
+                mlp[-1].bias.copy_(torch.cat([torch.zeros(size), torch.ones(size), torch.zeros(size)]))
+    n = 2
+    mean = {g: torch.zeros(n, d, dtype=torch.float64, requires_grad=True) for g, d in context.groups.items()}
+    dist = Distributions(mean, {g: torch.ones(n, d, dtype=torch.float64) for g, d in context.groups.items()},
+                         {g: torch.ones(n, 1, dtype=torch.float64) for g in context.groups},
+                         logits=torch.zeros(n, context.groups[next(iter(context.groups))], dtype=torch.float64))
+    context.double()
+    group, dim = next(iter(context.groups.items()))
+    values = {g: torch.zeros(n, d, dtype=torch.float64) for g, d in context.groups.items()}
+    # The last column of the attribute vector (no channel chunk reads it): 6 sigma out, p(6) = 1.9e-8 per
+    # component, below the floor; row 1 holds 1 sigma, p(1) = 0.24.
+    values[group][0, dim - 1] = 6.0
+    values[group][1, dim - 1] = 1.0
+    values = {g: v.requires_grad_() for g, v in values.items()}
+    centres = {g: torch.zeros((), dtype=torch.float64) for g in context.groups}
+    _, likelihoods = context(values, dist, centres)
+    assert float(likelihoods[group][0, dim - 1].detach()) == 1e-6
+    assert float(likelihoods[group][1, dim - 1].detach()) > 0.2
+    sum(-torch.log2(lik).sum() for lik in likelihoods.values()).backward()
+    assert float(values[group].grad[0, dim - 1]) == 0.0
+    assert float(mean[group].grad[0, dim - 1]) == 0.0
+    # -d log2 p / dx = 1.33 for one Gaussian (pulls the value back to the mean); half on the mixture's mean
+    assert float(values[group].grad[1, dim - 1]) > 0.5
+    assert float(mean[group].grad[1, dim - 1]) < -0.5
 
 
 def test_binary_cost_is_bernoulli_entropy_plus_32():

@@ -51,6 +51,45 @@ def test_training_scale_follows_the_paper_milestones_as_fractions():
     assert curriculum.state(100).update_bounds and not curriculum.state(101).update_bounds
 
 
+def test_the_two_readings_of_no_progressive_training():
+    """"w/o PT" (Table 4): predictgs_no_pt keeps the two stages and turns the downsampling off;
+    predictgs_no_pt_one_stage turns both off (the residual branch trains from the first iteration)."""
+    from predictgs.methods import method_config
+
+    two_stages = Curriculum(method_config("predictgs_no_pt").curriculum, total=300)
+    one_stage = Curriculum(method_config("predictgs_no_pt_one_stage").curriculum, total=300)
+    assert not two_stages.state(50).residual and two_stages.state(51).residual
+    assert one_stage.state(1).residual
+    for curriculum in (two_stages, one_stage):
+        assert {curriculum.state(i).downsample for i in (1, 50, 90, 300)} == {1.0}
+        assert [curriculum.state(i).quantisation for i in (30, 31, 101)] == ["none", "noise", "entropy"]
+
+
+@pytest.mark.parametrize("method", ["predictgs", "predictgs_hacpp"])
+def test_hash_bits_are_normalised_per_coded_value_unless_configured(method):
+    """The rate term divides the hash bits by N x the values coded per anchor: 25 + 6 + 30 = 61 for
+    Predict-GS (HAC: 50 + 6 + 30 = 86); hash_values_per_anchor: 86 reads HAC's normaliser with f_c's 50."""
+    from baselines.hac import StepTables
+    from predictgs.methods import method_class, method_config
+
+    small = {"context": {"log2_grid": 6, "log2_plane": 6}, "sfp": {"log2_grid": 6, "log2_plane": 6}}
+    points = torch.rand(200, 3, generator=torch.Generator().manual_seed(0)).numpy()
+    hashes = {}
+    for per_anchor in (None, 86):
+        model = method_class(method).from_points(method_config(method, {**small, "hash_values_per_anchor": per_anchor}),
+                                                 points, extent=1.0)
+        torch.manual_seed(0)
+        tables = StepTables(model.binary_tables())
+        hashes[per_anchor] = (model.hash_values_per_anchor(),
+                              float(model.hash_bits(tables).detach())
+                              / (model.anchors.num_anchors * model.hash_values_per_anchor()))
+        if method == "predictgs":  # the rate term is that hash term when no value is coded
+            masks = model.anchors.mask_hard(model.config.mask_threshold)
+            assert float(model.rate_terms({}, masks, tables)["rate"]) == pytest.approx(hashes[per_anchor][1])
+    assert hashes[None][0] == 61 and hashes[86][0] == 86
+    assert hashes[86][1] == pytest.approx(hashes[None][1] * 61 / 86)
+
+
 # --- the residual branch ------------------------------------------------------------------------------
 
 

@@ -130,6 +130,7 @@ def test_quality_table_columns_units_and_rate_labels(runs):
         "SSIM",
         "LPIPS",
         "Size [MiB]",
+        "Ref. size [MiB]",
         "Size [Bytes]",
         "#Gaussians",
         "Scenes",
@@ -158,6 +159,7 @@ def test_bit_allocation_feature_others_and_bsf(runs):
         "Total [MiB]",
         "Feature share [%]",
         "BSF [%]",
+        "Size [MiB]",
     ]
     hac = table[(table["Method"] == "HAC") & (table["lambda"] == 0.004)].iloc[0]
     ours = table[(table["Method"] == "Predict-GS") & (table["lambda"] == 0.004)].iloc[0]
@@ -190,6 +192,7 @@ def test_efficiency_table(runs):
         "Method",
         "lambda",
         "Size [MiB]",
+        "Ref. size [MiB]",
         "Train time [s]",
         "Encode time [s]",
         "Decode time [s]",
@@ -200,6 +203,40 @@ def test_efficiency_table(runs):
     hac = table[(table["Method"] == "HAC") & (table["lambda"] == 0.004)].iloc[0]
     assert hac["Train time [s]"] == pytest.approx(2050.0)  # train 2000 s, truck 2100 s
     assert hac["Test FPS"] == pytest.approx(90.0) and hac["Device"] == "cpu"
+
+
+def test_tables_give_the_reference_accounting_beside_the_file(tmp_path):
+    """Two sizes per row: the file (Size) and the reference code's accounting (Ref. size), means over the
+    same scenes; a run without it (an older metrics.json) leaves the group's Ref. size empty rather than
+    averaging fewer scenes."""
+    root = tmp_path / "runs"
+    for scene, size, reference in (("train", 6.0, 6.3), ("truck", 7.0, 7.5)):
+        write_run(root, scene=scene, size_bytes=size * MIB, reference_size_bytes=reference * MIB)
+        write_run(root, method="hac", method_label="HAC", scene=scene, size_bytes=size * MIB)
+    runs = load_runs(root)
+    table = quality_table(runs, "tandt", defaults=DEFAULTS).set_index("Method")
+    assert table.loc["Predict-GS", "Size [MiB]"] == pytest.approx(6.5)
+    assert table.loc["Predict-GS", "Ref. size [MiB]"] == pytest.approx(6.9)
+    assert math.isnan(table.loc["HAC", "Ref. size [MiB]"])
+    assert "| 6.50 | 6.90 |" in to_markdown(quality_table(runs, "tandt", defaults=DEFAULTS))
+    efficiency = efficiency_table(runs, defaults=DEFAULTS).set_index("Method")
+    assert efficiency.loc["Predict-GS", "Ref. size [MiB]"] == pytest.approx(6.9)
+    write_run(root, scene="garden", size_bytes=5 * MIB)  # a third scene without the accounting
+    assert math.isnan(quality_table(load_runs(root), "tandt", defaults=DEFAULTS)
+                      .set_index("Method").loc["Predict-GS", "Ref. size [MiB]"])
+
+
+def test_bit_allocation_uses_the_reference_accounting_where_recorded(tmp_path):
+    """Table 3 splits the reference's categories (Scaffold-GS: its PLY's unused columns count as Others)
+    and gives the file's size beside them."""
+    root = tmp_path / "runs"
+    bits = {"anchor": 8e6, "feat": 4e6, "scaling": 2e6, "offsets": 2e6, "mlps": 8e6}
+    write_run(root, method="scaffold", method_label="Scaffold-GS", lmbda=0.0, estimated_bits=bits,
+              reference_bits={**bits, "unused": 8e6}, size_bytes=3e6 / 8)
+    table = bit_allocation_table(load_runs(root), defaults=DEFAULTS).iloc[0]
+    assert table["Feature [MiB]"] == pytest.approx(4e6 / 8 / MIB)
+    assert table["Others [MiB]"] == pytest.approx(28e6 / 8 / MIB)
+    assert table["Size [MiB]"] == pytest.approx(3e6 / 8 / MIB)
 
 
 @pytest.mark.filterwarnings("ignore:.*estimated sizes")
@@ -264,6 +301,11 @@ def test_component_ablation_names_registered_methods():
     assert sfp_only.residual_dim == 0 and sfp_only.curriculum.schedule == "off"
     assert no_pt.residual_dim > 0 and no_pt.curriculum.schedule == "off"
     assert full.curriculum.schedule == DEFAULTS["schedule"]
+    # The two readings of "w/o PT" differ only in when the residual branch starts: 5k/30k, or at once.
+    one_stage = methods["predictgs_no_pt_one_stage"].config_class()
+    assert one_stage.curriculum.residual_from == 0.0 and one_stage.curriculum.schedule == "off"
+    assert no_pt.curriculum.residual_from == full.curriculum.residual_from > 0
+    assert one_stage.residual_dim == no_pt.residual_dim
 
 
 def _bit_categories(cls) -> set[str]:
@@ -711,6 +753,26 @@ def test_compare_with_paper_leaves_out_stand_ins(tmp_path, runs):
     mixed = pd.concat([runs, load_runs(standin)], ignore_index=True)
     comparison = compare_with_paper(mixed, defaults=DEFAULTS)
     assert set(comparison["benchmark"]) == {"tandt"} and set(comparison["comparison"]) == {"direct"}
+
+
+def test_published_sizes_are_compared_with_the_reference_accounting(tmp_path):
+    """The published sizes count anchors at 48 bits and fp32 networks: ours beside them is the same
+    accounting of our model, and each row says which size it used."""
+    from predictgs.report.paper import FILE_SIZE, REFERENCE_ACCOUNTING
+
+    root = tmp_path / "runs"
+    for scene in ("train", "truck"):
+        write_run(root, method="hac", scene=scene, lmbda=0.001, size_bytes=10.5 * MIB,
+                  reference_size_bytes=11.0 * MIB)
+    size = compare_with_paper(load_runs(root), defaults=DEFAULTS).query("metric == 'size' and scene == '(mean)'")
+    assert (size["ours"].iloc[0], size["paper"].iloc[0]) == (pytest.approx(11.0), 11.24)
+    assert size["accounting"].iloc[0] == REFERENCE_ACCOUNTING
+    older = tmp_path / "older"
+    write_run(older, method="hac", scene="train", lmbda=0.001, size_bytes=10.5 * MIB)
+    size = compare_with_paper(load_runs(older), defaults=DEFAULTS).query("metric == 'size'")
+    assert size["ours"].iloc[0] == pytest.approx(10.5) and set(size["accounting"]) == {FILE_SIZE}
+    psnr = compare_with_paper(load_runs(older), defaults=DEFAULTS).query("metric == 'psnr'")
+    assert set(psnr["accounting"]) == {""}
 
 
 def test_scaffold_without_lambda_matches_its_one_published_point(tmp_path):

@@ -98,6 +98,10 @@ def test_metrics_json_has_the_documented_keys(hac_runs):
     assert set(metrics["estimated_bits"]) == {"anchor", "feat", "scaling", "offsets", "hash", "masks", "mlps"}
     assert metrics["lmbda"] == 0.004 and metrics["iterations"] == ITERATIONS and metrics["device"] == "cpu"
     assert metrics["estimated_size_bytes"] == pytest.approx(sum(metrics["estimated_bits"].values()) / 8)
+    # HAC's estimate is exactly the reference code's accounting (48 bits per anchor, fp32 networks, ...)
+    assert metrics["reference_bits"] == metrics["estimated_bits"]
+    assert metrics["reference_size_bytes"] == pytest.approx(metrics["estimated_size_bytes"])
+    assert metrics["voxel_size_source"].startswith("automatic")
     per_view = json.loads((run_dir / "per_view.json").read_text())
     assert len(per_view["PSNR"]) == metrics["num_test_views"] > 0
     for name in ("config.yaml", "train.log", "checkpoint.pt"):

@@ -575,6 +575,7 @@ def test_ablation_tables_and_sweep_plot(tmp_path):
 def test_run_summary_merges_the_decoded_evaluation(tmp_path):
     metrics = json.loads(metrics_files("hac", "0.004")[0].read_text())
     metrics["scene"] = "folder_name"
+    metrics.update(reference_size_bytes=metrics["size_bytes"] * 1.07, reference_bits={"anchor": 8.0})
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     (tmp_path / "scene.pgs").write_bytes(b"x" * int(metrics["size_bytes"]))
     decoded = {"psnr": metrics["psnr"] - 0.2, "ssim": 0.5, "lpips": 0.4, "lpips_alex": 0.2, "fps": 123.0,
@@ -602,6 +603,10 @@ def test_run_summary_merges_the_decoded_evaluation(tmp_path):
     assert "trained with seed 0, but its folder says train_seed2" in warnings[0]
     row = load_runs([_write(tmp_path / "summary.json", summary)]).iloc[0]
     assert row["fps"] == 123.0 and not row["size_estimated"]
+    # Both sizes: the file and the reference code's accounting of the same model.
+    assert row["size_bytes"] == metrics["size_bytes"]
+    assert row["reference_size_bytes"] == pytest.approx(1.07 * metrics["size_bytes"])
+    assert row["reference_bits_anchor"] == 8.0
 
 
 def test_run_summary_stays_light():

@@ -2,8 +2,9 @@
 
 - Continuous attributes (features or residuals, scaling, offsets) are quantised with a per-anchor step Q
   and modelled by a Gaussian discretised on that step: p(x) = Phi((x + Q/2 - mu)/sigma) -
-  Phi((x - Q/2 - mu)/sigma), floored at 1e-6 (HAC's ``Low_bound``, whose gradient still flows below the
-  floor when it pushes the likelihood up). sigma has no activation, only a 1e-9 clamp, as in HAC.
+  Phi((x - Q/2 - mu)/sigma), floored at 1e-6 (HAC's ``Low_bound``: no gradient flows where the likelihood
+  is below the floor, whatever its sign; HAC++ uses the same function). sigma has no activation, only a
+  1e-9 clamp, as in HAC.
 - Binary data (hash tables, offset masks) is costed as one Bernoulli with p = share of ones:
   N H(p) + 32 bits (HAC's ``get_binary_vxl_size``; the 32 bits store p).
 """
@@ -21,6 +22,13 @@ CLAMP_STEPS = 15000.0
 
 
 class _LowBound(torch.autograd.Function):
+    """max(x, 1e-6) with the reference's gradient: the incoming gradient where x >= 1e-6, zero below.
+
+    The reference (HAC and HAC++, ``utils/entropy_models.py``) zeroes the gradient where x < 1e-6 and then
+    multiplies by (x >= 1e-6 or g < 0), which is 1 wherever the first step left something: the net rule
+    is "nothing below the floor", also for a negative gradient (the rate loss's, which would push the
+    likelihood up)."""
+
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
@@ -29,8 +37,7 @@ class _LowBound(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
-        passes = (x >= LIKELIHOOD_FLOOR) | (grad < 0)
-        return grad * passes.to(grad.dtype)
+        return torch.where(x >= LIKELIHOOD_FLOOR, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
 
 
 def low_bound(x: Tensor) -> Tensor:

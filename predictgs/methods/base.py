@@ -9,6 +9,7 @@ trainer, the codec and the report know it only through this protocol:
     method.entropy_model()         # the object whose bits() / compress() make estimate and file, or None
     method.strategy(total, seed)   # the densification strategy (anchor growing and pruning)
     method.estimated_bits()        # bits per category (metrics.json, Table 3)
+    method.reference_bits()        # bits per category as the reference code counts them (metrics.json)
     method.coded_state()           # CodedState: header fields + sections (the codec writes them)
     Method.from_coded(config, coded)   # the same class, rebuilt from a bitstream
     Method.from_scene(config, scene, seed)   # the model a run starts from (predictgs train)
@@ -41,7 +42,7 @@ from ..codec import CodedState
 from ..codec.tensors import round_to_half_
 from ..config import bounded
 from ..errors import BitstreamError
-from ..model.anchors import AnchorSet, auto_voxel_size
+from ..model.anchors import AnchorSet, choose_voxel_size
 from ..model.gaussians import Gaussians
 from ..model.scaffold import NeuralGaussians, ScaffoldDecoder, assemble_gaussians, view_inputs
 from ..model.view import View
@@ -182,6 +183,9 @@ class MethodBase(nn.Module):
     label: ClassVar[str] = "method"  # the name printed in tables
     config_class: ClassVar[type]
     default_lmbda: ClassVar[float | None] = None  # methods with a rate term set their default rate point
+    # Where the voxel size came from (model.anchors.choose_voxel_size), for train.log and metrics.json;
+    # None for methods without a voxel grid and for models loaded from a checkpoint or a bitstream.
+    voxel_size_source: str | None = None
 
     def __init__(self, config, extent: float, voxel_size: float):
         super().__init__()
@@ -250,6 +254,21 @@ class MethodBase(nn.Module):
         """Method-specific entries for metrics.json."""
         return {}
 
+    # -- the reference code's size accounting ---------------------------------------------------------
+    # One sentence: how the reference code counts the size of this method's model (the number its papers
+    # publish), beside the file's size that the tables report (metrics.json: reference_accounting).
+    reference_accounting: ClassVar[str] = "as estimated_bits"
+
+    def reference_bits(self, estimated: dict[str, float] | None = None) -> dict[str, float]:
+        """Bits per category of this model as the reference code counts them (``reference_accounting``).
+        By default ``estimated_bits`` (``estimated``: its value, when the caller has it), for the methods
+        whose estimate is exactly that accounting; the others override it."""
+        return dict(self.estimated_bits() if estimated is None else estimated)
+
+    def reference_marks(self) -> dict[str, str]:
+        """Categories of ``reference_bits`` that are not counted as the reference does, and why."""
+        return {}
+
 
 class AnchorMethod(MethodBase):
     name: ClassVar[str] = "anchor"
@@ -273,10 +292,12 @@ class AnchorMethod(MethodBase):
 
     @classmethod
     def from_points(cls, config, points: np.ndarray, extent: float, seed: int = 0) -> "AnchorMethod":
-        voxel = config.voxel_size if config.voxel_size else auto_voxel_size(points)
+        voxel, source = choose_voxel_size(config.voxel_size, points)
         anchors = AnchorSet.from_points(points, voxel, cls.attr_dim(config), config.n_offsets, cls.with_masks, seed)
         with cpu_seeded(seed):  # the same seed gives the same initial networks
-            return cls(config, anchors, extent, voxel)
+            model = cls(config, anchors, extent, voxel)
+        model.voxel_size_source = source
+        return model
 
     @classmethod
     def empty(cls, config, extent: float, voxel_size: float, num_anchors: int = 0) -> "AnchorMethod":

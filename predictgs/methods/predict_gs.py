@@ -27,6 +27,7 @@ Where the paper is silent, the choices made here (and why):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -71,6 +72,10 @@ class PredictGSConfig(HACConfig):
     lr_sfp: tuple[float, float] = lr_field(0.005, 0.00001)
     lr_fusion: tuple[float, float] = lr_field(0.005, 0.00001)
     lr_mgrd: tuple[float, float] = lr_field(0.004, 0.00004)
+    # What divides the hash bits per anchor in the rate term. None: the values the entropy model codes per
+    # anchor (f_r 25 + scaling 6 + offsets 30 = 61); 86 reads HAC's feat_dim as f_c's 50 (HAC's own
+    # normaliser): docs/methods.md, "Readings of the paper".
+    hash_values_per_anchor: int | None = field(default=None, metadata=bounded(1, 1 << 20, optional=True))
     curriculum: CurriculumConfig = field(default_factory=_predictgs_curriculum)
 
 
@@ -167,6 +172,9 @@ class PredictGS(HAC):
             return {**state, "predicted": self.predicted_features(state["positions"])}
 
     # -- size ----------------------------------------------------------------------------------------
+    def hash_values_per_anchor(self) -> int:
+        return self.config.hash_values_per_anchor or super().hash_values_per_anchor()
+
     def hash_bits(self, tables):
         return super().hash_bits(tables) + hash_table_bits(self.sfp.encoding, tables["sfp"])
 
@@ -188,6 +196,13 @@ class PredictGS(HAC):
 
     def bit_categories(self) -> list[str]:
         return ["anchor", "residual", "sfp", "scaling", "offsets", "hash", "masks", "mlps"]
+
+    reference_accounting = (
+        "HAC's, as Predict-GS builds on HAC's code (paper A.2; positions \"quantized to 16 bits and stored "
+        "directly\", 3.4): anchor positions at 48 bits; residuals f_r, scaling and offsets (masked offsets "
+        "excluded) as entropy-coded; the SFP's and the context's hash tables and the masks as one Bernoulli "
+        "each + 32 bits; every MLP (Scaffold-GS's, mlp_grid, the SFP's fusion, MGRD) at 32 bits per "
+        "parameter. This is estimated_bits.")
 
     def extra_metrics(self) -> dict:
         c = self.config
@@ -243,11 +258,28 @@ class NoProgressiveConfig(PredictGSConfig):
 
 @register_method
 class PredictGSNoProgressive(PredictGS):
-    """Ours w/ SFP w/ f_r: prediction and residual, no progressive training."""
+    """Ours w/ SFP w/ f_r: prediction and residual, no progressive training (reading 1: the two stages
+    stay, the residual branch from 5k/30k; only the downsampling is off)."""
 
     name = "predictgs_no_pt"
     label = "Predict-GS (no progressive training)"
     config_class = NoProgressiveConfig
+
+
+@dataclass
+class OneStageConfig(PredictGSConfig):
+    curriculum: CurriculumConfig = field(default_factory=lambda: dataclasses.replace(
+        _predictgs_curriculum("off"), residual_from=0.0))
+
+
+@register_method
+class PredictGSOneStage(PredictGS):
+    """Ours w/ SFP w/ f_r, reading 2 of "w/o PT": neither part of Sec. 3.3's progressive training, i.e.
+    no downsampling and no two stages (the residual branch trains from the first iteration)."""
+
+    name = "predictgs_no_pt_one_stage"
+    label = "Predict-GS (no progressive training, one stage)"
+    config_class = OneStageConfig
 
 
 # Predict-GS on HAC++'s entropy model: the paper says its predictive framework is compatible with stronger
@@ -264,3 +296,9 @@ class PredictGSHACpp(HACppParts, PredictGS):
     name = "predictgs_hacpp"
     label = "Predict-GS + HAC++"
     config_class = PredictGSHACppConfig
+    reference_accounting = (
+        "HAC++'s, with Predict-GS's parts: anchor positions at the size of their coded file + 192 bits for "
+        "the box (here our lattice coder's size, marked: HAC++ codes them with G-PCC); residuals f_r "
+        "(channel-context mixture), scaling and offsets as entropy-coded; the SFP's and the context's hash "
+        "tables and the masks as one Bernoulli each + 32 bits; every MLP at 32 bits per parameter. This is "
+        "estimated_bits.")

@@ -42,6 +42,21 @@ def auto_voxel_size(points: np.ndarray) -> float:
     return max(spacing / AUTO_VOXEL_DIVISOR, 1e-6)
 
 
+VOXEL_FROM_CONFIG = "config"
+VOXEL_FROM_PRESET = "preset"
+VOXEL_AUTOMATIC = (f"automatic: median nearest-neighbour spacing / {AUTO_VOXEL_DIVISOR:g} "
+                   "(no voxel size given)")
+
+
+def choose_voxel_size(configured: float | None, points: np.ndarray) -> tuple[float, str]:
+    """(voxel size, where it comes from): the configured value (``model.voxel_size``) when there is one,
+    else :func:`auto_voxel_size` of the points. The source goes to train.log and metrics.json
+    (``voxel_size_source``); a run whose value came from a dataset preset reports ``VOXEL_FROM_PRESET``."""
+    if configured:
+        return float(configured), VOXEL_FROM_CONFIG
+    return auto_voxel_size(points), VOXEL_AUTOMATIC
+
+
 def voxelize(points: np.ndarray, voxel_size: float, seed: int = 0) -> np.ndarray:
     """Unique lattice cells of the points (Scaffold-GS's voxelize_sample), returned as cell centres."""
     points = np.asarray(points, dtype=np.float64)

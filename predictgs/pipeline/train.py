@@ -100,9 +100,9 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
         trainer.log.info("resuming from iteration %d", trainer.iteration)
     else:
         save_spec(spec, run_dir)
-        trainer.log.info("new run: %s on %s, %d primitives (voxel size %.6g), device %s, rasterizer %s", method,
-                         scene.path, trainer.model.num_primitives, trainer.model.voxel_size, trainer.device,
-                         trainer.backend)
+        trainer.log.info("new run: %s on %s, %d primitives (voxel size %.6g, %s), device %s, rasterizer %s",
+                         method, scene.path, trainer.model.num_primitives, trainer.model.voxel_size,
+                         trainer.model.voxel_size_source or "no voxel grid", trainer.device, trainer.backend)
     trainer.train(stop_after=stop_after)
     if trainer.iteration < trainer.total:
         return None
@@ -115,6 +115,7 @@ def run_metrics(trainer: Trainer, spec: RunSpec) -> tuple[dict, dict]:
     summary, per_view = evaluate_model(model, trainer.scene, trainer.device, lpips=spec.train.lpips,
                                        backend=trainer.backend)
     bits = model.estimated_bits()
+    reference_bits = model.reference_bits(bits)
     result = {
         "method": spec.method,
         "method_label": type(model).label,
@@ -133,10 +134,17 @@ def run_metrics(trainer: Trainer, spec: RunSpec) -> tuple[dict, dict]:
         **model.counts(),
         "estimated_bits": bits,
         "estimated_size_bytes": sum(bits.values()) / 8.0,
+        # The reference code's accounting of the same model (what its papers publish), beside the file's
+        # size that `predictgs encode` adds (size_bytes): docs/methods.md, "Two sizes".
+        "reference_size_bytes": sum(reference_bits.values()) / 8.0,
+        "reference_bits": reference_bits,
+        "reference_accounting": type(model).reference_accounting,
+        "reference_marked": model.reference_marks(),
         "train_seconds": trainer.train_seconds,
         "device": device_label(trainer.device),
         "rasterizer": trainer.backend,
         "voxel_size": model.voxel_size,
+        "voxel_size_source": model.voxel_size_source,
         **model.extra_metrics(),
     }
     return result, per_view

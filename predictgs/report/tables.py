@@ -10,13 +10,21 @@ Size of a run: the real file size (``size_bytes``) when the run was encoded; oth
 model's estimate (``estimated_size_bytes``), and the run is marked ``size_estimated``. Tables count the
 scenes whose size is an estimate, so a table built from unencoded runs says so.
 
+Reference accounting. Beside the file, every table gives the size the reference code would report for
+the same model (``reference_size_bytes``, column ``Ref. size [MiB]``: HAC's 48 bits per anchor position and
+fp32 networks, ...; each method states its rule in metrics.json's ``reference_accounting``). The file is
+what we report; the reference accounting is what the published numbers count, so the comparison with
+them (``report.paper``) uses it. Runs without it (older metrics.json) show "—".
+
 Dataset values are plain means over scenes (HAC and the survey do the same); ``Scenes`` says how many.
 
 Feature bits (Table 3). The paper's Table 3 splits the size into **Feature** (anchor features: f in HAC;
 the Spatial Feature Pool together with the residual f_r in Predict-GS) and **Others** (everything else:
 anchor positions, scaling, offsets, the entropy model's hash grid, masks, MLPs). **BSF** is the "Bit rate
 Savings of anchor Features": (Feature - Feature_HAC) / Feature_HAC in percent, HAC's own row being -0%.
-The split uses the entropy model's per-category estimates (``estimated_bits``), as the paper does; the
+The paper measured it with HAC's official code, so the split uses the reference accounting per category
+(``reference_bits``; for HAC, HAC++ and Predict-GS the same as the entropy model's ``estimated_bits``),
+falling back to ``estimated_bits`` for runs without it; the table also gives the file's size. The
 Feature categories are ``FEATURE_CATEGORIES``: ``feat`` (HAC's and Scaffold-GS's anchor features),
 ``residual`` and ``sfp`` (Predict-GS's residual f_r and Spatial Feature Pool; ``PredictGS.bit_categories``);
 any other category counts as Others.
@@ -57,6 +65,8 @@ MIB = 2**20
 # Table 3's "Feature" categories of estimated_bits (HAC / Scaffold-GS: feat; Predict-GS: residual + sfp).
 FEATURE_CATEGORIES = frozenset({"feat", "residual", "sfp"})
 BITS_PREFIX = "bits_"
+REFERENCE_BITS_PREFIX = "reference_bits_"  # per category of reference_bits (the reference's accounting)
+REFERENCE_SIZE = "reference_size_bytes"
 
 REQUIRED_FIELDS = ("method", "benchmark", "scene", "lmbda", "psnr")
 SCALAR_FIELDS = (
@@ -72,6 +82,7 @@ SCALAR_FIELDS = (
     "num_anchors",
     "num_gaussians",
     "estimated_size_bytes",
+    "reference_size_bytes",
     "train_seconds",
     "encode_seconds",
     "decode_seconds",
@@ -91,6 +102,7 @@ NUMERIC_MEAN_FIELDS = (
     "lpips",
     "lpips_alex",
     "size_bytes",
+    "reference_size_bytes",
     "num_anchors",
     "num_gaussians",
     "train_seconds",
@@ -120,6 +132,8 @@ COMPONENT_ABLATION = (
     ("hac", "Baseline", False, False, False),
     ("predictgs_sfp_only", "Ours w/ SFP", True, False, False),
     ("predictgs_no_pt", "Ours w/ SFP w/ f_r", True, True, False),
+    # The second reading of "w/o PT" (docs/methods.md): no downsampling and no two stages.
+    ("predictgs_no_pt_one_stage", "Ours w/ SFP w/ f_r (one stage)", True, True, False),
     ("predictgs", "Ours all", True, True, True),
 )
 ABLATION_METHODS = frozenset(method for method, *_ in COMPONENT_ABLATION if method not in ("hac", "predictgs"))
@@ -149,6 +163,7 @@ DECIMALS = {
     "LPIPS": 3,
     "LPIPS (Alex)": 3,
     "Size [MiB]": 2,
+    "Ref. size [MiB]": 2,
     "Size [Bytes]": 0,
     "Feature [MiB]": 2,
     "Others [MiB]": 2,
@@ -224,6 +239,10 @@ def run_row(metrics: Mapping, path: str | Path = "<memory>") -> dict:
     bits = metrics.get("estimated_bits") or {}
     for category, value in bits.items():
         row[BITS_PREFIX + category] = float(value)
+    for category, value in (metrics.get("reference_bits") or {}).items():
+        row[REFERENCE_BITS_PREFIX + category] = float(value)
+    reference_size = metrics.get(REFERENCE_SIZE)
+    row[REFERENCE_SIZE] = math.nan if reference_size is None else float(reference_size)
     for section, value in (metrics.get("section_bytes") or {}).items():
         row["section_bytes_" + section] = float(value)
     # The size the tables report: a method may declare it (3DGS: the PLY file the papers report), else
@@ -279,6 +298,8 @@ def benchmark_means(runs: pd.DataFrame, by: Iterable[str] = ("benchmark", "metho
     ]
     grouped = runs.groupby(by, sort=False, dropna=False)
     means = grouped[numeric].mean()
+    if REFERENCE_SIZE in means:  # a mean over some of the scenes only would compare unlike things: none
+        means.loc[grouped[REFERENCE_SIZE].count() < grouped.size(), REFERENCE_SIZE] = math.nan
     means["n_scenes"] = grouped["scene"].nunique()
     means["n_estimated_sizes"] = grouped["size_estimated"].sum().astype(int)
     if "device" in runs:
@@ -331,6 +352,7 @@ def quality_table(runs: pd.DataFrame, benchmark: str, *, defaults: Mapping) -> p
             "SSIM": means.get("ssim"),
             "LPIPS": means.get("lpips"),
             "Size [MiB]": means["size_bytes"] / MIB,
+            "Ref. size [MiB]": reference_mib(means),
             "Size [Bytes]": means["size_bytes"],
             "#Gaussians": means.get("num_gaussians"),
             "Scenes": means["n_scenes"],
@@ -339,19 +361,35 @@ def quality_table(runs: pd.DataFrame, benchmark: str, *, defaults: Mapping) -> p
     )
 
 
+def reference_mib(means: pd.DataFrame) -> pd.Series:
+    """The reference accounting's size in MiB per row (NaN where the runs do not record it)."""
+    if REFERENCE_SIZE not in means:
+        return pd.Series(math.nan, index=means.index)
+    return means[REFERENCE_SIZE].astype(float) / MIB
+
+
 def feature_categories(categories: Iterable[str]) -> list[str]:
     """The estimated-bits categories that Table 3 counts as anchor features."""
     return [c for c in categories if c in FEATURE_CATEGORIES]
 
 
-def split_bits(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+def split_bits(runs: pd.DataFrame, prefix: str = BITS_PREFIX) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Per run: Table 3's Feature and Others in bits (a category a run lacks counts as 0), and whether the
-    run has estimated bits at all."""
-    bit_columns = [c for c in runs.columns if c.startswith(BITS_PREFIX)]
-    feature_columns = [BITS_PREFIX + c for c in feature_categories(c[len(BITS_PREFIX):] for c in bit_columns)]
+    run has such bits at all; ``prefix``: the estimated bits (default) or ``REFERENCE_BITS_PREFIX``."""
+    bit_columns = [c for c in runs.columns if c.startswith(prefix)]
+    feature_columns = [prefix + c for c in feature_categories(c[len(prefix):] for c in bit_columns)]
     other_columns = [c for c in bit_columns if c not in feature_columns]
     has_bits = runs[bit_columns].notna().any(axis=1) if bit_columns else pd.Series(False, index=runs.index)
     return runs[feature_columns].sum(axis=1), runs[other_columns].sum(axis=1), has_bits
+
+
+def split_reference_bits(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Table 3's split on the reference accounting (``reference_bits``) where a run has it, else on the
+    entropy model's estimates."""
+    feature, others, has_bits = split_bits(runs)
+    ref_feature, ref_others, has_reference = split_bits(runs, REFERENCE_BITS_PREFIX)
+    return (ref_feature.where(has_reference, feature), ref_others.where(has_reference, others),
+            has_bits | has_reference)
 
 
 def feature_bits(runs: pd.DataFrame) -> pd.Series:
@@ -365,15 +403,15 @@ def bit_allocation_table(runs: pd.DataFrame, baseline: str = "hac", *, defaults:
 
     Feature and Others are summed per run (a category a run lacks counts as 0), then averaged over scenes."""
     selected = main_runs(runs, defaults)
-    if not any(c.startswith(BITS_PREFIX) for c in selected.columns):
+    if not any(c.startswith((BITS_PREFIX, REFERENCE_BITS_PREFIX)) for c in selected.columns):
         raise ReportError("no estimated_bits in the runs: cannot split the size into Feature and Others")
-    feature, others, has_bits = split_bits(selected)
+    feature, others, has_bits = split_reference_bits(selected)
     per_run = selected[["benchmark", "method", "lmbda", "scene"]].assign(
-        feature_mib=feature / 8 / MIB, others_mib=others / 8 / MIB
+        feature_mib=feature / 8 / MIB, others_mib=others / 8 / MIB, file_mib=selected["size_bytes"] / MIB
     )
     per_run = per_run[has_bits]
     means = _sort_rows(
-        per_run.groupby(["benchmark", "method", "lmbda"], sort=False)[["feature_mib", "others_mib"]]
+        per_run.groupby(["benchmark", "method", "lmbda"], sort=False)[["feature_mib", "others_mib", "file_mib"]]
         .mean()
         .reset_index()
     )
@@ -396,6 +434,7 @@ def bit_allocation_table(runs: pd.DataFrame, baseline: str = "hac", *, defaults:
     }
     reference = [baseline_feature.get((b, l), np.nan) for b, l in zip(means["benchmark"], means["lmbda"])]
     table["BSF [%]"] = 100 * (feature_mib - reference) / reference
+    table["Size [MiB]"] = means["file_mib"]  # the file, beside the reference accounting's Total
     return table
 
 
@@ -409,6 +448,7 @@ def efficiency_table(runs: pd.DataFrame, *, defaults: Mapping) -> pd.DataFrame:
             "Method": means["method"].map(method_labels(selected)),
             "lambda": means["lmbda"],
             "Size [MiB]": means["size_bytes"] / MIB,
+            "Ref. size [MiB]": reference_mib(means),
             "Train time [s]": means.get("train_seconds"),
             "Encode time [s]": means.get("encode_seconds"),
             "Decode time [s]": means.get("decode_seconds"),
@@ -661,6 +701,7 @@ def _quality_columns(mean: pd.Series) -> dict:
         "SSIM": mean.get("ssim"),
         "LPIPS": mean.get("lpips"),
         "Size [MiB]": mean["size_bytes"] / MIB,
+        "Ref. size [MiB]": mean.get(REFERENCE_SIZE, math.nan) / MIB,
         "Scenes": mean["n_scenes"],
     }
 

@@ -66,7 +66,8 @@ class Trainer:
         self._order: list[int] = []
         torch.manual_seed(config.seed)
         self._build_optimizer()
-        self.strategy = method.strategy(self.total, seed=config.seed)
+        # Milestones and learning-rate decays are fractions of the schedule's length (model.curriculum).
+        self.strategy = method.strategy(self.curriculum.length, seed=config.seed)
         # Device-side bookkeeping read only at log and checkpoint time.
         self._first_nonfinite = torch.full((), -1, dtype=torch.long, device=self.device)
         self._psnr_ema: torch.Tensor | None = None
@@ -95,7 +96,7 @@ class Trainer:
         model = self.model
         step = self.curriculum.state(iteration)
         model.begin_step(step)
-        apply_lr(self.optimizer, self.schedules, iteration, self.total)
+        apply_lr(self.optimizer, self.schedules, iteration, self.curriculum.length)
         index = self.next_view()
         view, gt = self.views[index], self.target(index)
         if step.downsample < 1.0:
