@@ -27,6 +27,7 @@ from .config import dump_yaml, load_yaml, to_dict, update_dataclass, validate
 from .data.scene import Protocol
 from .errors import ConfigError
 from .io import save_torch_atomic, write_json
+from .parse import ParseError, load_json_text
 from .train.config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -144,7 +145,9 @@ def read_metrics(run_dir: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path} is not a file; remove it and rerun the training to rewrite it")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json_text(path.read_text(encoding="utf-8"))
+    except ParseError as err:
+        raise ConfigError(f"{path}: {err}; rerun the training to rewrite it") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ConfigError(f"{path} cannot be read as JSON ({type(err).__name__}); rerun the training to rewrite it") \
             from None
