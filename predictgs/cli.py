@@ -70,11 +70,14 @@ def cmd_scene_info(args) -> int:
 
 def cmd_synth(args) -> int:
     from .data.synth import generate_scene
+    from .guard import check_scene_output, write_marker
     from .io import check_output_dir
 
     check_output_dir(Path(args.out), "--out")
+    check_scene_output(Path(args.out))
     summary = generate_scene(args.family, args.seed, Path(args.out), width=args.width, height=args.height,
                              num_views=args.views, progress=not args.quiet)
+    write_marker(Path(args.out), "scene")
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -109,7 +112,7 @@ def cmd_encode(args) -> int:
 def cmd_decode(args) -> int:
     from .pipeline.codec import decode_file
 
-    print(json.dumps(decode_file(Path(args.file), Path(args.output)), indent=2))
+    print(json.dumps(decode_file(Path(args.file), args.output), indent=2))
     return 0
 
 
@@ -294,6 +297,9 @@ def main(argv=None) -> int:
     warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .guard import set_command
+
+    set_command(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except PredictGSError as err:
