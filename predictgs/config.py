@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import ConfigError
-from .parse import ParseError, load_yaml_text
+from .parse import HugeInt, ParseError, load_yaml_text
 
 CHECK = "predictgs.check"
 SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2^63 (numpy and torch both take them)
@@ -59,6 +59,8 @@ class Range:
             return
         values = value if isinstance(value, (tuple, list)) else (value,)
         for v in values:
+            if isinstance(v, HugeInt):  # an integer of hundreds of digits: beyond any range
+                raise ConfigError(f"{key}: {value!r} is outside {self.describe()}")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v):
                 raise ConfigError(f"{key}: expected a finite number, got {value!r}")
             below = self.low is not None and (v <= self.low if self.low_open else v < self.low)
@@ -99,7 +101,9 @@ def choice(options) -> dict:
 
 
 def _finite(value) -> bool:
-    """A number that is finite as a float (an integer beyond about 1.8e308 is not)."""
+    """A number that is finite as a float (an integer beyond about 1.8e308, or a HugeInt, is not)."""
+    if isinstance(value, HugeInt):
+        return False
     try:
         return math.isfinite(value)
     except OverflowError:

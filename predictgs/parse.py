@@ -10,7 +10,8 @@ workflow's intermediate files). Two things differ from ``json.loads`` and ``yaml
   :data:`HUGE_DIGITS` digits (or a YAML hexadecimal, octal or sexagesimal one that large) is read as a
   :class:`HugeInt`: an ``int`` of value +-10^300, larger than every limit a field declares, whose text
   says how many digits the file wrote ("<an integer of 5000 digits>"). A field then gives its usual
-  one-line error ("train.seed: <an integer of 5000 digits> is outside [0, 2^63)").
+  one-line error ("train.seed: <an integer of 5000 digits> is outside [0, 2^63)"; a float field: "expected a
+  finite number").
 - **Duplicate keys.** ``{"psnr": 7.7, "psnr": 99}`` or a YAML mapping that names a key twice is a
   :class:`ParseError` naming the key (YAML: and its line), instead of the last one silently winning.
   YAML merge keys (``<<: *base``) still override as YAML defines.

@@ -26,7 +26,7 @@ from predictgs.data.colmap import check_relative_name, find_model_folder, read_c
 from predictgs.data.images import (IMAGE_EXTENSIONS, check_image_size, distortion_at_size, folder_factor,
                                    read_image_header)
 from predictgs.errors import SceneError
-from predictgs.parse import ParseError, load_json_text
+from predictgs.parse import HugeInt, ParseError, load_json_text
 
 BLENDER_SPLITS = ("train", "test")
 NGP_FILE = "transforms.json"
@@ -126,7 +126,7 @@ def _number(keys: dict, key: str, where: str) -> float | None:
     value = keys[key]
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or isinstance(value, HugeInt):
         raise SceneError(f"{where}: {key} must be a number, got {value!r}")
     return float(check_finite(value, key, where))
 
