@@ -46,7 +46,7 @@ def _add_protocol_options(parser: argparse.ArgumentParser, defaults: bool = True
     group.add_argument("--downscale", type=float, default=1.0 if defaults else None,
                        help="factor for --resolution factor")
     group.add_argument("--llffhold", type=int, default=8 if defaults else None,
-                       help="every N-th image (sorted by name) is a test view")
+                       help="every N-th image (sorted by name) is a test view; at least 2 (default 8)")
     group.add_argument("--white-background", action=argparse.BooleanOptionalAction, default=None,
                        help="default: white for Blender scenes, black otherwise")
 
@@ -257,8 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decode", help="decode a .pgs bitstream into a model directory",
                        description="Decode FILE into DECODED_DIR (model.pt + config.yaml), which "
-                                   "`predictgs eval` evaluates. A corrupt or foreign file is refused with one "
-                                   "line naming the damaged section.")
+                                   "`predictgs eval` evaluates. DECODED_DIR must be absent, empty or a decoded "
+                                   "model folder, which is replaced whole (its previous evaluation goes with it). "
+                                   "A corrupt or foreign file is refused with one line naming the damaged section.")
     p.add_argument("file", metavar="FILE", help=".pgs bitstream written by `predictgs encode`")
     p.add_argument("-o", "--output", required=True, metavar="DECODED_DIR", help="directory to write")
     p.set_defaults(func=cmd_decode)

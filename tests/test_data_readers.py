@@ -147,6 +147,21 @@ def test_colmap_text_binary_round_trip(tmp_path):
     assert len(image_ids) == original[2].track_lengths[i] > 0
 
 
+@pytest.mark.parametrize("line_end, bom", [("\r\n", False), ("\r", False), ("\r\n", True), ("\n", True)],
+                         ids=["CRLF", "CR", "CRLF with BOM (Windows Notepad)", "LF with BOM"])
+def test_colmap_text_with_windows_line_ends_and_a_byte_order_mark(tmp_path, line_end, bom):
+    """COLMAP text edited on Windows reads exactly as the LF original (an empty keypoint line included)."""
+    original = random_model(np.random.default_rng(4))
+    first = sorted(original[1])[0]
+    original[1][first].xys, original[1][first].point3D_ids = np.zeros((0, 2)), np.zeros(0, np.int64)
+    write_colmap_text(tmp_path / "lf", *original)
+    for name in ("cameras.txt", "images.txt", "points3D.txt"):
+        text = (tmp_path / "lf" / name).read_text().replace("\n", line_end)
+        (tmp_path / "win").mkdir(exist_ok=True)
+        (tmp_path / "win" / name).write_bytes(("\ufeff" if bom else "").encode() + text.encode())
+    assert_models_equal(read_all(tmp_path / "lf", ".txt"), read_all(tmp_path / "win", ".txt"))
+
+
 def test_binary_layout_matches_colmap_format(tmp_path):
     """Bytes packed by hand from COLMAP's documented layout, independently of our writer."""
     (tmp_path / "cameras.bin").write_bytes(struct.pack("<Q", 1) + struct.pack("<iiQQ4d", 7, 1, 640, 480, 500.0, 501.0, 320.0, 240.0))

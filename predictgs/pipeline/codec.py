@@ -12,6 +12,7 @@ parse their options and call these.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
@@ -172,7 +173,8 @@ def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: 
     run_dir, out_path = Path(run_dir), Path(out_path)
     check_output_file(out_path, "--output")
     check_bitstream_output(out_path, run_dir)
-    with FolderLock(run_dir, "run folder"):  # a folder that does not exist: load_run says so
+    # Locked only when it looks like a run (load_run explains anything else, and no lock file is left there).
+    with FolderLock(run_dir, "run folder") if (run_dir / "config.yaml").is_file() else contextlib.nullcontext():
         return _encode_run(run_dir, out_path, evaluate=evaluate, device=device, chunk_anchors=chunk_anchors,
                            mlp_precision=mlp_precision)
 
@@ -301,6 +303,8 @@ def decode_file(path: Path, out_dir: Path) -> dict:
     seconds = time.perf_counter() - start
     info = {"source": str(path), "source_bytes": len(data), "source_crc32": crc32(data),
             "run": decoded.header.get("run", {})}
+    if out_dir.is_symlink():  # the folder it points to is replaced, the link kept (as write_atomic does)
+        out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(out_dir, "decoded model folder"):
         check_decoded_output(out_dir, path)  # again, now that no other writer can change it
@@ -325,7 +329,9 @@ def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None
     if directory.is_dir():  # its metrics are written there: fail now rather than after the evaluation
         check_output_dir(directory, "DECODED_DIR")
     backend = resolve_backend(rasterizer, torch_device)
-    with FolderLock(directory, "decoded model folder"):  # a missing folder: load_decoded says so
+    looks_decoded = (directory / MODEL_FILE).is_file() and (directory / CONFIG_FILE).is_file()
+    # Locked only when it looks like a decoded folder (load_decoded explains anything else).
+    with FolderLock(directory, "decoded model folder") if looks_decoded else contextlib.nullcontext():
         return _evaluate_decoded(directory, scene_path, protocol, torch_device, backend, lpips, fps_seconds)
 
 
