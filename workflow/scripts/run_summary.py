@@ -41,7 +41,7 @@ NUMBER_KEYS = QUALITY + FROM_DECODED + ("size_bytes", "source_bytes", "bitstream
 # A decoded model whose PSNR differs more than this from the trained (quantised) model's is reported
 # in the log: the codec is meant to be lossless with respect to the quantised model.
 PSNR_TOLERANCE_DB = 0.05
-REBUILD = "delete it and run the workflow again to rebuild it"
+REBUILD = "delete it: the workflow rebuilds it from the run's own files"
 
 
 class SummaryError(Exception):
