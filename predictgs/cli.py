@@ -47,7 +47,7 @@ def _add_protocol_options(parser: argparse.ArgumentParser, defaults: bool = True
     group.add_argument("--downscale", type=float, default=1.0 if defaults else None,
                        help="factor for --resolution factor")
     group.add_argument("--llffhold", type=int, default=8 if defaults else None,
-                       help="every N-th image (sorted by name) is a test view")
+                       help="every N-th image (sorted by name) is a test view; at least 2 (default 8)")
     group.add_argument("--white-background", action=argparse.BooleanOptionalAction, default=None,
                        help="default: white for Blender scenes, black otherwise")
 
@@ -71,11 +71,14 @@ def cmd_scene_info(args) -> int:
 
 def cmd_synth(args) -> int:
     from .data.synth import generate_scene
+    from .guard import check_scene_output, write_marker
     from .io import check_output_dir
 
     check_output_dir(Path(args.out), "--out")
+    check_scene_output(Path(args.out))
     summary = generate_scene(args.family, args.seed, Path(args.out), width=args.width, height=args.height,
                              num_views=args.views, progress=not args.quiet)
+    write_marker(Path(args.out), "scene")
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -110,7 +113,7 @@ def cmd_encode(args) -> int:
 def cmd_decode(args) -> int:
     from .pipeline.codec import decode_file
 
-    print(json.dumps(decode_file(Path(args.file), Path(args.output)), indent=2))
+    print(json.dumps(decode_file(Path(args.file), args.output), indent=2))
     return 0
 
 
@@ -255,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decode", help="decode a .pgs bitstream into a model directory",
                        description="Decode FILE into DECODED_DIR (model.pt + config.yaml), which "
-                                   "`predictgs eval` evaluates. A corrupt or foreign file is refused with one "
-                                   "line naming the damaged section.")
+                                   "`predictgs eval` evaluates. DECODED_DIR must be absent, empty or a decoded "
+                                   "model folder, which is replaced whole (its previous evaluation goes with it). "
+                                   "A corrupt or foreign file is refused with one line naming the damaged section.")
     p.add_argument("file", metavar="FILE", help=".pgs bitstream written by `predictgs encode`")
     p.add_argument("-o", "--output", required=True, metavar="DECODED_DIR", help="directory to write")
     p.set_defaults(func=cmd_decode)
@@ -296,6 +300,9 @@ def main(argv=None) -> int:
     warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .guard import set_command
+
+    set_command(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except PredictGSError as err:

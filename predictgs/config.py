@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import ConfigError
+from .parse import HugeInt, ParseError, load_yaml_text
 
 CHECK = "predictgs.check"
 SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2^63 (numpy and torch both take them)
@@ -58,7 +59,9 @@ class Range:
             return
         values = value if isinstance(value, (tuple, list)) else (value,)
         for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
+            if isinstance(v, HugeInt):  # an integer of hundreds of digits: beyond any range
+                raise ConfigError(f"{key}: {value!r} is outside {self.describe()}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v):
                 raise ConfigError(f"{key}: expected a finite number, got {value!r}")
             below = self.low is not None and (v <= self.low if self.low_open else v < self.low)
             above = self.high is not None and (v >= self.high if self.high_open else v > self.high)
@@ -95,6 +98,16 @@ def positive(optional: bool = False) -> dict:
 def choice(options) -> dict:
     """Field metadata: one of ``options``."""
     return {CHECK: Choice(tuple(options))}
+
+
+def _finite(value) -> bool:
+    """A number that is finite as a float (an integer beyond about 1.8e308, or a HugeInt, is not)."""
+    if isinstance(value, HugeInt):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _check_field(field: dataclasses.Field, value, key: str) -> None:
@@ -175,7 +188,7 @@ def _coerce(value, annotation, key: str):
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if not math.isfinite(value):
+        if not _finite(value):
             raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if annotation is str:
@@ -209,15 +222,18 @@ def update_dataclass(obj, overrides: Mapping, prefix: str = ""):
 
 
 def load_yaml(path: Path) -> dict:
-    """A YAML file holding a mapping (an empty file is {}), read with ``yaml.safe_load``: tags that would
-    build Python objects are refused."""
+    """A YAML file holding a mapping (an empty file is {}), read with a ``yaml.SafeLoader``
+    (:func:`predictgs.parse.load_yaml_text`): tags that would build Python objects and duplicate keys are
+    refused, integers too large for any field are read as a :class:`~predictgs.parse.HugeInt`."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config file {path} is a folder")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml_text(path.read_text(encoding="utf-8")) or {}
+    except ParseError as err:
+        raise ConfigError(f"config file {path}: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     except UnicodeDecodeError as err:

@@ -52,15 +52,22 @@ def render_view(model, camera, background: torch.Tensor, device: torch.device, b
                      background=background, sh_degree=gaussians.sh_degree, backend=backend, **view.render_args())
 
 
+def test_cameras(scene: Scene) -> list:
+    """The scene's test views; none is a ConfigError (a model is never scored on its training views)."""
+    if not scene.test_cameras:
+        raise ConfigError(f"{scene.path} has no test views under its protocol (llffhold "
+                          f"{scene.protocol.llffhold}); nothing to evaluate")
+    return scene.test_cameras
+
+
 @torch.no_grad()
 def evaluate_model(model, scene: Scene, device: torch.device, lpips: bool = True,
                    backend: str = "auto") -> tuple[dict, dict]:
-    """Test-view metrics of a model (the scene's test split; its training views if it has none).
-    The model is put in eval mode (its test-time values); the caller restores train mode if needed."""
+    """Test-view metrics of a model (the scene's test split: never its training views; a scene without
+    test views is an error). The model is put in eval mode (its test-time values); the caller restores
+    train mode if needed."""
     model.eval()
-    cameras = scene.test_cameras or scene.train_cameras
-    if not cameras:
-        raise ConfigError(f"{scene.path} has no cameras to evaluate")
+    cameras = test_cameras(scene)
     background = torch.as_tensor(scene.background, dtype=torch.float32, device=device)
     renders = [render_view(model, c, background, device, backend).image.clamp(0, 1).cpu() for c in cameras]
     targets = [scene.load_image(c) for c in cameras]

@@ -27,6 +27,7 @@ from .config import dump_yaml, load_yaml, to_dict, update_dataclass, validate
 from .data.scene import Protocol
 from .errors import ConfigError
 from .io import save_torch_atomic, write_json
+from .parse import HugeInt, ParseError, load_json_text
 from .train.config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -144,13 +145,33 @@ def read_metrics(run_dir: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path} is not a file; remove it and rerun the training to rewrite it")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json_text(path.read_text(encoding="utf-8"))
+    except ParseError as err:
+        raise ConfigError(f"{path}: {err}; rerun the training to rewrite it") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ConfigError(f"{path} cannot be read as JSON ({type(err).__name__}); rerun the training to rewrite it") \
             from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} does not hold a JSON object")
+    try:
+        huge = _huge_entry(data)
+    except RecursionError:
+        raise ConfigError(f"{path} is nested too deeply to be metrics; rerun the training to rewrite it") from None
+    if huge is not None:
+        raise ConfigError(f"{path}: {huge[0]} is {huge[1]!r}, not a metric; rerun the training to rewrite it")
     return data
+
+
+def _huge_entry(value, key: str = "") -> tuple[str, object] | None:
+    """The first (dotted key, value) of a HugeInt in nested JSON values (no metric is that large)."""
+    if isinstance(value, HugeInt):
+        return key or "a value", value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for name, item in items:
+        found = _huge_entry(item, f"{key}.{name}" if key else str(name))
+        if found is not None:
+            return found
+    return None
 
 
 def write_metrics(run_dir: Path, metrics: dict) -> None:

@@ -147,6 +147,21 @@ def test_colmap_text_binary_round_trip(tmp_path):
     assert len(image_ids) == original[2].track_lengths[i] > 0
 
 
+@pytest.mark.parametrize("line_end, bom", [("\r\n", False), ("\r", False), ("\r\n", True), ("\n", True)],
+                         ids=["CRLF", "CR", "CRLF with BOM (Windows Notepad)", "LF with BOM"])
+def test_colmap_text_with_windows_line_ends_and_a_byte_order_mark(tmp_path, line_end, bom):
+    """COLMAP text edited on Windows reads exactly as the LF original (an empty keypoint line included)."""
+    original = random_model(np.random.default_rng(4))
+    first = sorted(original[1])[0]
+    original[1][first].xys, original[1][first].point3D_ids = np.zeros((0, 2)), np.zeros(0, np.int64)
+    write_colmap_text(tmp_path / "lf", *original)
+    for name in ("cameras.txt", "images.txt", "points3D.txt"):
+        text = (tmp_path / "lf" / name).read_text().replace("\n", line_end)
+        (tmp_path / "win").mkdir(exist_ok=True)
+        (tmp_path / "win" / name).write_bytes(("\ufeff" if bom else "").encode() + text.encode())
+    assert_models_equal(read_all(tmp_path / "lf", ".txt"), read_all(tmp_path / "win", ".txt"))
+
+
 def test_binary_layout_matches_colmap_format(tmp_path):
     """Bytes packed by hand from COLMAP's documented layout, independently of our writer."""
     (tmp_path / "cameras.bin").write_bytes(struct.pack("<Q", 1) + struct.pack("<iiQQ4d", 7, 1, 640, 480, 500.0, 501.0, 320.0, 240.0))
@@ -332,8 +347,10 @@ def test_unreadable_image_is_a_scene_error_naming_the_file(tmp_path, make_colmap
 # LLFF
 
 
-def write_llff(root, centres, image_size=(40, 30), full_size=(160, 120), focal=150.0, n_images=None):
-    """poses_bounds.npy for cameras at ``centres`` looking at the origin, plus images/."""
+def write_llff(root, centres, image_size=(40, 30), full_size=(160, 120), focal=150.0, n_images=None,
+               folder="images_4"):
+    """poses_bounds.npy for cameras at ``centres`` looking at the origin (image size ``full_size``), plus
+    ``folder`` with images of ``image_size`` (images_4: the full size divided by 4)."""
     rows = []
     for centre in centres:
         c2w_gl = np.array(gl_c2w(centre))[:3]
@@ -342,15 +359,15 @@ def write_llff(root, centres, image_size=(40, 30), full_size=(160, 120), focal=1
         rows.append(np.concatenate([pose.reshape(-1), [1.0, 10.0]]))
     root.mkdir(parents=True, exist_ok=True)
     np.save(root / "poses_bounds.npy", np.array(rows))
-    (root / "images").mkdir(exist_ok=True)
+    (root / folder).mkdir(exist_ok=True)
     for i in range(n_images if n_images is not None else len(centres)):
-        Image.fromarray(np.full((image_size[1], image_size[0], 3), 40 * i % 255, np.uint8)).save(root / "images" / f"{i:03d}.png")
+        Image.fromarray(np.full((image_size[1], image_size[0], 3), 40 * i % 255, np.uint8)).save(root / folder / f"{i:03d}.png")
 
 
 def test_llff_poses_become_opencv_world_to_camera(tmp_path):
     centres = [(4.0, 0.0, 1.0), (0.0, 4.0, 1.5), (-4.0, 0.5, 0.5)]
     write_llff(tmp_path, centres)
-    scene = load_scene(tmp_path, Protocol(llffhold=0, random_init_points=100))
+    scene = load_scene(tmp_path, Protocol(resolution="3dgs", images_folder="images_4", random_init_points=100))
     assert scene.format == "llff" and scene.points_are_random and len(scene.points) == 100
     for camera, centre in zip(scene.cameras, centres):
         np.testing.assert_allclose(camera.center, centre, atol=1e-9)
@@ -375,7 +392,7 @@ def test_llff_conversion_matches_the_column_rule():
 
 
 def test_llff_pose_and_image_count_mismatch_names_both_counts(tmp_path):
-    write_llff(tmp_path, [(4.0, 0.0, 1.0), (0.0, 4.0, 1.0), (-4.0, 0.0, 1.0)], n_images=4)
+    write_llff(tmp_path, [(4.0, 0.0, 1.0), (0.0, 4.0, 1.0), (-4.0, 0.0, 1.0)], n_images=4, folder="images")
     with pytest.raises(SceneError) as info:
         load_scene(tmp_path)
     message = str(info.value)

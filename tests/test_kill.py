@@ -1,8 +1,9 @@
-"""Killed at any moment, nothing is left half-written: ``predictgs train`` and ``predictgs encode`` are
-stopped with SIGKILL at random (seeded) moments and started again; the results must equal those of an
-uninterrupted run (CPU training is bit-reproducible across resumption, encoding is deterministic), and
-after every kill each file present must be whole (JSON that parses, a checkpoint that loads, a bitstream
-identical to the reference one).
+"""Killed at any moment, nothing is left half-written: ``predictgs train``, ``encode``, ``decode`` and
+``eval`` are stopped with SIGKILL at random (seeded) moments and started again; the results must equal
+those of an uninterrupted run (CPU training is bit-reproducible across resumption, encoding and decoding
+are deterministic), and after every kill each file present must be whole (JSON that parses, a checkpoint
+that loads, a bitstream identical to the reference one, a decoded folder that is the previous model's or
+the new one's). The lock a killed command leaves is taken over by the rerun.
 
 Plus the helper every write goes through (:mod:`predictgs.io`): atomic replacement, modes, refusals.
 """
@@ -139,7 +140,7 @@ def reference(tmp_path_factory):
     encoded = root / "encoded"
     shutil.copytree(trained, encoded)
     encode_seconds = _run(_cli("encode", encoded, "-o", root / "ref.pgs", "--device", "cpu"), root / "log.txt")
-    return {"root": root, "train": train, "trained": trained, "train_seconds": train_seconds, "encoded": encoded,
+    return {"root": root, "scene": scene, "train": train, "trained": trained, "train_seconds": train_seconds, "encoded": encoded,
             "pgs": root / "ref.pgs", "encode_seconds": encode_seconds}
 
 
@@ -193,6 +194,97 @@ def test_killed_encoding_reruns_to_the_uninterrupted_result(reference, tmp_path)
     assert pgs.read_bytes() == reference["pgs"].read_bytes()
     assert _stable(_json(run_dir / "metrics.json")) == _stable(after)
     assert _json(run_dir / "per_view_decoded.json") == _json(reference["encoded"] / "per_view_decoded.json")
+
+
+# -- decode and eval ---------------------------------------------------------------------------------------
+DECODE_KILLS = 3
+EVAL_KILLS = 3
+EVAL_VOLATILE = {"fps", "fps_frames", "frame_ms_median", "frame_ms_mean", "fps_seconds"}
+
+
+@pytest.fixture(scope="module")
+def decoded_reference(reference):
+    """Two decoded folders of the run: ``new`` from the reference bitstream (uninterrupted, evaluated) and
+    ``old`` from a float16 encoding (another model, evaluated: the folder a decode replaces)."""
+    root, log = reference["root"], reference["root"] / "log.txt"
+    evaluate = ["--scene", reference["scene"], "--device", "cpu", "--no-lpips", "--fps-seconds", "0.3"]
+    new = root / "decoded_new"
+    decode_seconds = _run(_cli("decode", reference["pgs"], "-o", new), log)
+    eval_seconds = _run(_cli("eval", new, *evaluate), log)
+    fp16_run = root / "fp16_run"
+    shutil.copytree(reference["trained"], fp16_run)
+    _run(_cli("encode", fp16_run, "-o", root / "fp16.pgs", "--no-eval", "--mlp-precision", "fp16"), log)
+    old = root / "decoded_old"
+    _run(_cli("decode", root / "fp16.pgs", "-o", old), log)
+    _run(_cli("eval", old, *evaluate), log)
+    return {"new": new, "old": old, "evaluate": evaluate, "decode_seconds": decode_seconds,
+            "eval_seconds": eval_seconds}
+
+
+def _decoded_state(folder: Path) -> dict:
+    return torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+
+
+def _staging_exists(target: Path):
+    return lambda: any(target.parent.glob(f".{target.name}.tmp-*"))
+
+
+@pytest.mark.slow
+def test_killed_decoding_leaves_the_old_folder_or_the_new_one(reference, decoded_reference, tmp_path):
+    """decode replaces a decoded folder whole: killed at any moment, the folder is the previous model's (with
+    its evaluation) or the new one's (without the previous evaluation), never a mix; a rerun completes it."""
+    rng = random.Random(KILL_SEED + 2)
+    target, log = tmp_path / "decoded", tmp_path / "log.txt"
+    shutil.copytree(decoded_reference["old"], target)
+    old_state, new_state = _decoded_state(decoded_reference["old"]), _decoded_state(decoded_reference["new"])
+    command = _cli("decode", reference["pgs"], "-o", target)
+    moments = [(0.0, _staging_exists(target))] + [(rng.uniform(0.2, 1.0) * decoded_reference["decode_seconds"], None)
+                                                   for _ in range(DECODE_KILLS - 1)]
+    seen = []
+    for delay, started in moments:
+        if _kill_at(command, delay, log, started=started):
+            state = _decoded_state(target)
+            if (target / "metrics.json").exists():  # the previous folder, whole
+                _assert_same_state(state, old_state, "old model.pt")
+                _json(target / "metrics.json")
+                seen.append("old")
+            else:
+                _assert_same_state(state, new_state, "new model.pt")
+                seen.append("new")
+    _run(command, log)
+    print(f"\ndecoding killed {len(seen)} times; the folder held at each kill: {seen}")
+    assert seen, "no kill landed before the decoding finished"
+    _assert_same_state(_decoded_state(target), new_state, "model.pt")
+    assert not (target / "metrics.json").exists() and not (target / "per_view.json").exists()
+    assert not list(tmp_path.glob(".decoded.tmp-*")), "a killed decode's staging folder was left behind"
+
+
+@pytest.mark.slow
+def test_killed_evaluation_reruns_to_the_uninterrupted_result(decoded_reference, tmp_path):
+    rng = random.Random(KILL_SEED + 3)
+    target, log = tmp_path / "decoded", tmp_path / "log.txt"
+    shutil.copytree(decoded_reference["new"], target)
+    for name in ("metrics.json", "per_view.json"):
+        (target / name).unlink()
+    command = _cli("eval", target, *decoded_reference["evaluate"])
+    kills = 0
+    for _ in range(EVAL_KILLS):
+        if _kill_at(command, rng.uniform(0.2, 0.95) * decoded_reference["eval_seconds"], log):
+            kills += 1
+            for name in ("metrics.json", "per_view.json"):
+                if (target / name).exists():
+                    _json(target / name)  # whole
+            if (target / ".predictgs.lock").exists() and (target / ".predictgs.lock").read_text().strip():
+                assert json.loads((target / ".predictgs.lock").read_text())["command"].startswith("predictgs eval")
+    _run(command, log)  # takes over a lock the killed evaluation left
+    print(f"\nevaluation killed {kills} times")
+    assert kills, "no kill landed before the evaluation finished"
+    expected = _json(decoded_reference["new"] / "metrics.json")
+    got = _json(target / "metrics.json")
+    assert {k: v for k, v in got.items() if k not in EVAL_VOLATILE} == \
+        {k: v for k, v in expected.items() if k not in EVAL_VOLATILE}
+    assert _json(target / "per_view.json") == _json(decoded_reference["new"] / "per_view.json")
+    assert not (target / ".predictgs.lock").read_text().strip(), "the lock was not released"
 
 
 # -- the write helper ------------------------------------------------------------------------------------

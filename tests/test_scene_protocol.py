@@ -34,6 +34,7 @@ def test_protocol_defaults_and_dict_round_trip():
     ("llffhold", "8"), ("llffhold", 8.0), ("llffhold", True), ("resolution", "full"), ("max_width", 0),
     ("images_folder", ""), ("images_folder", 4), ("downscale", 0), ("downscale", -2.0), ("downscale", float("nan")),
     ("white_background", "yes"), ("random_init_points", 0), ("seed", -1),
+    ("llffhold", 0), ("llffhold", 1), ("llffhold", -8), ("images_folder", "../images"), ("images_folder", "/etc"),
 ])
 def test_protocol_rejects_bad_values(key, value):
     with pytest.raises(ConfigError, match=key):
@@ -59,8 +60,11 @@ def test_split_takes_every_llffhold_th_image_of_the_name_order(tmp_path, make_co
     assert [c.uid for c in scene.cameras] == list(range(20))
     assert [c.image_name for c in scene.cameras] == sorted(names)
     assert len(load_scene(root, Protocol(llffhold=3)).test_cameras) == 7
-    everything = load_scene(root, Protocol(llffhold=0))
-    assert len(everything.train_cameras) == 20 and everything.test_cameras == []
+    # Every scene has test views and training views: llffhold 0 or less (no test view; the model would be
+    # scored on its training views) and 1 (no training view) are refused.
+    for hold in (1, 0, -1):
+        with pytest.raises(ConfigError, match="llffhold"):
+            load_scene(root, Protocol(llffhold=hold))
 
 
 def test_name_order_is_3dgs_image_name_order():
@@ -75,7 +79,7 @@ def test_name_order_is_3dgs_image_name_order():
 
 def test_hac_caps_width_at_1600_with_bicubic_resize(tmp_path, make_colmap_scene):
     root = make_colmap_scene(tmp_path, [(2000, 1000), (2000, 1000), (1000, 500)])
-    scene = load_scene(root, Protocol(llffhold=0))
+    scene = load_scene(root, Protocol())
     wide, _, narrow = scene.cameras
     assert (wide.width, wide.height, wide.fx, wide.fy, wide.cx, wide.cy) == (1600, 800, 1280.0, 1280.0, 800.0, 400.0)
     assert (narrow.width, narrow.height, narrow.fx) == (1000, 500, 800.0)
@@ -101,7 +105,7 @@ def test_hac_arithmetic_is_3dgs_loadcam():
 
 def test_factor_downscales_images_and_intrinsics(tmp_path, make_colmap_scene):
     root = make_colmap_scene(tmp_path, [(200, 100)] * 3)
-    scene = load_scene(root, Protocol(resolution="factor", downscale=2.0, llffhold=0))
+    scene = load_scene(root, Protocol(resolution="factor", downscale=2.0))
     camera = scene.cameras[0]
     assert (camera.width, camera.height, camera.fx, camera.cx, camera.cy) == (100, 50, 80.0, 50.0, 25.0)
     assert scene.load_image(camera).shape == (3, 50, 100)
@@ -110,7 +114,7 @@ def test_factor_downscales_images_and_intrinsics(tmp_path, make_colmap_scene):
 
 def test_3dgs_uses_the_named_images_n_folder(tmp_path, make_colmap_scene):
     root = make_colmap_scene(tmp_path, [(400, 200)] * 3, folders={"images": 1, "images_4": 4})
-    scene = load_scene(root, Protocol(resolution="3dgs", images_folder="images_4", llffhold=0))
+    scene = load_scene(root, Protocol(resolution="3dgs", images_folder="images_4"))
     camera = scene.cameras[0]
     assert camera.image_path.parent.name == "images_4"
     assert (camera.width, camera.height, camera.fx, camera.cx, camera.cy) == (100, 50, 80.0, 50.0, 25.0)
@@ -123,7 +127,7 @@ def test_3dgs_uses_the_named_images_n_folder(tmp_path, make_colmap_scene):
 def test_hac_falls_back_to_the_lowest_images_n_folder(tmp_path, make_colmap_scene):
     root = make_colmap_scene(tmp_path, [(400, 200)] * 3, folders={"images_4": 4, "images_2": 2})
     with pytest.warns(UserWarning, match="images_2"):
-        scene = load_scene(root, Protocol(llffhold=0))
+        scene = load_scene(root, Protocol())
     assert scene.cameras[0].image_path.parent.name == "images_2"
     assert (scene.cameras[0].width, scene.cameras[0].fx) == (200, 160.0)
     assert "fallback" in scene.resolution_note and "images_2/" in scene.resolution_note
@@ -179,7 +183,7 @@ def test_scene_without_points_gets_a_seeded_random_cloud(tmp_path, make_colmap_s
     scenes = []
     for seed in (1, 1, 2):
         with pytest.warns(UserWarning, match="no 3D points"):
-            scenes.append(load_scene(root, Protocol(random_init_points=400, seed=seed, llffhold=0)))
+            scenes.append(load_scene(root, Protocol(random_init_points=400, seed=seed)))
     a, b, c = scenes
     assert a.points_are_random and a.points.shape == (400, 3) and a.colors.shape == (400, 3)
     np.testing.assert_array_equal(a.points, b.points)

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -573,14 +574,9 @@ def test_ablation_tables_and_sweep_plot(tmp_path):
 
 
 def test_run_summary_merges_the_decoded_evaluation(tmp_path):
-    metrics = json.loads(metrics_files("hac", "0.004")[0].read_text())
-    metrics["scene"] = "folder_name"
+    metrics, decoded = _encoded_run(tmp_path)
     metrics.update(reference_size_bytes=metrics["size_bytes"] * 1.07, reference_bits={"anchor": 8.0})
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
-    (tmp_path / "scene.pgs").write_bytes(b"x" * int(metrics["size_bytes"]))
-    decoded = {"psnr": metrics["psnr"] - 0.2, "ssim": 0.5, "lpips": 0.4, "lpips_alex": 0.2, "fps": 123.0,
-               "device": "NVIDIA H100", "num_anchors": 7}
-    (tmp_path / "decoded.json").write_text(json.dumps(decoded))
     (tmp_path / "train.tsv").write_text(
         "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
         "12.5\t0:00:12\t512.0\t900\t400\t450\t1\t2\t95.0\t11.0\n"
@@ -588,10 +584,10 @@ def test_run_summary_merges_the_decoded_evaluation(tmp_path):
     warnings = []
     summary = run_summary.summarize(
         tmp_path / "metrics.json", benchmark="tandt", scene="train", method="hac", variant="default", seed=2,
-        decoded_path=tmp_path / "decoded.json", bitstream_path=tmp_path / "scene.pgs",
+        decoded_path=tmp_path / "decoded_metrics.json", bitstream_path=tmp_path / "scene.pgs",
         job_benchmarks={"train": tmp_path / "train.tsv", "encode": tmp_path / "missing.tsv"},
         warn=warnings.append,
-    )
+    )  # decoded/metrics.json is read beside metrics.json, and compared with its copy
     assert summary["scene"] == "train" and summary["variant"] == "default"
     assert summary["psnr"] == decoded["psnr"] and summary["trained"]["psnr"] == metrics["psnr"]
     assert summary["fps"] == 123.0 and summary["device"] == "NVIDIA H100" and summary["train_device"] == "cpu"
@@ -607,6 +603,60 @@ def test_run_summary_merges_the_decoded_evaluation(tmp_path):
     assert row["size_bytes"] == metrics["size_bytes"]
     assert row["reference_size_bytes"] == pytest.approx(1.07 * metrics["size_bytes"])
     assert row["reference_bits_anchor"] == 8.0
+
+
+def _encoded_run(folder: Path) -> tuple[dict, dict]:
+    """A run folder as the workflow leaves it: metrics.json with the bitstream's size and CRC32, scene.pgs,
+    decoded/metrics.json from that bitstream and its copy decoded_metrics.json."""
+    data = b"\x89PGS fake bitstream " * 40
+    metrics = json.loads(metrics_files("hac", "0.004")[0].read_text())
+    metrics.update(scene="folder_name", size_bytes=len(data), bitstream_crc32=zlib.crc32(data))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "scene.pgs").write_bytes(data)
+    decoded = {"kind": "decoded_model", "method": "hac", "psnr": metrics["psnr"] - 0.2, "ssim": 0.5, "lpips": 0.4,
+               "lpips_alex": 0.2, "fps": 123.0, "device": "NVIDIA H100", "num_anchors": 7,
+               "source_bytes": len(data), "source_crc32": zlib.crc32(data)}
+    (folder / "decoded").mkdir()
+    (folder / "decoded" / "metrics.json").write_text(json.dumps(decoded))
+    (folder / "decoded_metrics.json").write_text(json.dumps(decoded))
+    return metrics, decoded
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: _edit_json(f / "decoded_metrics.json", psnr=99.0), "differs from"),
+    (lambda f: _edit_both(f, psnr="high"), "must be a finite number"),
+    (lambda f: _edit_both(f, source_crc32=1), "another bitstream"),
+    (lambda f: (f / "scene.pgs").write_bytes((f / "scene.pgs").read_bytes()[::-1]), "CRC32"),
+    (lambda f: (f / "scene.pgs").write_bytes(b"short"), "size_bytes"),
+    (lambda f: (f / "metrics.json").write_text('{"psnr": 1, "psnr": 2}'), "duplicate key"),
+    (lambda f: (f / "metrics.json").write_text('{"psnr": ' + "9" * 5000 + "}"), "psnr"),
+    (lambda f: (f / "decoded" / "metrics.json").unlink(), "missing"),
+    (lambda f: _edit_both(f, method="scaffold"), "scaffold"),
+])
+def test_run_summary_refuses_what_does_not_match(tmp_path, damage, message):
+    """A hand-edited, stale or malformed intermediate is refused with one line, never tabulated."""
+    _encoded_run(tmp_path)
+    damage(tmp_path)
+    with pytest.raises(run_summary.SummaryError, match=message):
+        run_summary.summarize(tmp_path / "metrics.json", benchmark="b", scene="s", method="hac", variant="default",
+                              decoded_path=tmp_path / "decoded_metrics.json", bitstream_path=tmp_path / "scene.pgs")
+    code = ("import sys; sys.path.insert(0, 'workflow/scripts'); import run_summary; "
+            f"sys.exit(run_summary.cli([{str(tmp_path)!r}, '--benchmark', 'b', '--scene', 's', '--method', 'hac', "
+            "'--variant', 'default']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("run_summary: error: ") and not (tmp_path / "summary.json").exists()
+
+
+def _edit_json(path: Path, **changes) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _edit_both(folder: Path, **changes) -> None:
+    """decoded/metrics.json and its copy alike."""
+    _edit_json(folder / "decoded" / "metrics.json", **changes)
+    _edit_json(folder / "decoded_metrics.json", **changes)
 
 
 def test_run_summary_stays_light():

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import BitstreamError
+from ..parse import ParseError, load_json_text
 
 # PNG-style magic: a non-ASCII first byte, then CR LF, ^Z and LF, so that text-mode transfers that
 # rewrite line ends or stop at ^Z are detected at once.
@@ -130,8 +131,9 @@ def write_container(container: Container) -> bytes:
 
 
 def read_container(data: bytes, known_methods) -> Container:
-    """Parse and check the container: magic, version, method, header CRC, section table and every
-    section's length and CRC. The payloads are returned undecoded."""
+    """Parse and check the whole container: magic, version, method, header CRC, section table, every
+    section's length (against the file's size), then every section's CRC. The payloads are returned
+    undecoded: nothing is decoded from a file that fails any of these."""
     data = memoryview(data)
     if len(data) < len(MAGIC) or bytes(data[:len(MAGIC)]) != MAGIC:
         if len(data) < len(MAGIC) and bytes(data) == MAGIC[:len(data)]:
@@ -160,7 +162,9 @@ def read_container(data: bytes, known_methods) -> Container:
     if reader.unpack("I", "header CRC") != crc32(header_bytes):
         raise BitstreamError("header: CRC mismatch (the file is corrupt)")
     try:
-        header = json.loads(bytes(header_bytes).decode("utf-8"))
+        header = load_json_text(bytes(header_bytes).decode("utf-8"))
+    except ParseError as err:
+        raise BitstreamError(f"header: {err}") from None
     except (UnicodeDecodeError, ValueError):
         raise BitstreamError("header: not valid JSON") from None
     except RecursionError:  # e.g. 100,000 nested brackets: valid JSON, but no header of ours
@@ -185,17 +189,19 @@ def read_container(data: bytes, known_methods) -> Container:
     if reader.unpack("I", "table CRC") != table_crc:
         raise BitstreamError("section table: CRC mismatch (the file is corrupt)")
 
-    sections = {}
+    # The whole file is checked before any payload is used: first every section's length against the
+    # bytes present (a truncated or extended file fails without reading its payloads), then every CRC.
+    payloads = []
     for raw_name, size, crc in entries:
         name = raw_name.decode("ascii", errors="replace")
-        if name in sections:
+        if any(name == seen for seen, _, _ in payloads):
             raise BitstreamError(f"section table: duplicate section {name!r}")
         payload_reader = ByteReader(data, f"section {name!r}", reader.offset)
-        payload = payload_reader.take(size, "payload")
+        payloads.append((name, payload_reader.take(size, "payload"), crc))
         reader.offset = payload_reader.offset
-        if crc32(payload) != crc:
-            raise BitstreamError(f"section {name!r}: CRC mismatch (the file is corrupt)")
-        sections[name] = bytes(payload)
     if reader.remaining:
         raise BitstreamError(f"end of file: {reader.remaining} unexpected bytes after the last section")
-    return Container(method, header, sections)
+    for name, payload, crc in payloads:
+        if crc32(payload) != crc:
+            raise BitstreamError(f"section {name!r}: CRC mismatch (the file is corrupt)")
+    return Container(method, header, {name: bytes(payload) for name, payload, _ in payloads})

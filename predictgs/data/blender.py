@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from predictgs.data.cameras import Camera, Distortion, check_camera, check_finite, check_focal, check_size
-from predictgs.data.colmap import find_model_folder, read_colmap_model, read_points3D
-from predictgs.data.images import IMAGE_EXTENSIONS, distortion_at_size, read_image_size
+from predictgs.data.colmap import check_relative_name, find_model_folder, read_colmap_model, read_points3D
+from predictgs.data.images import (IMAGE_EXTENSIONS, check_image_size, distortion_at_size, folder_factor,
+                                   read_image_header)
 from predictgs.errors import SceneError
+from predictgs.parse import HugeInt, ParseError, load_json_text
 
 BLENDER_SPLITS = ("train", "test")
 NGP_FILE = "transforms.json"
@@ -43,9 +45,11 @@ def read_json(path: Path) -> dict:
     """A transforms JSON: an object with a 'frames' list of objects, each with a string file_path."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json_text(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise SceneError(f"file not found: {path}") from exc
+    except ParseError as exc:
+        raise SceneError(f"{path}: {exc}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise SceneError(f"cannot parse {path}: {str(exc)[:200] or type(exc).__name__}") from None
     if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
@@ -72,8 +76,10 @@ def opengl_c2w_to_w2c(matrix) -> tuple[np.ndarray, np.ndarray]:
     return w2c[:3, :3], w2c[:3, 3]
 
 
-def frame_image_path(root: Path, file_path: str) -> Path:
-    """The image file of a frame; NeRF-synthetic omits the extension, which is then .png."""
+def frame_image_path(root: Path, file_path: str, where: str = "frame") -> Path:
+    """The image file of a frame; NeRF-synthetic omits the extension, which is then .png. The path must stay
+    inside the scene folder (relative, no '..')."""
+    check_relative_name(file_path, where)
     relative = Path(file_path)
     if relative.suffix.lower() not in IMAGE_EXTENSIONS:
         relative = Path(f"{file_path}.png")
@@ -105,7 +111,7 @@ def json_cameras(root: Path, meta: dict, source: Path) -> list[Camera]:
     for index, frame in enumerate(meta["frames"]):
         if "transform_matrix" not in frame:
             raise SceneError(f"frame {index} of {source} needs file_path and transform_matrix")
-        image_path = frame_image_path(root, frame["file_path"])
+        image_path = frame_image_path(root, frame["file_path"], f"{source}: frame {index}")
         if not image_path.is_file():
             warnings.warn(f"{source}: image {image_path} not found; frame skipped", stacklevel=2)
             continue
@@ -120,7 +126,7 @@ def _number(keys: dict, key: str, where: str) -> float | None:
     value = keys[key]
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or isinstance(value, HugeInt):
         raise SceneError(f"{where}: {key} must be a number, got {value!r}")
     return float(check_finite(value, key, where))
 
@@ -134,10 +140,11 @@ def _pixels(keys: dict, key: str, where: str, default: int):
 
 
 def _frame_camera(root: Path, meta: dict, frame: dict, image_path: Path, source: Path) -> Camera:
-    width, height = read_image_size(image_path)
+    width, height, orientation = read_image_header(image_path)
     keys = {k: frame.get(k, meta.get(k)) for k in _INTRINSIC_KEYS}
     where = f"{source}: frame {frame['file_path']}"
     ref_w, ref_h = check_size(_pixels(keys, "w", where, width), _pixels(keys, "h", where, height), where)
+    check_image_size(image_path, (width, height), (ref_w, ref_h), where, folder_factor(image_path), orientation)
     fx, fy, cx, cy = _json_intrinsics(keys, ref_w, ref_h, where)
     distortion = _json_distortion(keys, fx, fy, cx, cy, ref_w, ref_h, where)
     try:

@@ -18,6 +18,11 @@ from predictgs.errors import SceneError
 MAX_IMAGE_SIDE = 1 << 20  # pixels: a larger width or height is a corrupt size field, not a camera
 QUATERNION_TOLERANCE = 1e-3  # |norm - 1| up to this is rounding (the quaternion is normalised); more is an error
 ROTATION_TOLERANCE = 1e-3  # max |R R^T - I| of a rotation matrix read from a file
+# Lens distortion on normalised coordinates: calibrated real lenses have |k1|, |k2| well below 1 and
+# |p1|, |p2| below 0.01; these bounds leave a wide margin and refuse only values no lens has (a unit error
+# or a corrupt file: k1 = 1e6 moves every pixel off the image).
+MAX_RADIAL_COEFFICIENT = 10.0
+MAX_TANGENTIAL_COEFFICIENT = 1.0
 
 
 @dataclass
@@ -195,14 +200,35 @@ def check_rotation(R, where: str) -> np.ndarray:
     return R
 
 
+def check_principal_point(cx, cy, width, height, where: str) -> None:
+    """The principal point lies in the image (pixel edges included): [0, W] x [0, H]."""
+    cx, cy = check_finite([cx, cy], "principal point", where)
+    if not (0.0 <= cx <= width and 0.0 <= cy <= height):
+        raise SceneError(f"{where}: principal point ({cx:g}, {cy:g}) is outside the {width}x{height} image")
+
+
+def check_distortion(model: str, params, where: str) -> np.ndarray:
+    """Distortion coefficients in COLMAP order ((k1,), (k1, k2) or (k1, k2, p1, p2)): finite, radial ones
+    within +-MAX_RADIAL_COEFFICIENT, tangential ones within +-MAX_TANGENTIAL_COEFFICIENT."""
+    values = check_finite(params, "distortion coefficients", where)
+    radial = values[:2]
+    tangential = values[2:4] if model == "OPENCV" else values[:0]
+    if np.abs(radial).max(initial=0.0) > MAX_RADIAL_COEFFICIENT or \
+            np.abs(tangential).max(initial=0.0) > MAX_TANGENTIAL_COEFFICIENT:
+        raise SceneError(f"{where}: {model} distortion coefficients {values.tolist()} are implausible (|k| at most "
+                         f"{MAX_RADIAL_COEFFICIENT:g}, |p| at most {MAX_TANGENTIAL_COEFFICIENT:g})")
+    return values
+
+
 def check_camera(camera: Camera, where: str) -> Camera:
-    """Every value of a camera: size, focal lengths, principal point, pose."""
+    """Every value of a camera: size, focal lengths, principal point (inside the image), pose, distortion
+    (plausible coefficients)."""
     check_size(camera.width, camera.height, where)
     check_focal(camera.fx, "fx", where)
     check_focal(camera.fy, "fy", where)
-    check_finite([camera.cx, camera.cy], "principal point", where)
+    check_principal_point(camera.cx, camera.cy, camera.width, camera.height, where)
     check_rotation(camera.R, where)
     check_finite(camera.t, "translation", where)
     if camera.distortion is not None:
-        check_finite(camera.distortion.params, "distortion coefficients", where)
+        check_distortion(camera.distortion.model, camera.distortion.params, where)
     return camera

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterable, Mapping
 
 import numpy as np
 
-from predictgs.data.cameras import (Camera, Distortion, check_camera, check_finite, check_focal, check_size,
-                                    qvec_to_rotmat, unit_quaternion)
-from predictgs.data.images import IMAGE_EXTENSIONS, distortion_at_size, read_image_size
+from predictgs.data.cameras import (Camera, Distortion, check_camera, check_distortion, check_finite, check_focal,
+                                    check_principal_point, check_size, qvec_to_rotmat, unit_quaternion)
+from predictgs.data.images import (IMAGE_EXTENSIONS, check_image_size, distortion_at_size, folder_factor,
+                                   read_image_header)
 from predictgs.errors import SceneError
 from predictgs.io import write_atomic
 
@@ -359,7 +360,9 @@ def _point_record_starts(buf: bytes, count: int) -> tuple[list[int], int]:
 
 def _data_lines(path: Path) -> list[str]:
     """Lines that are not comments (empty lines kept: images.txt may have empty keypoint lines)."""
-    return [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines()
+    # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the first line; line ends
+    # may be LF, CRLF or CR.
+    return [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8-sig").splitlines()
             if not line.lstrip().startswith("#")]
 
 
@@ -579,6 +582,15 @@ def pinhole_intrinsics(camera: ColmapCamera, source: Path | str) -> tuple[float,
     return fx, fy, cx, cy, Distortion(model, coeffs, fx, fy, cx, cy, camera.width, camera.height)
 
 
+def check_relative_name(name: str, where: str) -> str:
+    """An image name from a scene file: a relative path that stays inside the scene's image folder (no
+    absolute path, no '..'), so that a scene file cannot make predictgs read files elsewhere."""
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if not name or "\0" in name or pure.is_absolute() or ".." in pure.parts or PureWindowsPath(name).drive:
+        raise SceneError(f"{where}: image name {name!r} must be a relative path inside the scene's image folder")
+    return name
+
+
 def find_image_file(images_dir: Path, name: str) -> Path | None:
     """``images_dir/name``, or a file with the same stem and another image extension (downscaled
     folders are sometimes re-encoded, e.g. JPG -> png)."""
@@ -597,6 +609,8 @@ def model_to_cameras(model: ColmapModel, images_dir: Path) -> list[Camera]:
     """One :class:`Camera` per registered image, with intrinsics scaled to the size of its file in
     ``images_dir`` (which may be a downscaled images_N folder). Order: image id; uid = image id."""
     images_dir = Path(images_dir)
+    for im in model.images.values():
+        check_relative_name(im.name, f"{model.images_file}: image {im.id}")
     missing = [im.name for im in model.images.values() if find_image_file(images_dir, im.name) is None]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -617,12 +631,19 @@ def model_to_cameras(model: ColmapModel, images_dir: Path) -> list[Camera]:
 def _image_camera(model: ColmapModel, im: ColmapImage, path: Path) -> Camera:
     colmap_cam = model.cameras[im.camera_id]
     fx, fy, cx, cy, distortion = pinhole_intrinsics(colmap_cam, model.cameras_file)
+    # Plausible as a camera (checked where a camera is used, so that any file can be read and written):
+    # the principal point in the image, distortion coefficients of a real lens.
+    where = f"{model.cameras_file}: camera {colmap_cam.id}"
+    check_principal_point(cx, cy, colmap_cam.width, colmap_cam.height, where)
+    if distortion is not None:
+        check_distortion(distortion.model, distortion.params, where)
     camera = Camera(
         uid=im.id, image_name=im.name, image_path=path, width=colmap_cam.width, height=colmap_cam.height,
         fx=fx, fy=fy, cx=cx, cy=cy, R=im.R, t=np.asarray(im.tvec, np.float64), distortion=distortion,
         metadata={"colmap_image_id": im.id, "colmap_camera_id": im.camera_id},
     )
-    width, height = read_image_size(path)
+    width, height, orientation = read_image_header(path)
+    check_image_size(path, (width, height), (camera.width, camera.height), where, folder_factor(path), orientation)
     if (width, height) != (camera.width, camera.height):
         camera = camera.resized(width, height)
         if distortion is not None:

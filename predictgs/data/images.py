@@ -9,6 +9,9 @@ Pixel centres lie at (i + 0.5, j + 0.5) (COLMAP and gsplat convention).
 
 from __future__ import annotations
 
+import math
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,14 @@ from predictgs.data.cameras import Distortion
 from predictgs.errors import SceneError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+# Pixel formats read (PIL modes): 8 bits per channel, and 16-bit greyscale (rescaled by 1/257).
+EIGHT_BIT_MODES = frozenset({"L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"})
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+EXIF_ORIENTATION = 0x0112
+ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+_IMAGES_N = re.compile(r"^images_(\d+)$")
+_orientation_warned: set[str] = set()
 
 # Distortion models we can remove; everything else is refused by the readers.
 UNDISTORTABLE_MODELS = ("SIMPLE_RADIAL", "RADIAL", "OPENCV")
@@ -37,16 +48,97 @@ def list_image_files(folder: Path) -> list[Path]:
     )
 
 
-def read_image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
+def check_image_mode(im: Image.Image, path: Path) -> None:
+    """Only 8- and 16-bit images are read: a 1-bit, 32-bit integer or floating-point image has no agreed
+    scale to 8 bits (a float TIFF may hold [0, 1] or [0, 255], a 32-bit one anything), so it is refused
+    rather than read on some scale."""
+    if im.mode in EIGHT_BIT_MODES or im.mode in SIXTEEN_BIT_MODES:
+        return
+    if im.mode == "I" and im.format == "PNG":  # PNG has no 32-bit pixels: this is 16-bit greyscale
+        return
+    what = {"1": "1-bit", "I": "32-bit integer", "F": "32-bit floating-point"}.get(im.mode, "unsupported")
+    raise SceneError(f"image {path} has {what} pixels (PIL mode {im.mode}); only 8- and 16-bit images are read: "
+                     "convert it (e.g. to an 8-bit PNG)")
+
+
+def read_image_header(path: Path) -> tuple[int, int, int]:
+    """(width, height, EXIF orientation) from the file header, without decoding the pixels; the pixel
+    format is checked (:func:`check_image_mode`). The orientation (1 when absent) is reported, never
+    applied: see :func:`check_image_size`."""
     path = Path(path)
     if not path.is_file():
         raise SceneError(f"image file not found: {path}")
     try:
         with Image.open(path) as im:
-            return int(im.size[0]), int(im.size[1])
+            check_image_mode(im, path)
+            try:
+                orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+            except (TypeError, ValueError, SyntaxError, OSError):  # a damaged EXIF block: no orientation
+                orientation = 1
+            if orientation != 1:
+                _note_orientation(path, orientation)
+            return int(im.size[0]), int(im.size[1]), orientation
     except _DECODE_ERRORS as exc:
         raise SceneError(f"cannot read image {path}: {exc}") from exc
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels (see :func:`read_image_header`)."""
+    width, height, _ = read_image_header(path)
+    return width, height
+
+
+def _note_orientation(path: Path, orientation: int) -> None:
+    folder = str(Path(path).parent)
+    if folder not in _orientation_warned:
+        _orientation_warned.add(folder)
+        warnings.warn(f"images in {folder} carry an EXIF orientation tag (e.g. {Path(path).name}: {orientation}); "
+                      "like COLMAP and 3DGS, predictgs uses the stored pixels and ignores it", stacklevel=4)
+
+
+def folder_factor(path: Path) -> int | None:
+    """The downscale factor an image's folder declares: 1 for ``images/``, N for ``images_N/``, None for
+    any other folder."""
+    name = Path(path).parent.name
+    if name == "images":
+        return 1
+    found = _IMAGES_N.match(name)
+    return int(found.group(1)) if found and int(found.group(1)) > 0 else None
+
+
+def check_image_size(path: Path, size: tuple[int, int], camera_size: tuple[float, float], where: str,
+                     factor: int | None = 1, orientation: int = 1) -> None:
+    """An image file must have its camera's size, divided by the folder's declared ``factor`` (each side
+    rounded down or up, as downscaling tools do), or with ``factor`` None at least its camera's aspect
+    ratio (each side within a pixel): an image is never stretched to fit its camera.
+
+    EXIF orientation is never applied (COLMAP and 3DGS read the stored pixels and ignore it, so the
+    cameras of a COLMAP model describe the stored pixels); an image whose tag would turn it into its
+    camera's shape is named as such in the error."""
+    width, height = size
+    cam_w, cam_h = float(camera_size[0]), float(camera_size[1])
+    if factor is not None:
+        allowed = [{math.floor(side / factor), math.ceil(side / factor)} for side in (cam_w, cam_h)]
+        if width in allowed[0] and height in allowed[1]:
+            return
+        expected = f"{_pixels(cam_w)}x{_pixels(cam_h)}"
+        if factor != 1:
+            expected += (f", which its folder {Path(path).parent.name}/ divides by {factor} into "
+                         f"{_pixels(cam_w / factor)}x{_pixels(cam_h / factor)}")
+    else:
+        if abs(height - cam_h * width / cam_w) <= 1 and abs(width - cam_w * height / cam_h) <= 1:
+            return
+        expected = f"{_pixels(cam_w)}x{_pixels(cam_h)}, another aspect ratio"
+    message = f"{where}: image {path} is {width}x{height} pixels but its camera is {expected}; an image is never " \
+              "stretched to fit"
+    if orientation in ROTATING_ORIENTATIONS:
+        message += (f" (its EXIF orientation {orientation} would turn it by 90 degrees, but like COLMAP and 3DGS "
+                    "predictgs reads the stored pixels: write the pixels rotated, e.g. mogrify -auto-orient)")
+    raise SceneError(message)
+
+
+def _pixels(value: float) -> str:
+    return f"{value:g}" if not float(value).is_integer() else str(int(value))
 
 
 def load_image(
@@ -78,6 +170,7 @@ def decode_rgb8(path: Path, background=(0.0, 0.0, 0.0)) -> np.ndarray:
         raise SceneError(f"image file not found: {path}")
     try:
         with Image.open(path) as im:
+            check_image_mode(im, path)
             im.load()
             return _to_rgb8(im, background)
     except _DECODE_ERRORS as exc:
@@ -89,12 +182,10 @@ def _to_rgb8(im: Image.Image, background) -> np.ndarray:
     if has_alpha:
         return composite_rgba8(np.array(im.convert("RGBA")), background)
     if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
-        # 16-bit greyscale: PIL's convert("RGB") would clip at 255 instead of rescaling.
+        # 16-bit greyscale ("I" only from a PNG: check_image_mode): PIL's convert("RGB") would clip at 255
+        # instead of rescaling.
         grey = np.asarray(im, dtype=np.float64) / 257.0
         return np.repeat(np.clip(np.round(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-    if im.mode == "F":
-        grey = np.clip(np.asarray(im, dtype=np.float64), 0.0, 1.0) * 255.0
-        return np.repeat(np.round(grey).astype(np.uint8)[..., None], 3, axis=2)
     return np.array(im.convert("RGB"))  # a writable copy: torch.from_numpy needs one
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from predictgs.data.cameras import Camera, check_focal, check_rotation
 from predictgs.data.colmap import model_file, read_points3D
-from predictgs.data.images import list_image_files, read_image_size
+from predictgs.data.images import check_image_size, folder_factor, list_image_files, read_image_header
 from predictgs.errors import SceneError
 
 POSES_FILE = "poses_bounds.npy"
@@ -77,8 +77,12 @@ def llff_cameras(root: Path, images_dir: Path) -> list[Camera]:
     R, t = llff_poses_to_w2c(poses)
     cameras = []
     for i, path in enumerate(files):
-        width, height = read_image_size(path)
+        width, height, orientation = read_image_header(path)
         full_h, full_w, focal = poses[i, :, 4]
+        # The pose's height and width are those of the images COLMAP ran on: the file must be that size,
+        # or that size divided by its folder's factor (images_8: each side / 8).
+        check_image_size(path, (width, height), (full_w, full_h), f"{poses_path}: pose {i}",
+                         folder_factor(path), orientation)
         cameras.append(Camera(
             uid=i, image_name=path.name, image_path=path, width=width, height=height,
             fx=focal * width / full_w, fy=focal * height / full_h, cx=width / 2.0, cy=height / 2.0,

@@ -4,7 +4,8 @@
 cameras at the size of their image files, then applies the protocol:
 
 - split: images sorted by name (3DGS's key: file name up to the first dot, then the full relative
-  name as tie-break); test = index % llffhold == 0, train = the rest; llffhold <= 0: all train.
+  name as tie-break); test = index % llffhold == 0, train = the rest; llffhold is at least 2, so every
+  scene has test views and a model is never evaluated on its training views.
   Blender scenes keep their transforms_train / transforms_test split.
 - resolution (the conventions of the evaluation-protocol design notes):
   "hac"    the ``images/`` folder, any image wider than ``max_width`` downscaled to that width with
@@ -30,7 +31,7 @@ import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Mapping
 
 import numpy as np
@@ -45,6 +46,8 @@ from predictgs.errors import ConfigError, SceneError
 FORMATS = ("colmap", "llff", "blender", "instant-ngp")
 RESOLUTIONS = ("hac", "3dgs", "factor")
 MAX_RANDOM_INIT_POINTS = 10**8
+MIN_LLFFHOLD = 2  # 1 would make every image a test view; 0 or less none (the model would be scored on its training views)
+MAX_LLFFHOLD = 1 << 20
 
 # Half-sizes of the camera-centre box are multiplied by this about the box centre. NeRF-synthetic
 # trains on an upper hemisphere of radius ~4 (centre heights ~0.1..4), so its box is about
@@ -64,8 +67,13 @@ _warned_once: set[str] = set()
 
 
 def _folder_name(value, key: str) -> None:
-    if value is not None and not value.strip():
+    """A folder of the scene: a relative path that stays inside it (no absolute path, no '..')."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{key}: expected a folder name or null, got {value!r}")
+    if "\0" in value or PurePosixPath(value).is_absolute() or ".." in PurePosixPath(value).parts:
+        raise ConfigError(f"{key}: {value!r} must name a folder inside the scene folder (e.g. images_4)")
 
 
 @dataclass
@@ -73,7 +81,7 @@ class Protocol:
     """How a scene is evaluated. Recorded with every result (``to_dict``). Each field declares its type
     and range (``predictgs.config``); a wrong one is a ConfigError naming ``protocol.<field>``."""
 
-    llffhold: int = 8  # <= 0: every image is a training image
+    llffhold: int = field(default=8, metadata=bounded(MIN_LLFFHOLD, MAX_LLFFHOLD))  # every N-th image is a test view
     resolution: str = field(default="hac", metadata=choice(RESOLUTIONS))
     max_width: int = field(default=1600, metadata=bounded(1, MAX_IMAGE_SIDE))
     images_folder: str | None = field(default=None, metadata={CHECK: _folder_name})
@@ -191,6 +199,7 @@ def load_scene(path, protocol: Protocol | Mapping | None = None) -> Scene:
     # Every reader checks what it reads, naming its file; this catches what a reader derived from it.
     for camera in source.cameras:
         check_camera(camera, f"{root}: camera of {camera.image_name}")
+    check_unique_images(source.cameras, root)
     if source.cloud is not None and not np.isfinite(source.cloud[0]).all():
         raise SceneError(f"{root}: the initial point cloud has non-finite positions")
 
@@ -201,6 +210,9 @@ def load_scene(path, protocol: Protocol | Mapping | None = None) -> Scene:
     if not train:
         raise SceneError(f"{root}: no training images after the split ({len(test)} test images, "
                          f"llffhold={protocol.llffhold})")
+    if not test:
+        raise SceneError(f"{root}: no test images after the split ({len(train)} training images); a model is "
+                         "never evaluated on its training views")
     uids = {id(c): i for i, c in enumerate(sort_cameras(train + test))}
     train = [_to_working(dataclasses.replace(c, uid=uids[id(c)]), protocol) for c in train]
     test = [_to_working(dataclasses.replace(c, uid=uids[id(c)]), protocol) for c in test]
@@ -221,6 +233,22 @@ def load_scene(path, protocol: Protocol | Mapping | None = None) -> Scene:
         background=np.full(3, 1.0 if white else 0.0, np.float32),
         resolution_note=source.folder_note,
     )
+
+
+def check_unique_images(cameras: list[Camera], root: Path) -> None:
+    """Two image records of one file (with their own poses, or one in each split) are an error: each image
+    is one view."""
+    seen: dict[Path, str] = {}
+    for camera in cameras:
+        if camera.image_path is None:
+            continue
+        key = Path(camera.image_path).resolve()
+        if key in seen:
+            first = seen[key]
+            detail = f"{first} and {camera.image_name}" if first != camera.image_name else f"{first} twice"
+            raise SceneError(f"{root}: two image records name the same file {camera.image_path} ({detail}); "
+                             "each image must appear once")
+        seen[key] = camera.image_name
 
 
 def _as_protocol(protocol) -> Protocol:
@@ -257,8 +285,8 @@ def sort_cameras(cameras: list[Camera]) -> list[Camera]:
 
 def split_llffhold(cameras: list[Camera], llffhold: int) -> tuple[list[Camera], list[Camera]]:
     """(train, test) of name-sorted cameras: every llffhold-th image (from the first) is a test image."""
-    if llffhold <= 0:
-        return list(cameras), []
+    if llffhold < MIN_LLFFHOLD:
+        raise ConfigError(f"protocol.llffhold: {llffhold!r} is below {MIN_LLFFHOLD} (no test views, or no training views)")
     test = [c for i, c in enumerate(cameras) if i % llffhold == 0]
     train = [c for i, c in enumerate(cameras) if i % llffhold != 0]
     return train, test

@@ -12,7 +12,9 @@ parse their options and call these.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +23,14 @@ import torch
 
 from ..codec import CodedState, read_bitstream, write_bitstream
 from ..codec.arithmetic import torchac
+from ..codec.container import crc32
 from ..config import dump_yaml, load_yaml
 from ..errors import BitstreamError, ConfigError
-from ..evaluate import FPS_MIN_SECONDS, device_label, evaluate_model, measure_fps, resolve_device
+from ..evaluate import FPS_MIN_SECONDS, device_label, evaluate_model, measure_fps, resolve_device, test_cameras
 from ..data import Protocol, load_scene
 from ..entropy.anchor import MAX_CHUNK_ANCHORS
+from ..guard import (FolderLock, check_bitstream_output, check_decoded_output, folder_lock, remove_stale_siblings,
+                     replace_folder, temporary_sibling, write_marker)
 from ..io import check_output_dir, check_output_file, save_torch_atomic, write_atomic, write_json
 from ..methods import method_class, method_config, registry
 from ..metric_keys import QUALITY_KEYS
@@ -88,13 +93,32 @@ def encode_model(model, info: dict | None = None, chunk_anchors: int | None = No
     return EncodedModel(data, sizes, source)
 
 
+def check_bitstream(data: bytes):
+    """The checks a file passes before any decoding work (no coder is loaded, nothing is entropy-decoded):
+    the whole container (magic, version, method, every section's length, then every CRC) and the
+    evaluation protocol the header records, which ``predictgs eval`` uses. -> the container."""
+    container = read_bitstream(data, registry())
+    run = container.header.get("run")
+    if run is not None:
+        if not isinstance(run, dict):
+            raise BitstreamError(f"header: run must be a JSON object, got {type(run).__name__}")
+        try:
+            Protocol.from_dict(run.get("protocol") or {})
+        except ConfigError as err:
+            message = str(err)
+            raise BitstreamError(f"header: run.{message if message.startswith('protocol') else 'protocol: ' + message}"
+                                 ) from None
+    return container
+
+
 def decode_model(data: bytes) -> DecodedModel:
     """Decode a .pgs file's bytes into the method's model, in eval mode on the CPU.
 
-    Order of checks: container (magic, version, method, CRCs), the model configuration and its declared
-    ranges, then the method's own checks (section list, header fields and size limits, the anchor
-    positions whose count must match the header's) before the model is allocated."""
-    container = read_bitstream(data, registry())
+    Order of checks: container (magic, version, method, lengths, CRCs) and the header's evaluation
+    protocol (:func:`check_bitstream`), the model configuration and its declared ranges, then the method's
+    own checks (section list, header fields and size limits, the anchor positions whose count must match
+    the header's) before the model is allocated."""
+    container = check_bitstream(data)
     header = container.header
     model_config = header.get("model")
     if not isinstance(model_config, dict):
@@ -144,9 +168,19 @@ def check_round_trip(source, decoded) -> None:
 
 def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: str | None = None,
                chunk_anchors: int | None = None, mlp_precision: str = "fp32") -> dict:
-    """Encode RUN_DIR's model into ``out_path``; returns the entries added to RUN_DIR/metrics.json."""
+    """Encode RUN_DIR's model into ``out_path``; returns the entries added to RUN_DIR/metrics.json. The run
+    folder is locked meanwhile (it is read, and its metrics.json rewritten)."""
     run_dir, out_path = Path(run_dir), Path(out_path)
     check_output_file(out_path, "--output")
+    check_bitstream_output(out_path, run_dir)
+    # Locked only when it looks like a run (load_run explains anything else, and no lock file is left there).
+    with FolderLock(run_dir, "run folder") if (run_dir / "config.yaml").is_file() else contextlib.nullcontext():
+        return _encode_run(run_dir, out_path, evaluate=evaluate, device=device, chunk_anchors=chunk_anchors,
+                           mlp_precision=mlp_precision)
+
+
+def _encode_run(run_dir: Path, out_path: Path, *, evaluate: bool, device: str | None, chunk_anchors: int | None,
+                mlp_precision: str) -> dict:
     # Every input is read (and so checked) before anything is written: the run, its metrics, and for the
     # evaluation the device, the rasterizer and the scene.
     spec, model = load_run(run_dir, "cpu")
@@ -173,6 +207,7 @@ def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: 
     entries = {
         "bitstream": str(out_path),
         "size_bytes": out_path.stat().st_size,
+        "bitstream_crc32": crc32(encoded.data),  # the workflow checks the file against these two
         "section_bytes": encoded.section_bytes,
         "encode_seconds": encode_seconds,
         "decode_seconds": decode_seconds,
@@ -245,20 +280,42 @@ def load_decoded(directory: Path, device: str | torch.device = "cpu"):
         model.render_cache.fill(test_state)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ConfigError(f"{path} is damaged ({type(err).__name__}); decode the bitstream again") from None
-    return load_yaml(directory / CONFIG_FILE), model.to(device)
+    info = load_yaml(directory / CONFIG_FILE)
+    if info.get("method") != state["method"]:
+        raise ConfigError(f"{directory / CONFIG_FILE} names the method {info.get('method')!r} but {path} holds a "
+                          f"{state['method']} model; decode the bitstream again")
+    return info, model.to(device)
 
 
 def decode_file(path: Path, out_dir: Path) -> dict:
+    """Decode the file at ``path`` into the folder ``out_dir``: absent, empty or a decoded model folder, which
+    is replaced whole (written beside it, then swapped in; :func:`predictgs.guard.replace_folder`), so no
+    file of a previous model (its metrics.json) survives. The folder is locked while it is replaced."""
+    check_decoded_output(out_dir, Path(path))  # before Path(): "" would become "."
     path, out_dir = Path(path), Path(out_dir)
     check_output_dir(out_dir, "--output")
     check_output_file(out_dir / MODEL_FILE, "--output")
     data = read_bitstream_file(path)
+    check_bitstream(data)  # a damaged file fails here, before the coder is loaded or anything decoded
     torchac()  # loaded (and on first use compiled) outside the timed decoding
     start = time.perf_counter()
     decoded = decode_model(data)
     seconds = time.perf_counter() - start
-    info = {"source": str(path), "run": decoded.header.get("run", {})}
-    save_decoded(decoded.model, decoded.method, out_dir, info)
+    info = {"source": str(path), "source_bytes": len(data), "source_crc32": crc32(data),
+            "run": decoded.header.get("run", {})}
+    if out_dir.is_symlink():  # the folder it points to is replaced, the link kept (as write_atomic does)
+        out_dir = out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out_dir, "decoded model folder"):
+        check_decoded_output(out_dir, path)  # again, now that no other writer can change it
+        remove_stale_siblings(out_dir)
+        staging = temporary_sibling(out_dir)
+        try:
+            save_decoded(decoded.model, decoded.method, staging, info)
+            write_marker(staging, "decoded")
+            replace_folder(staging, out_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone after a replacement; a failed write's leftovers
     return {"method": decoded.method, "num_primitives": decoded.model.num_primitives,
             "size_bytes": len(data), "section_bytes": decoded.section_bytes, "decode_seconds": seconds,
             "out": str(out_dir)}
@@ -272,6 +329,14 @@ def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None
     if directory.is_dir():  # its metrics are written there: fail now rather than after the evaluation
         check_output_dir(directory, "DECODED_DIR")
     backend = resolve_backend(rasterizer, torch_device)
+    looks_decoded = (directory / MODEL_FILE).is_file() and (directory / CONFIG_FILE).is_file()
+    # Locked only when it looks like a decoded folder (load_decoded explains anything else).
+    with FolderLock(directory, "decoded model folder") if looks_decoded else contextlib.nullcontext():
+        return _evaluate_decoded(directory, scene_path, protocol, torch_device, backend, lpips, fps_seconds)
+
+
+def _evaluate_decoded(directory: Path, scene_path: Path, protocol: dict | None, torch_device, backend: str,
+                      lpips: bool, fps_seconds: float) -> dict:
     info, model = load_decoded(directory, torch_device)
     run_info = info.get("run") or {}
     run_protocol = (run_info.get("protocol") or {}) if isinstance(run_info, dict) else None
@@ -283,9 +348,7 @@ def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None
         raise ConfigError(f"{directory / CONFIG_FILE}: {err}; decode the bitstream again") from None
     merged = {**run_protocol, **(protocol or {})}
     scene = load_scene(Path(scene_path), merged)
-    cameras = scene.test_cameras or scene.train_cameras
-    if not cameras:
-        raise ConfigError(f"{scene_path} has no cameras to evaluate")
+    cameras = test_cameras(scene)
     summary, per_view = evaluate_model(model, scene, torch_device, lpips=lpips, backend=backend)
     background = torch.as_tensor(scene.background, dtype=torch.float32, device=torch_device)
     speed = measure_fps(model, cameras, background, torch_device, backend, min_seconds=fps_seconds)
@@ -294,6 +357,8 @@ def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None
         "method": info.get("method"),
         "scene": str(scene_path),
         "source": info.get("source"),
+        "source_bytes": info.get("source_bytes"),  # the bitstream this model was decoded from (the
+        "source_crc32": info.get("source_crc32"),  # workflow checks them against the run's scene.pgs)
         "protocol": merged,
         **{key: summary.get(name) for key, name in SUMMARY_KEYS.items()},
         "num_test_views": len(cameras),

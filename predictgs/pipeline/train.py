@@ -13,6 +13,7 @@ from ..config import load_yaml, plain, to_dict, update_dataclass, validate
 from ..data import Protocol, load_scene
 from ..errors import ConfigError
 from ..evaluate import device_label, evaluate_model
+from ..guard import FolderLock, check_train_output, read_marker, write_marker
 from ..io import check_output_dir, write_json
 from ..methods import method_class, method_config
 from ..runs import (CHECKPOINT, CONFIG, METRICS, PER_VIEW, TRAIN_LOG, RunSpec, check_spec, file_logger,
@@ -70,9 +71,18 @@ def new_trainer(spec: RunSpec, model_config, scene, run_dir: Path, progress: boo
 
 def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool = False, progress: bool = True,
                  stop_after: int | None = None, **options) -> dict | None:
-    """Train (or resume) a run. Returns metrics.json's content when the run is complete."""
+    """Train (or resume) a run. Returns metrics.json's content when the run is complete. The run folder is
+    locked while the run is trained (:mod:`predictgs.guard`): a second writer is refused."""
     spec, model_config = build_spec(method, scene_path, **options)
     run_dir = check_output_dir(run_dir, "--out")
+    check_train_output(run_dir, Path(scene_path))
+    with FolderLock(run_dir, "run folder") as lock:  # taken now if the folder exists, else once it is made
+        return _train_run(spec, model_config, method, scene_path, run_dir, lock, restart=restart,
+                          progress=progress, stop_after=stop_after)
+
+
+def _train_run(spec: RunSpec, model_config, method: str, scene_path: Path, run_dir: Path, lock: FolderLock, *,
+               restart: bool, progress: bool, stop_after: int | None) -> dict | None:
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.exists() and not restart and (run_dir / CONFIG).exists():
         saved, wanted = read_spec(run_dir), plain(spec.to_dict())
@@ -86,6 +96,7 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
         raise ConfigError(f"{checkpoint} belongs to a run with another configuration; use --restart")
     scene = load_scene(Path(scene_path), spec.protocol)
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock.ensure()
     if not resume:  # a new run starts from a clean directory
         for stale in (CHECKPOINT, TRAIN_LOG, METRICS, PER_VIEW):
             (run_dir / stale).unlink(missing_ok=True)
@@ -98,8 +109,11 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
             raise ConfigError(f"{checkpoint} cannot be resumed ({type(err).__name__}: {reason}); retrain the run "
                               "(--restart)") from None
         trainer.log.info("resuming from iteration %d", trainer.iteration)
+        if read_marker(run_dir) is None:  # a run folder of an earlier version
+            write_marker(run_dir, "run")
     else:
         save_spec(spec, run_dir)
+        write_marker(run_dir, "run")
         trainer.log.info("new run: %s on %s, %d primitives (voxel size %.6g, %s), device %s, rasterizer %s",
                          method, scene.path, trainer.model.num_primitives, trainer.model.voxel_size,
                          trainer.model.voxel_size_source or "no voxel grid", trainer.device, trainer.backend)

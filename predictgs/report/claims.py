@@ -53,6 +53,7 @@ import pandas as pd
 import yaml
 
 from predictgs.errors import ReportError
+from predictgs.parse import ParseError, load_yaml_text
 from predictgs.report.bdrate import bd_rate
 from predictgs.report.paper import PAPER_DIR, STAND_IN, benchmarks_standing_for, paper_benchmark_of
 from predictgs.report.tables import at_defaults, benchmark_means, feature_bits, method_labels
@@ -154,8 +155,8 @@ def load_claims(path: str | Path = CLAIMS_FILE, settings: Iterable[str] | None =
     ``settings``: the names an arm may set (Predict-GS's swept settings); unchecked when None."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
+        data = load_yaml_text(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ParseError, RecursionError) as error:
         raise ReportError(f"{path}: cannot read the claims ({error})") from error
     if not isinstance(data, dict) or not isinstance(data.get("claims"), list) or not data["claims"]:
         raise ReportError(f"{path}: expected a mapping with a non-empty list 'claims'")

@@ -47,7 +47,6 @@ Training seeds. A run records its training ``seed``; the tables average over eve
 from __future__ import annotations
 
 import glob
-import json
 import math
 import sys
 import warnings
@@ -59,6 +58,7 @@ import pandas as pd
 
 from predictgs.errors import ReportError
 from predictgs.io import write_atomic
+from predictgs.parse import load_json_text
 from predictgs.report.bdrate import bd_psnr, bd_rate
 
 MIB = 2**20
@@ -219,8 +219,8 @@ def load_runs(source: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 def _read_json(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
+            data = load_json_text(handle.read())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ReportError(f"{path}: cannot read metrics ({error})") from error
     if not isinstance(data, dict):
         raise ReportError(f"{path}: metrics must be a JSON object")

@@ -217,7 +217,8 @@ def summary_inputs(wildcards):
     run = RUN.format(**dict(wildcards.items()))
     inputs = {"metrics": f"{run}/metrics.json"}
     if uses_codec(wildcards.method):
-        inputs.update(bitstream=f"{run}/scene.pgs", decoded=f"{run}/decoded_metrics.json")
+        # decoded/ (its metrics.json, what `predictgs eval` wrote) is read and compared with the copy
+        inputs.update(bitstream=f"{run}/scene.pgs", decoded=f"{run}/decoded_metrics.json", decoded_dir=f"{run}/decoded")
     return inputs
 
 

@@ -6,7 +6,9 @@
 #     decoded/  (decoded model; its metrics.json and per-view file)           predictgs decode / eval
 #     decoded_metrics.json                                                    copy of decoded/metrics.json
 #     summary.json   what the tables read: metrics.json + the decoded model's quality, FPS and device
-#                    + the jobs' wall time and memory
+#                    + the jobs' wall time and memory; checked first (scripts/run_summary.py): scene.pgs
+#                    must have the size and CRC32 metrics.json records, decoded_metrics.json must equal
+#                    decoded/metrics.json, which must come from this scene.pgs
 #     logs/<step>.log  benchmarks/<step>.tsv                                 per job (Snakemake)
 #
 # variant: "default" (the paper's settings) or an ablation setting such as "residual_dim-10".
