@@ -79,6 +79,10 @@ def cmd_synth(args) -> int:
     return 0
 
 
+TRAIN_SUMMARY = ("method", "scene", "lmbda", "iterations", "psnr", "ssim", "lpips", "num_anchors", "num_gaussians",
+                 "estimated_size_bytes", "train_seconds", "size_bytes")
+
+
 def cmd_train(args) -> int:
     from .pipeline.train import run_training
 
@@ -87,11 +91,9 @@ def cmd_train(args) -> int:
         args.method, Path(args.scene), Path(args.out), lmbda=args.lmbda, iterations=args.iterations,
         config_file=Path(args.config) if args.config else None, protocol=protocol, benchmark=args.benchmark,
         seed=args.seed, device=args.device, rasterizer=args.rasterizer, restart=args.restart,
-        progress=not args.quiet,
+        progress=not args.quiet, notify=lambda line: print(f"predictgs train: {line}", file=sys.stderr),
     )
-    summary = {k: metrics[k] for k in ("method", "scene", "lmbda", "iterations", "psnr", "ssim", "lpips",
-                                        "num_anchors", "num_gaussians", "estimated_size_bytes", "train_seconds")}
-    print(json.dumps(summary, indent=2))
+    print(json.dumps({k: metrics[k] for k in TRAIN_SUMMARY if k in metrics}, indent=2))
     return 0
 
 

@@ -305,5 +305,9 @@ def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None
         "per_view": "per_view.json",
     }
     write_json(directory / "per_view.json", per_view)
+    try:  # merged into what the file holds: keys other steps wrote there are kept
+        metrics = {**read_metrics(directory), **metrics}
+    except ConfigError:  # a damaged file holds nothing to keep
+        pass
     write_json(directory / "metrics.json", metrics)
     return metrics

@@ -15,8 +15,10 @@ from ..errors import ConfigError
 from ..evaluate import device_label, evaluate_model
 from ..io import check_output_dir, write_json
 from ..methods import method_class, method_config
+from ..metric_keys import QUALITY_KEYS
 from ..runs import (CHECKPOINT, CONFIG, METRICS, PER_VIEW, TRAIN_LOG, RunSpec, check_spec, file_logger,
-                    load_checkpoint, read_spec, save_checkpoint, save_spec, scene_name, write_metrics)
+                    load_checkpoint, read_metrics, read_spec, save_checkpoint, save_spec, scene_name,
+                    write_metrics)
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
 
@@ -69,8 +71,13 @@ def new_trainer(spec: RunSpec, model_config, scene, run_dir: Path, progress: boo
 
 
 def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool = False, progress: bool = True,
-                 stop_after: int | None = None, **options) -> dict | None:
-    """Train (or resume) a run. Returns metrics.json's content when the run is complete."""
+                 stop_after: int | None = None, notify=None, **options) -> dict | None:
+    """Train (or resume) a run. Returns metrics.json's content when the run is complete.
+
+    A run that is already complete (its checkpoint at the last iteration, metrics.json and per_view.json
+    written) is left as it is: nothing is trained, evaluated or written, and its metrics.json (with what
+    ``encode`` added) is returned; ``notify`` (a function of one line of text) is told so. ``restart``
+    discards the run and trains it again."""
     spec, model_config = build_spec(method, scene_path, **options)
     run_dir = check_output_dir(run_dir, "--out")
     checkpoint = run_dir / CHECKPOINT
@@ -84,10 +91,23 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
     state = load_checkpoint(checkpoint) if resume else None
     if state is not None and state.get("fingerprint") != spec.fingerprint():
         raise ConfigError(f"{checkpoint} belongs to a run with another configuration; use --restart")
+    trained_out = state is not None and state.get("iteration") == spec.train.iterations
+    if trained_out and stop_after is None:
+        existing = read_metrics(run_dir)
+        if existing.get("iterations") == spec.train.iterations and (run_dir / PER_VIEW).is_file():
+            if notify is not None:
+                notify(f"{run_dir} is complete ({spec.train.iterations} iterations); nothing to do "
+                       "(--restart retrains it)")
+            return existing
     scene = load_scene(Path(scene_path), spec.protocol)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:  # a new run starts from a clean directory
         for stale in (CHECKPOINT, TRAIN_LOG, METRICS, PER_VIEW):
+            (run_dir / stale).unlink(missing_ok=True)
+    elif not trained_out:
+        # metrics.json describes the finished model: any written before (by `encode` of an unfinished
+        # run) describe an earlier state of it.
+        for stale in (METRICS, PER_VIEW):
             (run_dir / stale).unlink(missing_ok=True)
     trainer = new_trainer(spec, model_config, scene, run_dir, progress=progress)
     if state is not None:
@@ -97,7 +117,8 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
             reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
             raise ConfigError(f"{checkpoint} cannot be resumed ({type(err).__name__}: {reason}); retrain the run "
                               "(--restart)") from None
-        trainer.log.info("resuming from iteration %d", trainer.iteration)
+        if not trained_out:
+            trainer.log.info("resuming from iteration %d", trainer.iteration)
     else:
         save_spec(spec, run_dir)
         trainer.log.info("new run: %s on %s, %d primitives (voxel size %.6g), device %s, rasterizer %s", method,
@@ -142,13 +163,26 @@ def run_metrics(trainer: Trainer, spec: RunSpec) -> tuple[dict, dict]:
     return result, per_view
 
 
+def merge_metrics(existing: dict, result: dict) -> dict:
+    """metrics.json after the training's evaluation: ``result`` merged into what the file holds, so that
+    what other steps added (encode: size_bytes, section_bytes, times, ...) is kept. Once the run has been
+    encoded, psnr/ssim/lpips are the decoded model's and the trained model's go to prequant_* (as encode
+    itself does)."""
+    merged = dict(existing)
+    encoded = any(f"prequant_{key}" in existing for key in QUALITY_KEYS)
+    for key, value in result.items():
+        merged[f"prequant_{key}" if encoded and key in QUALITY_KEYS else key] = value
+    return merged
+
+
 def finish(trainer: Trainer, spec: RunSpec, run_dir: Path) -> dict:
     result, per_view = run_metrics(trainer, spec)
-    write_metrics(run_dir, result)
+    merged = merge_metrics(read_metrics(run_dir), result)
+    write_metrics(run_dir, merged)
     write_json(run_dir / PER_VIEW, per_view)
     trainer.log.info("test: psnr %.3f ssim %.4f lpips %s size %.0f bytes (estimated)", result["psnr"],
                      result["ssim"], result["lpips"], result["estimated_size_bytes"])
-    return result
+    return merged
 
 
 def load_run(run_dir: Path, device: str | torch.device = "cpu"):
