@@ -92,8 +92,24 @@ def cmd_train(args) -> int:
         config_file=Path(args.config) if args.config else None, protocol=protocol, benchmark=args.benchmark,
         seed=args.seed, device=args.device, rasterizer=args.rasterizer, restart=args.restart,
         progress=not args.quiet, notify=lambda line: print(f"predictgs train: {line}", file=sys.stderr),
+        preset=args.preset,
     )
     print(json.dumps({k: metrics[k] for k in TRAIN_SUMMARY if k in metrics}, indent=2))
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from .presets import PRESETS
+
+    rows = [preset.summary() for preset in PRESETS.values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['preset']}: {row['for']}")
+        for key, value in row.items():
+            if key not in ("preset", "for"):
+                print(f"  {key:<20} {value}")
     return 0
 
 
@@ -149,6 +165,12 @@ def _method_names() -> str:
     from .methods import registry
 
     return ", ".join(sorted(registry()))
+
+
+def _preset_names() -> list[str]:
+    from .presets import PRESETS
+
+    return list(PRESETS)
 
 
 def _seed(text: str) -> int:
@@ -226,7 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"rate-distortion weight of methods with an entropy model; defaults: {_method_defaults()}")
     p.add_argument("--iterations", type=_positive_int, help="training iterations (default 30000)")
     p.add_argument("--config", metavar="FILE", help="YAML with sections train:, model:, protocol:, benchmark:")
-    p.add_argument("--benchmark", help="benchmark name recorded in metrics.json (e.g. mipnerf360)")
+    p.add_argument("--preset", choices=_preset_names(),
+                   help="the dataset's settings (voxel size, growth threshold, HAC++ mask learning rates, "
+                        "resolution protocol, background; `predictgs presets` lists them); default: the "
+                        "preset named like --benchmark, else the methods' reference values")
+    p.add_argument("--benchmark", help="benchmark name recorded in metrics.json (default: the preset's name); "
+                                       "a preset's name (e.g. mipnerf360) also selects that preset")
     p.add_argument("--seed", type=_seed, help="random seed, 0 <= seed < 2^63 (default 0)")
     p.add_argument("--device", type=_device, help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--rasterizer", choices=("auto", "gsplat", "reference"),
@@ -236,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_protocol_options(p, defaults=False)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("presets", help="list the per-dataset presets of `predictgs train --preset`",
+                       description="List the presets of `predictgs train --preset NAME`: per dataset, the voxel "
+                                   "size, growth settings, HAC++'s mask learning rate, hash-table sizes, the "
+                                   "resolution protocol and the background (the workflow uses the same).")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.set_defaults(func=cmd_presets)
 
     p = sub.add_parser("encode", help="write a run's model as a .pgs bitstream and record its size",
                        description="Encode the trained model of RUN_DIR into one file (format: docs/bitstream.md), "

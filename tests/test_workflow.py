@@ -275,6 +275,37 @@ def test_training_configs_written_per_benchmark_and_method(tmp_path):
     assert written[targets[2]]["model"] == {"voxel_size": 0.01, "residual_dim": 10}
 
 
+def _agree_with_presets(work: Path, files: dict[str, tuple[str, str]]) -> None:
+    """Each workflow-written training config (path -> (method, preset)), passed to `predictgs train --config`
+    as it is, gives the model and protocol that `predictgs train --preset` gives: one source of values."""
+    from predictgs.pipeline.train import build_spec
+
+    for path, (method, preset) in files.items():
+        from_workflow, model_a = build_spec(method, "/scene", config_file=work / path)
+        from_preset, model_b = build_spec(method, "/scene", preset=preset)
+        assert model_a == model_b, path
+        assert from_workflow.protocol == from_preset.protocol, path
+
+
+def test_training_configs_agree_with_the_presets(tmp_path):
+    """The per-dataset values live in predictgs/presets.py only: the workflow's training configs (paper
+    and embedded) are the presets' values, for every method."""
+    config = read_config(PAPER_CONFIG)
+    data = fake_data_dir(tmp_path / "datasets", config)
+    methods = ("scaffold", "hac", "hacpp", "predictgs", "predictgs_hacpp", "predictgs_sfp_only", "3dgs")
+    paper = {f"results/paper_protocol/configs/{b}/{m}/default.yaml": (m, b) for b in ("mipnerf360", "tandt", "db")
+             for m in methods}
+    result = snakemake(tmp_path / "paper", "--cores", "1", *paper, "--configfile", str(PAPER_CONFIG),
+                       "--config", f"data_dir={data}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _agree_with_presets(tmp_path / "paper", paper)
+    embedded = {f"results/embedded/configs/{b}/{m}/default.yaml": (m, "embedded")
+                for b in ("synth_outdoor", "synth_object") for m in methods}
+    result = snakemake(tmp_path / "embedded", "--cores", "1", *embedded)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _agree_with_presets(tmp_path / "embedded", embedded)
+
+
 def test_default_training_configs_give_each_method_its_own_keys(tmp_path):
     root = "results/embedded/configs/synth_object"
     targets = [f"{root}/{m}/default.yaml" for m in ("scaffold", "hac", "predictgs", "predictgs_sfp_only")]

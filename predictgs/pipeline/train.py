@@ -16,29 +16,72 @@ from ..evaluate import device_label, evaluate_model
 from ..io import check_output_dir, write_json
 from ..methods import method_class, method_config
 from ..metric_keys import QUALITY_KEYS
+from ..presets import PRESETS, Preset
 from ..runs import (CHECKPOINT, CONFIG, METRICS, PER_VIEW, TRAIN_LOG, RunSpec, check_spec, file_logger,
                     load_checkpoint, read_metrics, read_spec, save_checkpoint, save_spec, scene_name,
                     write_metrics)
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
 
-CONFIG_SECTIONS = ("train", "model", "protocol", "benchmark")
+CONFIG_SECTIONS = ("train", "model", "model_by_method", "protocol", "benchmark", "preset")
+
+
+def method_entry(by_method: Mapping, method: str) -> dict:
+    """A method's entry of a ``model_by_method`` section, else its base method's (predictgs_sfp_only and
+    predictgs_hacpp -> predictgs), as the workflow applies it."""
+    if method in by_method:
+        return by_method[method] or {}
+    bases = [name for name in by_method if method.startswith(str(name) + "_")]
+    return (by_method[max(bases, key=len)] or {}) if bases else {}
+
+
+def deep_merge(base: Mapping, update: Mapping) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_preset(preset: str | None, overrides: Mapping, benchmark: str | None, config_file) -> Preset | None:
+    """The preset of a run: ``preset`` (--preset), else the config file's ``preset:``, else the benchmark's
+    name when a preset has it (``--benchmark mipnerf360`` selects the preset mipnerf360)."""
+    if preset is None and "preset" in overrides and overrides["preset"] is None:
+        return None  # `preset: null`: the methods' reference values, whatever the benchmark's name
+    name = preset if preset is not None else overrides.get("preset")
+    if name is None:
+        label = benchmark or overrides.get("benchmark")
+        return PRESETS.get(label) if isinstance(label, str) else None
+    if not isinstance(name, str) or name not in PRESETS:
+        where = "--preset" if preset is not None else f"preset in {config_file}"
+        raise ConfigError(f"{where}: unknown preset {name!r} (known: {', '.join(PRESETS)})")
+    return PRESETS[name]
 
 
 def build_spec(method: str, scene_path: Path, *, lmbda: float | None = None, iterations: int | None = None,
                config_file: Path | None = None, protocol: dict | None = None, benchmark: str | None = None,
-               seed: int | None = None, device: str | None = None, rasterizer: str | None = None) -> tuple[RunSpec, object]:
-    """The run's full configuration: defaults < config file < command-line options. -> (spec, model config)."""
+               seed: int | None = None, device: str | None = None, rasterizer: str | None = None,
+               preset: str | None = None) -> tuple[RunSpec, object]:
+    """The run's full configuration: defaults < preset < config file < command-line options.
+    -> (spec, model config)."""
     cls = method_class(method)
     overrides = load_yaml(config_file) if config_file else {}
     unknown = set(overrides) - set(CONFIG_SECTIONS)
     if unknown:
         raise ConfigError(f"unknown section(s) {', '.join(sorted(map(str, unknown)))} in {config_file}; "
                           f"expected {', '.join(CONFIG_SECTIONS)}")
-    for section in ("train", "model", "protocol"):
+    for section in ("train", "model", "model_by_method", "protocol"):
         if not isinstance(overrides.get(section) or {}, Mapping):
             raise ConfigError(f"{section}: expected a mapping in {config_file}, got {overrides[section]!r}")
-    model_config = method_config(method, overrides.get("model") or {})
+    chosen = resolve_preset(preset, overrides, benchmark, config_file)
+    preset_config = chosen.train_config(method) if chosen else {}
+    by_method = method_entry(overrides.get("model_by_method") or {}, method)
+    if not isinstance(by_method, Mapping):
+        raise ConfigError(f"model_by_method.{method}: expected a mapping in {config_file}, got {by_method!r}")
+    model_overrides = deep_merge(deep_merge(preset_config.get("model", {}), overrides.get("model") or {}), by_method)
+    model_config = method_config(method, model_overrides)
     train_overrides = dict(overrides.get("train") or {})
     for key, value in (("iterations", iterations), ("seed", seed), ("device", device), ("lmbda", lmbda),
                        ("rasterizer", rasterizer)):
@@ -51,10 +94,10 @@ def build_spec(method: str, scene_path: Path, *, lmbda: float | None = None, ite
     elif train_config.lmbda is None:
         train_config = dataclasses.replace(train_config, lmbda=cls.default_lmbda)
     model_config = cls.resolve_config(model_config, train_config.lmbda)
-    benchmark = benchmark or overrides.get("benchmark", "custom")
+    benchmark = benchmark or overrides.get("benchmark") or (chosen.name if chosen else "custom")
     if not isinstance(benchmark, str) or not benchmark:
         raise ConfigError(f"benchmark: expected a name, got {benchmark!r}")
-    protocol_dict = {**(overrides.get("protocol") or {}), **(protocol or {})}
+    protocol_dict = {**preset_config.get("protocol", {}), **(overrides.get("protocol") or {}), **(protocol or {})}
     proto = Protocol.from_dict(protocol_dict)
     spec = RunSpec(method=method, scene=str(Path(scene_path).resolve()), benchmark=benchmark,
                    protocol=proto.to_dict(), train=train_config, model=to_dict(model_config))
@@ -79,6 +122,7 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
     ``encode`` added) is returned; ``notify`` (a function of one line of text) is told so. ``restart``
     discards the run and trains it again."""
     spec, model_config = build_spec(method, scene_path, **options)
+    notify = notify or (lambda line: None)
     run_dir = check_output_dir(run_dir, "--out")
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.exists() and not restart and (run_dir / CONFIG).exists():
@@ -95,9 +139,8 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
     if trained_out and stop_after is None:
         existing = read_metrics(run_dir)
         if existing.get("iterations") == spec.train.iterations and (run_dir / PER_VIEW).is_file():
-            if notify is not None:
-                notify(f"{run_dir} is complete ({spec.train.iterations} iterations); nothing to do "
-                       "(--restart retrains it)")
+            notify(f"{run_dir} is complete ({spec.train.iterations} iterations); nothing to do "
+                   "(--restart retrains it)")
             return existing
     scene = load_scene(Path(scene_path), spec.protocol)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -121,13 +164,26 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
             trainer.log.info("resuming from iteration %d", trainer.iteration)
     else:
         save_spec(spec, run_dir)
-        trainer.log.info("new run: %s on %s, %d primitives (voxel size %.6g), device %s, rasterizer %s", method,
-                         scene.path, trainer.model.num_primitives, trainer.model.voxel_size, trainer.device,
-                         trainer.backend)
+        chosen = preset_of(spec, options)
+        trainer.log.info("new run: %s on %s, %d primitives (voxel size %.6g), device %s, rasterizer %s, preset %s",
+                         method, scene.path, trainer.model.num_primitives, trainer.model.voxel_size, trainer.device,
+                         trainer.backend, chosen.name if chosen else "none")
+        if chosen is not None and options.get("preset") is None:
+            notify(f"settings of the preset {chosen.name} (benchmark {spec.benchmark}; `predictgs presets` "
+                   "lists them, --preset chooses another)")
+    if options.get("device") in (None, "auto") and spec.train.device == "auto" and trainer.device.type == "cpu":
+        notify("no CUDA device found: training on the CPU (--device cpu says so and silences this)")
     trainer.train(stop_after=stop_after)
     if trainer.iteration < trainer.total:
         return None
     return finish(trainer, spec, run_dir)
+
+
+def preset_of(spec: RunSpec, options: Mapping) -> Preset | None:
+    """The preset a run was built with (for its log): as :func:`build_spec` chose it."""
+    config_file = options.get("config_file")
+    overrides = load_yaml(config_file) if config_file else {}
+    return resolve_preset(options.get("preset"), overrides, options.get("benchmark"), config_file)
 
 
 def run_metrics(trainer: Trainer, spec: RunSpec) -> tuple[dict, dict]:
