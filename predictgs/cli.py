@@ -92,7 +92,7 @@ def cmd_train(args) -> int:
         config_file=Path(args.config) if args.config else None, protocol=protocol, benchmark=args.benchmark,
         seed=args.seed, device=args.device, rasterizer=args.rasterizer, restart=args.restart,
         progress=not args.quiet, notify=lambda line: print(f"predictgs train: {line}", file=sys.stderr),
-        preset=args.preset,
+        preset=args.preset, tensorboard=args.tensorboard, tensorboard_images=args.tensorboard_images,
     )
     print(json.dumps({k: metrics[k] for k in TRAIN_SUMMARY if k in metrics}, indent=2))
     return 0
@@ -260,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): gsplat on CUDA (an error if it cannot be loaded), the pure-PyTorch "
                         "reference elsewhere")
     p.add_argument("--restart", action="store_true", help="discard an existing run in RUN_DIR")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log to RUN_DIR/tensorboard/ (the scalars of train_log.csv and a test view; needs "
+                        "pip install 'predictgs[tensorboard]')")
+    p.add_argument("--tensorboard-images", type=_positive_int, metavar="N",
+                   help="with --tensorboard: render the first test view every N iterations (default: 10 per run)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_protocol_options(p, defaults=False)
     p.set_defaults(func=cmd_train)

@@ -21,6 +21,7 @@ from ..runs import (CHECKPOINT, CONFIG, METRICS, PER_VIEW, TRAIN_LOG, RunSpec, c
                     load_checkpoint, read_metrics, read_spec, save_checkpoint, save_spec, scene_name,
                     write_metrics)
 from ..train.config import TrainConfig
+from ..train.monitor import CSV_NAME, TrainMonitor
 from ..train.trainer import Trainer
 
 CONFIG_SECTIONS = ("train", "model", "model_by_method", "protocol", "benchmark", "preset")
@@ -104,23 +105,26 @@ def build_spec(method: str, scene_path: Path, *, lmbda: float | None = None, ite
     return spec, model_config
 
 
-def new_trainer(spec: RunSpec, model_config, scene, run_dir: Path, progress: bool = True) -> Trainer:
+def new_trainer(spec: RunSpec, model_config, scene, run_dir: Path, progress: bool = True,
+                monitor: TrainMonitor | None = None) -> Trainer:
     """A trainer of the spec's method, initialised from the scene's points, that checkpoints into run_dir."""
     model = method_class(spec.method).from_scene(model_config, scene, seed=spec.train.seed)
     fingerprint = spec.fingerprint()
     return Trainer(model, scene, spec.train, log=file_logger(run_dir / TRAIN_LOG), progress=progress,
-                   label=f"{spec.method} {scene_name(spec.scene)}",
+                   label=f"{spec.method} {scene_name(spec.scene)}", monitor=monitor,
                    checkpoint_hook=lambda trainer: save_checkpoint(run_dir, trainer.state_dict(), fingerprint))
 
 
 def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool = False, progress: bool = True,
-                 stop_after: int | None = None, notify=None, **options) -> dict | None:
+                 stop_after: int | None = None, notify=None, tensorboard: bool = False,
+                 tensorboard_images: int | None = None, **options) -> dict | None:
     """Train (or resume) a run. Returns metrics.json's content when the run is complete.
 
     A run that is already complete (its checkpoint at the last iteration, metrics.json and per_view.json
     written) is left as it is: nothing is trained, evaluated or written, and its metrics.json (with what
     ``encode`` added) is returned; ``notify`` (a function of one line of text) is told so. ``restart``
-    discards the run and trains it again."""
+    discards the run and trains it again. The run folder gets a per-iteration ``train_log.csv``, and with
+    ``tensorboard`` a TensorBoard log (a test view every ``tensorboard_images`` iterations)."""
     spec, model_config = build_spec(method, scene_path, **options)
     notify = notify or (lambda line: None)
     run_dir = check_output_dir(run_dir, "--out")
@@ -145,14 +149,16 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
     scene = load_scene(Path(scene_path), spec.protocol)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:  # a new run starts from a clean directory
-        for stale in (CHECKPOINT, TRAIN_LOG, METRICS, PER_VIEW):
+        for stale in (CHECKPOINT, TRAIN_LOG, METRICS, PER_VIEW, CSV_NAME):
             (run_dir / stale).unlink(missing_ok=True)
     elif not trained_out:
         # metrics.json describes the finished model: any written before (by `encode` of an unfinished
         # run) describe an earlier state of it.
         for stale in (METRICS, PER_VIEW):
             (run_dir / stale).unlink(missing_ok=True)
-    trainer = new_trainer(spec, model_config, scene, run_dir, progress=progress)
+    monitor = TrainMonitor(run_dir, notify=notify, tensorboard=tensorboard,
+                           image_every=tensorboard_images or max(1, spec.train.iterations // 10))
+    trainer = new_trainer(spec, model_config, scene, run_dir, progress=progress, monitor=monitor)
     if state is not None:
         try:
             trainer.load_state_dict(state)
