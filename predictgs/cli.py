@@ -113,6 +113,15 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export
+
+    summary = export(Path(args.source), Path(args.out), fmt=args.format, view=args.view,
+                     scene=Path(args.scene) if args.scene else None)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_encode(args) -> int:
     from .pipeline.codec import encode_run
 
@@ -268,6 +277,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_protocol_options(p, defaults=False)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="write a run's or decoded model's Gaussians as PLY / .splat for viewers",
+                       description="Write the Gaussians of RUN_OR_DECODED (a run folder or a decoded model "
+                                   "folder) to a file Gaussian-splatting viewers open (SuperSplat, gsplat's "
+                                   "viewer, nerfstudio, antimatter15's splat viewer): 3DGS's PLY, .splat, or "
+                                   "PlayCanvas's compressed PLY. 3DGS exports its Gaussians. The anchor methods "
+                                   "(Scaffold-GS, HAC, HAC++, Predict-GS) are view-dependent: their networks spawn "
+                                   "Gaussians per camera, so the file holds the Gaussians spawned for one test "
+                                   "view (--view), exact from that camera, an approximation elsewhere.")
+    p.add_argument("source", metavar="RUN_OR_DECODED", help="run folder (predictgs train) or decoded model folder "
+                                                            "(predictgs decode)")
+    p.add_argument("-o", "--out", "--output", dest="out", required=True, metavar="FILE",
+                   help="file to write (.ply, .splat, .compressed.ply)")
+    p.add_argument("--format", choices=("ply", "splat", "ply_compressed"),
+                   help="default: from FILE's name (.splat, .compressed.ply, else ply)")
+    p.add_argument("--view", type=int, default=0, metavar="N",
+                   help="anchor methods: the test view whose Gaussians are written (default 0, the first)")
+    p.add_argument("--scene", help="the scene folder (needed for a decoded anchor model; a run knows its scene)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("presets", help="list the per-dataset presets of `predictgs train --preset`",
                        description="List the presets of `predictgs train --preset NAME`: per dataset, the voxel "
