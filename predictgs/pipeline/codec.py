@@ -30,6 +30,7 @@ from ..io import check_output_dir, check_output_file, save_torch_atomic, write_a
 from ..methods import method_class, method_config, registry
 from ..metric_keys import QUALITY_KEYS
 from ..render import resolve_backend
+from ..progress import stages
 from ..runs import load_state_file, read_metrics, scene_name, write_metrics
 from .train import load_run
 
@@ -143,7 +144,7 @@ def check_round_trip(source, decoded) -> None:
 
 
 def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: str | None = None,
-               chunk_anchors: int | None = None, mlp_precision: str = "fp32") -> dict:
+               chunk_anchors: int | None = None, mlp_precision: str = "fp32", progress: bool = False) -> dict:
     """Encode RUN_DIR's model into ``out_path``; returns the entries added to RUN_DIR/metrics.json."""
     run_dir, out_path = Path(run_dir), Path(out_path)
     check_output_file(out_path, "--output")
@@ -157,16 +158,23 @@ def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: 
         backend = resolve_backend(train["rasterizer"], eval_device)
         scene = load_scene(Path(spec["scene"]), spec["protocol"])
     info = {"scene": scene_name(spec["scene"]), "benchmark": spec.get("benchmark"), "protocol": spec["protocol"]}
-    torchac()  # loaded (and on first use compiled, ~20 s) outside the timed coding
-    start = time.perf_counter()
-    encoded = encode_model(model, info, chunk_anchors=chunk_anchors, mlp_precision=mlp_precision)
-    encode_seconds = time.perf_counter() - start
-    write_atomic(out_path, encoded.data)
+    with stages(["encode", "decode and check", "evaluate"][:3 if evaluate else 2], progress, "encode") as step:
+        step("encode")
+        torchac()  # loaded (and on first use compiled, ~20 s) outside the timed coding
+        start = time.perf_counter()
+        encoded = encode_model(model, info, chunk_anchors=chunk_anchors, mlp_precision=mlp_precision)
+        encode_seconds = time.perf_counter() - start
+        write_atomic(out_path, encoded.data)
 
-    start = time.perf_counter()
-    decoded = decode_model(read_bitstream_file(out_path))
-    decode_seconds = time.perf_counter() - start
-    check_round_trip(encoded.source, decoded.model)
+        step("decode and check")
+        start = time.perf_counter()
+        decoded = decode_model(read_bitstream_file(out_path))
+        decode_seconds = time.perf_counter() - start
+        check_round_trip(encoded.source, decoded.model)
+        if evaluate:
+            step("evaluate")
+            summary, per_view = evaluate_model(decoded.model.to(eval_device), scene, eval_device,
+                                               lpips=train["lpips"], backend=backend, progress=progress)
 
     estimated = encoded.source.estimated_bits()
     coded, gaps = coding_report(estimated, encoded.section_bytes)
@@ -184,8 +192,6 @@ def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: 
         "num_anchors_coded": decoded.model.counts()["num_anchors"],
     }
     if evaluate:
-        summary, per_view = evaluate_model(decoded.model.to(eval_device), scene, eval_device,
-                                           lpips=train["lpips"], backend=backend)
         write_json(run_dir / "per_view_decoded.json", per_view)
         for key, name in SUMMARY_KEYS.items():
             entries[f"decoded_{key}"] = summary.get(name)
@@ -248,26 +254,35 @@ def load_decoded(directory: Path, device: str | torch.device = "cpu"):
     return load_yaml(directory / CONFIG_FILE), model.to(device)
 
 
-def decode_file(path: Path, out_dir: Path) -> dict:
+def decode_file(path: Path, out_dir: Path, progress: bool = False) -> dict:
     path, out_dir = Path(path), Path(out_dir)
     check_output_dir(out_dir, "--output")
     check_output_file(out_dir / MODEL_FILE, "--output")
-    data = read_bitstream_file(path)
-    torchac()  # loaded (and on first use compiled) outside the timed decoding
-    start = time.perf_counter()
-    decoded = decode_model(data)
-    seconds = time.perf_counter() - start
-    info = {"source": str(path), "run": decoded.header.get("run", {})}
-    save_decoded(decoded.model, decoded.method, out_dir, info)
+    with stages(["read", "decode", "save"], progress, "decode") as step:
+        step("read")
+        data = read_bitstream_file(path)
+        torchac()  # loaded (and on first use compiled) outside the timed decoding
+        step("decode")
+        start = time.perf_counter()
+        decoded = decode_model(data)
+        seconds = time.perf_counter() - start
+        step("save")
+        info = {"source": str(path), "run": decoded.header.get("run", {})}
+        save_decoded(decoded.model, decoded.method, out_dir, info)
     return {"method": decoded.method, "num_primitives": decoded.model.num_primitives,
             "size_bytes": len(data), "section_bytes": decoded.section_bytes, "decode_seconds": seconds,
             "out": str(out_dir)}
 
 
 def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None = None, device: str = "auto",
-                     lpips: bool = True, rasterizer: str = "auto", fps_seconds: float = FPS_MIN_SECONDS) -> dict:
-    """Metrics of a decoded model directory on a scene; written to DIR/metrics.json and DIR/per_view.json."""
+                     lpips: bool = True, rasterizer: str = "auto", fps_seconds: float = FPS_MIN_SECONDS,
+                     save_renders: Path | None = None, progress: bool = False) -> dict:
+    """Metrics of a decoded model directory on a scene; written to DIR/metrics.json and DIR/per_view.json.
+    ``save_renders``: a folder for each test view's render, ground truth and error map (PNG)."""
+    from ..render_video import RenderSaver
+
     directory = Path(directory)
+    saver = RenderSaver(save_renders) if save_renders is not None else None
     torch_device = resolve_device(device)
     if directory.is_dir():  # its metrics are written there: fail now rather than after the evaluation
         check_output_dir(directory, "DECODED_DIR")
@@ -286,7 +301,8 @@ def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None
     cameras = scene.test_cameras or scene.train_cameras
     if not cameras:
         raise ConfigError(f"{scene_path} has no cameras to evaluate")
-    summary, per_view = evaluate_model(model, scene, torch_device, lpips=lpips, backend=backend)
+    summary, per_view = evaluate_model(model, scene, torch_device, lpips=lpips, backend=backend, on_render=saver,
+                                       progress=progress)
     background = torch.as_tensor(scene.background, dtype=torch.float32, device=torch_device)
     speed = measure_fps(model, cameras, background, torch_device, backend, min_seconds=fps_seconds)
     metrics = {
@@ -304,6 +320,8 @@ def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None
         "rasterizer": backend,
         "per_view": "per_view.json",
     }
+    if saver is not None:
+        metrics["renders"] = str(save_renders)
     write_json(directory / "per_view.json", per_view)
     try:  # merged into what the file holds: keys other steps wrote there are kept
         metrics = {**read_metrics(directory), **metrics}
