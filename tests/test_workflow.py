@@ -528,6 +528,22 @@ def test_bdrate_from_fixture_metrics(tmp_path):
     assert row["BD-PSNR [dB]"] == pytest.approx(reference["BD-PSNR [dB]"])
     assert row["Method points"] == row["Anchor points"] == 4 and row["Note"] == ""
     assert pd.read_csv(tmp_path / "bdrate.csv")["BD-rate [%]"].iloc[0] == pytest.approx(row["BD-rate [%]"])
+
+
+def test_tables_are_also_written_as_latex(tmp_path):
+    """Beside each Markdown table a LaTeX booktabs tabular with the same cells (rounded alike)."""
+    from predictgs.report.tables import to_markdown
+
+    table = writer.write_bdrate(metrics_files(), "tandt", "hac", ["predictgs"], "pchip",
+                                tmp_path / "bdrate.csv", tmp_path / "bdrate.md", defaults=DEFAULTS)
+    tex = (tmp_path / "bdrate.tex").read_text()
+    body = [line for line in tex.splitlines() if not line.startswith("%")]
+    assert body[0].startswith(r"\begin{tabular}{") and body[1] == r"\toprule" and body[-1] == r"\end{tabular}"
+    rows = [line.removesuffix(r" \\").split(" & ") for line in body if line.endswith(r" \\")]
+    markdown = [[cell.strip() for cell in line.strip("|").split("|")] for line in to_markdown(table).splitlines()]
+    assert len(rows) == len(table) + 1 and len(rows[0]) == len(table.columns)
+    assert rows[1][1:4] == markdown[2][1:4]  # the same numbers as the Markdown table
+    assert r"BD-rate [\%]" in tex and "% BD-rate" in tex
     assert "BD-rate — tandt" in (tmp_path / "bdrate.md").read_text()
 
 

@@ -95,7 +95,8 @@ def build_spec(method: str, scene_path: Path, *, lmbda: float | None = None, ite
     elif train_config.lmbda is None:
         train_config = dataclasses.replace(train_config, lmbda=cls.default_lmbda)
     model_config = cls.resolve_config(model_config, train_config.lmbda)
-    benchmark = benchmark or overrides.get("benchmark") or (chosen.name if chosen else "custom")
+    if benchmark is None:
+        benchmark = overrides.get("benchmark", chosen.name if chosen else "custom")
     if not isinstance(benchmark, str) or not benchmark:
         raise ConfigError(f"benchmark: expected a name, got {benchmark!r}")
     protocol_dict = {**preset_config.get("protocol", {}), **(overrides.get("protocol") or {}), **(protocol or {})}
