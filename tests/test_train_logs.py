@@ -114,8 +114,10 @@ def test_a_long_cpu_training_is_announced_once(monkeypatch):
                                     model=types.SimpleNamespace(), config=types.SimpleNamespace(log_every=50))
     monitor = TrainMonitor(None, notify=said.append)
     monitor.start(trainer)
-    for it in range(1, 20):
-        clock["now"] = 2.0 * it  # 2 s per iteration: 30,000 iterations ~ 1000 min
+    clock["now"] = 30.0  # a slow first iteration (warm-up) does not count
+    monitor.after_step(trainer, 1)
+    for it in range(2, 20):
+        clock["now"] = 30.0 + 2.0 * (it - 1)  # then 2 s per iteration: 30,000 iterations ~ 1000 min
         monitor.after_step(trainer, it)
     assert len(said) == 1
     assert "about 1000 min" in said[0] and "--iterations" in said[0] and "--device cuda" in said[0]

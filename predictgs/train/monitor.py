@@ -63,6 +63,7 @@ class TrainMonitor:
         self.categories: list[str] = []
         self._last: tuple[int, float] | None = None
         self._start: tuple[int, float, float] | None = None
+        self._warm: tuple[int, float] | None = None
 
     @property
     def csv_path(self) -> Path | None:
@@ -77,6 +78,7 @@ class TrainMonitor:
         written by a process that was stopped before its next checkpoint)."""
         self.categories = list(trainer.model.estimated_bits()) if hasattr(trainer.model, "estimated_bits") else []
         self._start = (trainer.iteration, time.perf_counter(), trainer.train_seconds)
+        self._warm = None
         self._last = (trainer.iteration, time.perf_counter())
         path = self.csv_path
         if path is None:
@@ -100,15 +102,21 @@ class TrainMonitor:
 
     # -- every iteration -------------------------------------------------------------------------------
     def after_step(self, trainer, iteration: int) -> None:
-        """The run-time estimate (CPU only, said once): from the iterations of this process so far."""
+        """The run-time estimate (CPU only, said once): from the iterations of this process after its first
+        (which pays for warm-up: allocations, caches)."""
         if self.warned or trainer.device.type != "cpu" or self._start is None:
             return
+        if self._warm is None:
+            self._warm = (iteration, time.perf_counter())
+            return
         first, started, seconds_before = self._start
-        done, elapsed = iteration - first, time.perf_counter() - started
+        warm_iteration, warm_time = self._warm
+        now = time.perf_counter()
+        done, elapsed = iteration - warm_iteration, now - warm_time
         if done < 3 or elapsed < 5.0:
             return
         per_iteration = elapsed / done
-        predicted = seconds_before + elapsed + per_iteration * (trainer.total - iteration)
+        predicted = seconds_before + (now - started) + per_iteration * (trainer.total - iteration)
         if predicted > self.eta_limit_s:
             self.warned = True
             self.notify(f"this CPU training will take about {predicted / 60:.0f} min at its current "
