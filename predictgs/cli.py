@@ -41,12 +41,13 @@ def _add_protocol_options(parser: argparse.ArgumentParser, defaults: bool = True
     group.add_argument("--resolution", choices=["hac", "3dgs", "factor"], default="hac" if defaults else None,
                        help="hac: images/ capped at --max-width (default, the HAC/Predict-GS tables); "
                             "3dgs: the --images-folder (e.g. images_4); factor: images/ divided by --downscale")
-    group.add_argument("--max-width", type=_positive_int, default=1600 if defaults else None)
+    group.add_argument("--max-width", type=_positive_int, default=1600 if defaults else None,
+                       help="with --resolution hac: images wider than this are downscaled to it (default 1600)")
     group.add_argument("--images-folder", help="image folder for --resolution 3dgs, e.g. images_4")
     group.add_argument("--downscale", type=float, default=1.0 if defaults else None,
-                       help="factor for --resolution factor")
+                       help="factor for --resolution factor (default 1)")
     group.add_argument("--llffhold", type=int, default=8 if defaults else None,
-                       help="every N-th image (sorted by name) is a test view")
+                       help="every N-th image (sorted by name) is a test view (default 8)")
     group.add_argument("--white-background", action=argparse.BooleanOptionalAction, default=None,
                        help="default: white for Blender scenes, black otherwise")
 
