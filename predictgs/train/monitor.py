@@ -98,7 +98,8 @@ class TrainMonitor:
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.flush()
+            self.writer.close()
+            self.writer = None
 
     # -- every iteration -------------------------------------------------------------------------------
     def after_step(self, trainer, iteration: int) -> None:
