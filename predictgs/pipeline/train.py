@@ -179,7 +179,7 @@ def run_training(method: str, scene_path: Path, run_dir: Path, *, restart: bool 
             notify(f"settings of the preset {chosen.name} (benchmark {spec.benchmark}; `predictgs presets` "
                    "lists them, --preset chooses another)")
     if options.get("device") in (None, "auto") and spec.train.device == "auto" and trainer.device.type == "cpu":
-        notify("no CUDA device found: training on the CPU (--device cpu says so and silences this)")
+        notify("no CUDA device found: training on the CPU (--device cpu asks for it and silences this note)")
     trainer.train(stop_after=stop_after)
     if trainer.iteration < trainer.total:
         return None
