@@ -62,15 +62,22 @@ def test_cameras(scene: Scene) -> list:
 
 @torch.no_grad()
 def evaluate_model(model, scene: Scene, device: torch.device, lpips: bool = True,
-                   backend: str = "auto") -> tuple[dict, dict]:
+                   backend: str = "auto", on_render=None, progress: bool = False) -> tuple[dict, dict]:
     """Test-view metrics of a model (the scene's test split: never its training views; a scene without
     test views is an error). The model is put in eval mode (its test-time values); the caller restores
-    train mode if needed."""
+    train mode if needed. ``on_render(index, camera, render, target)`` sees each view (e.g. to save it);
+    ``progress``: a bar."""
+    from tqdm import tqdm
+
     model.eval()
     cameras = test_cameras(scene)
     background = torch.as_tensor(scene.background, dtype=torch.float32, device=device)
-    renders = [render_view(model, c, background, device, backend).image.clamp(0, 1).cpu() for c in cameras]
-    targets = [scene.load_image(c) for c in cameras]
+    renders, targets = [], []
+    for index, camera in enumerate(tqdm(cameras, desc="evaluate", unit="view", disable=not progress, leave=False)):
+        renders.append(render_view(model, camera, background, device, backend).image.clamp(0, 1).cpu())
+        targets.append(scene.load_image(camera))
+        if on_render is not None:
+            on_render(index, camera, renders[-1], targets[-1])
     return evaluate_images(renders, targets, [c.image_name for c in cameras], lpips=lpips)
 
 

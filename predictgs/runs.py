@@ -3,7 +3,8 @@
     <run>/config.yaml      the RunSpec: everything needed to rerun (method, scene, protocol, train, model)
     <run>/train.log        the trainer's log (appended across resumptions)
     <run>/checkpoint.pt    the latest training state (tensors and plain values; loaded weights_only)
-    <run>/metrics.json     test metrics of the trained model, estimated bits; `encode` adds the file's
+    <run>/metrics.json     test metrics of the trained model, estimated bits; `encode` adds the
+                           bitstream's size and times (each writer merges its entries: none drops another's)
     <run>/per_view.json    per-test-view metrics
 
 Every file is written atomically (``predictgs.io``). Run directories travel between people and

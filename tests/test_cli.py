@@ -23,14 +23,22 @@ COMMANDS = list(_subcommands())
 HELP_SHOWS = {
     "scene-info": ["predictgs scene-info", "path scene folder", "--resolution {hac,3dgs,factor}",
                    "--llffhold LLFFHOLD", "--white-background, --no-white-background", "evaluation protocol:"],
-    "synth": ["--family {outdoor,indoor,object}", "--out OUT", "--seed SEED", "--width WIDTH", "--height HEIGHT",
-              "--views VIEWS", "--quiet"],
-    "train": ["--method METHOD --scene SCENE --out RUN_DIR", "--lmbda LMBDA", "--iterations ITERATIONS",
-              "--config FILE", "--restart", "--device DEVICE", "--max-width MAX_WIDTH"],
-    "encode": ["-o FILE, --output FILE", "--chunk-anchors CHUNK_ANCHORS", "--mlp-precision {fp32,fp16}",
-               "--no-eval", "RUN_DIR"],
-    "decode": ["-o DECODED_DIR, --output DECODED_DIR", "FILE .pgs bitstream"],
-    "eval": ["--scene SCENE", "--device DEVICE", "--no-lpips", "DECODED_DIR", "--resolution {hac,3dgs,factor}"],
+    "synth": ["--family {outdoor,indoor,object}", "-o DIR, --out DIR", "--seed SEED", "--width WIDTH image width in pixels (default 160)",
+              "--height HEIGHT", "--views VIEWS", "--quiet"],
+    "train": ["--method METHOD --scene SCENE -o RUN_DIR", "-o RUN_DIR, --out RUN_DIR", "--lmbda LMBDA",
+              "--iterations ITERATIONS", "--config FILE", "--restart", "--device DEVICE", "--max-width MAX_WIDTH",
+              "--preset {embedded,mipnerf360,tandt,db,nerf_synthetic}", "--tensorboard", "train_log.csv",
+              "predictgs_hacpp"],
+    "encode": ["-o FILE, --out FILE, --output FILE", "--chunk-anchors CHUNK_ANCHORS", "--mlp-precision {fp32,fp16}",
+               "--no-eval", "RUN_DIR", "--progress", "--quiet"],
+    "decode": ["-o DECODED_DIR, --out DECODED_DIR, --output DECODED_DIR", "FILE .pgs bitstream", "--progress"],
+    "eval": ["--scene SCENE", "--device DEVICE", "--no-lpips", "DECODED_DIR", "--resolution {hac,3dgs,factor}",
+             "--save-renders DIR", "--progress"],
+    "export": ["RUN_OR_DECODED", "-o FILE, --out FILE, --output FILE", "--format {ply,splat,ply_compressed}",
+               "--view N", "view-dependent"],
+    "render": ["RUN_OR_DECODED", "-o FILE, --out FILE, --output FILE", "--trajectory {test,spiral}", "--frames FRAMES",
+               "predictgs[video]"],
+    "presets": ["--json"],
 }
 
 
@@ -128,3 +136,27 @@ def test_synth_then_scene_info(tmp_path, capsys):
     assert info["image_size"] == [48, 36]
     assert info["num_points"] > 0 and not info["points_are_random"]
     assert info["extent"] > 0
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert re.fullmatch(r"predictgs \S+\n", capsys.readouterr().out)
+
+
+def test_every_writing_command_takes_o_and_out_and_keeps_its_old_spelling():
+    parsers = _subcommands()
+    for command in ("synth", "train", "encode", "decode", "export", "render"):
+        options = {o for a in parsers[command]._actions for o in a.option_strings}
+        assert {"-o", "--out"} <= options, command
+    for command in ("encode", "decode"):  # the spelling of earlier versions still works
+        assert "--output" in {o for a in parsers[command]._actions for o in a.option_strings}
+
+
+def test_help_names_every_registered_method(capsys):
+    from predictgs.methods import registry
+
+    out = _squash(_help([], capsys)) + _squash(_help(["train"], capsys))
+    for name in registry():
+        assert name in out, name

@@ -223,6 +223,6 @@ def test_a_run_folder_of_an_earlier_version_keeps_working(tmp_path, scene):
     assert refused.returncode == 2 and "is a run folder" in refused.stderr
     result = _run("encode", run, "-o", run / "scene.pgs", "--no-eval")
     assert result.returncode == 0, result.stderr
-    result = _run(*train)  # resumes (the run is complete: evaluated again)
+    result = _run(*train)  # the run is complete: nothing trained, the marker added
     assert result.returncode == 0, result.stderr
     assert guard.read_marker(run)["kind"] == "run"

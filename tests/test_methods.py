@@ -21,12 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Low to high; a module may import its own layer or lower ones only.
 LAYERS = [
     ("predictgs.errors", "predictgs.config", "predictgs.io", "predictgs.metric_keys", "predictgs.parse",
-     "predictgs.kernels"),
+     "predictgs.kernels", "predictgs.progress"),
     ("predictgs.nn", "predictgs.data", "predictgs.metrics", "predictgs.render", "predictgs.model"),
     ("predictgs.codec", "predictgs.entropy", "predictgs.evaluate", "predictgs.guard"),
     ("predictgs.train", "predictgs.runs", "predictgs.report"),
-    ("predictgs.methods", "baselines"),
-    ("predictgs.pipeline",),
+    ("predictgs.methods", "baselines", "predictgs.presets"),
+    ("predictgs.pipeline", "predictgs.export", "predictgs.render_video"),
     ("predictgs.cli",),
 ]
 

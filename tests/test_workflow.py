@@ -276,6 +276,37 @@ def test_training_configs_written_per_benchmark_and_method(tmp_path):
     assert written[targets[2]]["model"] == {"voxel_size": 0.01, "residual_dim": 10}
 
 
+def _agree_with_presets(work: Path, files: dict[str, tuple[str, str]]) -> None:
+    """Each workflow-written training config (path -> (method, preset)), passed to `predictgs train --config`
+    as it is, gives the model and protocol that `predictgs train --preset` gives: one source of values."""
+    from predictgs.pipeline.train import build_spec
+
+    for path, (method, preset) in files.items():
+        from_workflow, model_a = build_spec(method, "/scene", config_file=work / path)
+        from_preset, model_b = build_spec(method, "/scene", preset=preset)
+        assert model_a == model_b, path
+        assert from_workflow.protocol == from_preset.protocol, path
+
+
+def test_training_configs_agree_with_the_presets(tmp_path):
+    """The per-dataset values live in predictgs/presets.py only: the workflow's training configs (paper
+    and embedded) are the presets' values, for every method."""
+    config = read_config(PAPER_CONFIG)
+    data = fake_data_dir(tmp_path / "datasets", config)
+    methods = ("scaffold", "hac", "hacpp", "predictgs", "predictgs_hacpp", "predictgs_sfp_only", "3dgs")
+    paper = {f"results/paper_protocol/configs/{b}/{m}/default.yaml": (m, b) for b in ("mipnerf360", "tandt", "db")
+             for m in methods}
+    result = snakemake(tmp_path / "paper", "--cores", "1", *paper, "--configfile", str(PAPER_CONFIG),
+                       "--config", f"data_dir={data}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _agree_with_presets(tmp_path / "paper", paper)
+    embedded = {f"results/embedded/configs/{b}/{m}/default.yaml": (m, "embedded")
+                for b in ("synth_outdoor", "synth_object") for m in methods}
+    result = snakemake(tmp_path / "embedded", "--cores", "1", *embedded)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _agree_with_presets(tmp_path / "embedded", embedded)
+
+
 def test_default_training_configs_give_each_method_its_own_keys(tmp_path):
     root = "results/embedded/configs/synth_object"
     targets = [f"{root}/{m}/default.yaml" for m in ("scaffold", "hac", "predictgs", "predictgs_sfp_only")]
@@ -498,6 +529,22 @@ def test_bdrate_from_fixture_metrics(tmp_path):
     assert row["BD-PSNR [dB]"] == pytest.approx(reference["BD-PSNR [dB]"])
     assert row["Method points"] == row["Anchor points"] == 4 and row["Note"] == ""
     assert pd.read_csv(tmp_path / "bdrate.csv")["BD-rate [%]"].iloc[0] == pytest.approx(row["BD-rate [%]"])
+
+
+def test_tables_are_also_written_as_latex(tmp_path):
+    """Beside each Markdown table a LaTeX booktabs tabular with the same cells (rounded alike)."""
+    from predictgs.report.tables import to_markdown
+
+    table = writer.write_bdrate(metrics_files(), "tandt", "hac", ["predictgs"], "pchip",
+                                tmp_path / "bdrate.csv", tmp_path / "bdrate.md", defaults=DEFAULTS)
+    tex = (tmp_path / "bdrate.tex").read_text()
+    body = [line for line in tex.splitlines() if not line.startswith("%")]
+    assert body[0].startswith(r"\begin{tabular}{") and body[1] == r"\toprule" and body[-1] == r"\end{tabular}"
+    rows = [line.removesuffix(r" \\").split(" & ") for line in body if line.endswith(r" \\")]
+    markdown = [[cell.strip() for cell in line.strip("|").split("|")] for line in to_markdown(table).splitlines()]
+    assert len(rows) == len(table) + 1 and len(rows[0]) == len(table.columns)
+    assert rows[1][1:4] == markdown[2][1:4]  # the same numbers as the Markdown table
+    assert r"BD-rate [\%]" in tex and "% BD-rate" in tex
     assert "BD-rate — tandt" in (tmp_path / "bdrate.md").read_text()
 
 

@@ -35,6 +35,7 @@ from ..io import check_output_dir, check_output_file, save_torch_atomic, write_a
 from ..methods import method_class, method_config, registry
 from ..metric_keys import QUALITY_KEYS
 from ..render import resolve_backend
+from ..progress import stages
 from ..runs import load_state_file, read_metrics, scene_name, write_metrics
 from .train import load_run
 
@@ -167,7 +168,7 @@ def check_round_trip(source, decoded) -> None:
 
 
 def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: str | None = None,
-               chunk_anchors: int | None = None, mlp_precision: str = "fp32") -> dict:
+               chunk_anchors: int | None = None, mlp_precision: str = "fp32", progress: bool = False) -> dict:
     """Encode RUN_DIR's model into ``out_path``; returns the entries added to RUN_DIR/metrics.json. The run
     folder is locked meanwhile (it is read, and its metrics.json rewritten)."""
     run_dir, out_path = Path(run_dir), Path(out_path)
@@ -176,11 +177,11 @@ def encode_run(run_dir: Path, out_path: Path, *, evaluate: bool = True, device: 
     # Locked only when it looks like a run (load_run explains anything else, and no lock file is left there).
     with FolderLock(run_dir, "run folder") if (run_dir / "config.yaml").is_file() else contextlib.nullcontext():
         return _encode_run(run_dir, out_path, evaluate=evaluate, device=device, chunk_anchors=chunk_anchors,
-                           mlp_precision=mlp_precision)
+                           mlp_precision=mlp_precision, progress=progress)
 
 
 def _encode_run(run_dir: Path, out_path: Path, *, evaluate: bool, device: str | None, chunk_anchors: int | None,
-                mlp_precision: str) -> dict:
+                mlp_precision: str, progress: bool) -> dict:
     # Every input is read (and so checked) before anything is written: the run, its metrics, and for the
     # evaluation the device, the rasterizer and the scene.
     spec, model = load_run(run_dir, "cpu")
@@ -191,16 +192,23 @@ def _encode_run(run_dir: Path, out_path: Path, *, evaluate: bool, device: str | 
         backend = resolve_backend(train["rasterizer"], eval_device)
         scene = load_scene(Path(spec["scene"]), spec["protocol"])
     info = {"scene": scene_name(spec["scene"]), "benchmark": spec.get("benchmark"), "protocol": spec["protocol"]}
-    torchac()  # loaded (and on first use compiled, ~20 s) outside the timed coding
-    start = time.perf_counter()
-    encoded = encode_model(model, info, chunk_anchors=chunk_anchors, mlp_precision=mlp_precision)
-    encode_seconds = time.perf_counter() - start
-    write_atomic(out_path, encoded.data)
+    with stages(["encode", "decode and check", "evaluate"][:3 if evaluate else 2], progress, "encode") as step:
+        step("encode")
+        torchac()  # loaded (and on first use compiled, ~20 s) outside the timed coding
+        start = time.perf_counter()
+        encoded = encode_model(model, info, chunk_anchors=chunk_anchors, mlp_precision=mlp_precision)
+        encode_seconds = time.perf_counter() - start
+        write_atomic(out_path, encoded.data)
 
-    start = time.perf_counter()
-    decoded = decode_model(read_bitstream_file(out_path))
-    decode_seconds = time.perf_counter() - start
-    check_round_trip(encoded.source, decoded.model)
+        step("decode and check")
+        start = time.perf_counter()
+        decoded = decode_model(read_bitstream_file(out_path))
+        decode_seconds = time.perf_counter() - start
+        check_round_trip(encoded.source, decoded.model)
+        if evaluate:
+            step("evaluate")
+            summary, per_view = evaluate_model(decoded.model.to(eval_device), scene, eval_device,
+                                               lpips=train["lpips"], backend=backend, progress=progress)
 
     estimated = encoded.source.estimated_bits()
     coded, gaps = coding_report(estimated, encoded.section_bytes)
@@ -219,8 +227,6 @@ def _encode_run(run_dir: Path, out_path: Path, *, evaluate: bool, device: str | 
         "num_anchors_coded": decoded.model.counts()["num_anchors"],
     }
     if evaluate:
-        summary, per_view = evaluate_model(decoded.model.to(eval_device), scene, eval_device,
-                                           lpips=train["lpips"], backend=backend)
         write_json(run_dir / "per_view_decoded.json", per_view)
         for key, name in SUMMARY_KEYS.items():
             entries[f"decoded_{key}"] = summary.get(name)
@@ -287,44 +293,75 @@ def load_decoded(directory: Path, device: str | torch.device = "cpu"):
     return info, model.to(device)
 
 
-def decode_file(path: Path, out_dir: Path) -> dict:
+EVALUATION_FILES = ("metrics.json", "per_view.json")
+
+
+def keep_evaluation(previous: Path, staging: Path, info: dict) -> None:
+    """Decoding the same bitstream again gives the same model: its evaluation in ``previous`` stays valid
+    and is carried into the new folder (no result is lost by running a command again). A folder decoded
+    from another bitstream keeps nothing."""
+    try:
+        before = load_yaml(previous / CONFIG_FILE) if (previous / CONFIG_FILE).is_file() else None
+    except ConfigError:
+        return
+    same = (isinstance(before, dict) and before.get("source_crc32") == info["source_crc32"]
+            and before.get("source_bytes") == info["source_bytes"])
+    if not same:
+        return
+    for name in EVALUATION_FILES:
+        if (previous / name).is_file() and not (previous / name).is_symlink():
+            shutil.copy2(previous / name, staging / name)
+
+
+def decode_file(path: Path, out_dir: Path, progress: bool = False) -> dict:
     """Decode the file at ``path`` into the folder ``out_dir``: absent, empty or a decoded model folder, which
     is replaced whole (written beside it, then swapped in; :func:`predictgs.guard.replace_folder`), so no
-    file of a previous model (its metrics.json) survives. The folder is locked while it is replaced."""
+    file of a previous model (its metrics.json) survives; the evaluation of the same bitstream decoded
+    before is kept (:func:`keep_evaluation`). The folder is locked while it is replaced."""
     check_decoded_output(out_dir, Path(path))  # before Path(): "" would become "."
     path, out_dir = Path(path), Path(out_dir)
     check_output_dir(out_dir, "--output")
     check_output_file(out_dir / MODEL_FILE, "--output")
-    data = read_bitstream_file(path)
-    check_bitstream(data)  # a damaged file fails here, before the coder is loaded or anything decoded
-    torchac()  # loaded (and on first use compiled) outside the timed decoding
-    start = time.perf_counter()
-    decoded = decode_model(data)
-    seconds = time.perf_counter() - start
-    info = {"source": str(path), "source_bytes": len(data), "source_crc32": crc32(data),
-            "run": decoded.header.get("run", {})}
-    if out_dir.is_symlink():  # the folder it points to is replaced, the link kept (as write_atomic does)
-        out_dir = out_dir.resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out_dir, "decoded model folder"):
-        check_decoded_output(out_dir, path)  # again, now that no other writer can change it
-        remove_stale_siblings(out_dir)
-        staging = temporary_sibling(out_dir)
-        try:
-            save_decoded(decoded.model, decoded.method, staging, info)
-            write_marker(staging, "decoded")
-            replace_folder(staging, out_dir)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)  # gone after a replacement; a failed write's leftovers
+    with stages(["read", "decode", "save"], progress, "decode") as step:
+        step("read")
+        data = read_bitstream_file(path)
+        check_bitstream(data)  # a damaged file fails here, before the coder is loaded or anything decoded
+        torchac()  # loaded (and on first use compiled) outside the timed decoding
+        step("decode")
+        start = time.perf_counter()
+        decoded = decode_model(data)
+        seconds = time.perf_counter() - start
+        step("save")
+        info = {"source": str(path), "source_bytes": len(data), "source_crc32": crc32(data),
+                "run": decoded.header.get("run", {})}
+        if out_dir.is_symlink():  # the folder it points to is replaced, the link kept (as write_atomic does)
+            out_dir = out_dir.resolve()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with folder_lock(out_dir, "decoded model folder"):
+            check_decoded_output(out_dir, path)  # again, now that no other writer can change it
+            remove_stale_siblings(out_dir)
+            staging = temporary_sibling(out_dir)
+            try:
+                save_decoded(decoded.model, decoded.method, staging, info)
+                write_marker(staging, "decoded")
+                keep_evaluation(out_dir, staging, info)
+                replace_folder(staging, out_dir)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)  # gone after a replacement; a failed write's leftovers
     return {"method": decoded.method, "num_primitives": decoded.model.num_primitives,
             "size_bytes": len(data), "section_bytes": decoded.section_bytes, "decode_seconds": seconds,
             "out": str(out_dir)}
 
 
 def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None = None, device: str = "auto",
-                     lpips: bool = True, rasterizer: str = "auto", fps_seconds: float = FPS_MIN_SECONDS) -> dict:
-    """Metrics of a decoded model directory on a scene; written to DIR/metrics.json and DIR/per_view.json."""
+                     lpips: bool = True, rasterizer: str = "auto", fps_seconds: float = FPS_MIN_SECONDS,
+                     save_renders: Path | None = None, progress: bool = False) -> dict:
+    """Metrics of a decoded model directory on a scene; written to DIR/metrics.json and DIR/per_view.json.
+    ``save_renders``: a folder for each test view's render, ground truth and error map (PNG)."""
+    from ..render_video import RenderSaver
+
     directory = Path(directory)
+    saver = RenderSaver(save_renders) if save_renders is not None else None
     torch_device = resolve_device(device)
     if directory.is_dir():  # its metrics are written there: fail now rather than after the evaluation
         check_output_dir(directory, "DECODED_DIR")
@@ -332,11 +369,12 @@ def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None
     looks_decoded = (directory / MODEL_FILE).is_file() and (directory / CONFIG_FILE).is_file()
     # Locked only when it looks like a decoded folder (load_decoded explains anything else).
     with FolderLock(directory, "decoded model folder") if looks_decoded else contextlib.nullcontext():
-        return _evaluate_decoded(directory, scene_path, protocol, torch_device, backend, lpips, fps_seconds)
+        return _evaluate_decoded(directory, scene_path, protocol, torch_device, backend, lpips, fps_seconds, saver,
+                                 save_renders, progress)
 
 
 def _evaluate_decoded(directory: Path, scene_path: Path, protocol: dict | None, torch_device, backend: str,
-                      lpips: bool, fps_seconds: float) -> dict:
+                      lpips: bool, fps_seconds: float, saver, save_renders: Path | None, progress: bool) -> dict:
     info, model = load_decoded(directory, torch_device)
     run_info = info.get("run") or {}
     run_protocol = (run_info.get("protocol") or {}) if isinstance(run_info, dict) else None
@@ -349,7 +387,8 @@ def _evaluate_decoded(directory: Path, scene_path: Path, protocol: dict | None, 
     merged = {**run_protocol, **(protocol or {})}
     scene = load_scene(Path(scene_path), merged)
     cameras = test_cameras(scene)
-    summary, per_view = evaluate_model(model, scene, torch_device, lpips=lpips, backend=backend)
+    summary, per_view = evaluate_model(model, scene, torch_device, lpips=lpips, backend=backend, on_render=saver,
+                                       progress=progress)
     background = torch.as_tensor(scene.background, dtype=torch.float32, device=torch_device)
     speed = measure_fps(model, cameras, background, torch_device, backend, min_seconds=fps_seconds)
     metrics = {
@@ -369,6 +408,12 @@ def _evaluate_decoded(directory: Path, scene_path: Path, protocol: dict | None, 
         "rasterizer": backend,
         "per_view": "per_view.json",
     }
+    if saver is not None:
+        metrics["renders"] = str(save_renders)
     write_json(directory / "per_view.json", per_view)
+    try:  # merged into what the file holds: keys other steps wrote there are kept
+        metrics = {**read_metrics(directory), **metrics}
+    except ConfigError:  # a damaged file holds nothing to keep
+        pass
     write_json(directory / "metrics.json", metrics)
     return metrics

@@ -692,6 +692,37 @@ def _escape(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
+# LaTeX
+
+_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                   "✓": r"\checkmark{}", "—": "--", "–": "--", "λ": r"$\lambda$", "≥": r"$\geq$", "≤": r"$\leq$",
+                   "±": r"$\pm$", "×": r"$\times$", "Δ": r"$\Delta$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIALS.get(char, char) for char in str(text))
+
+
+def to_latex(table: pd.DataFrame, title: str = "", notes: Iterable[str] = (),
+             decimals: Mapping[str, int] | None = None, missing: str = "—") -> str:
+    """A booktabs ``tabular`` (needs \\usepackage{booktabs}, and amssymb for \\checkmark), with the same
+    numbers as :func:`to_markdown`; the title and notes as comments above it."""
+    places = {**DECIMALS, **(decimals or {})}
+    header = [str(c) for c in table.columns]
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
+               for c in table.columns]
+    lines = [f"% {latex_escape(title)}" if title else None, *(f"% {note}" for note in notes),
+             r"\begin{tabular}{" + "".join("r" if n else "l" for n in numeric) + "}", r"\toprule",
+             " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
+    for values in table.itertuples(index=False):
+        cells = [_format_cell(v, places.get(c), missing) for c, v in zip(header, values)]
+        lines.append(" & ".join(latex_escape(cell) for cell in cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------
 # Helpers
 
 

@@ -46,6 +46,7 @@ from predictgs.report.tables import (
     quality_table,
     schedule_table,
     sweep_table,
+    to_latex,
     to_markdown,
     write_survey_csvs,
 )
@@ -159,8 +160,11 @@ def write_csv(table: pd.DataFrame, path) -> Path:
 
 
 def write_table(table: pd.DataFrame, csv_path, md_path, title: str, notes: Iterable[str] = ()) -> None:
-    """``table`` as CSV and as Markdown under ``title`` with ``notes`` below it (a note table: its reason)."""
+    """``table`` as CSV, as Markdown under ``title`` with ``notes`` below it (a note table: its reason),
+    and as a LaTeX booktabs tabular beside the Markdown (``.tex``, same numbers, title and notes as
+    comments)."""
     write_csv(table, csv_path)
+    write_atomic(Path(md_path).with_suffix(".tex"), to_latex(table, title, [*notes]))
     if is_note(table):
         body = f"_{table[NOTE].iloc[0]}_\n"
     else:

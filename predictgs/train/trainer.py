@@ -39,8 +39,9 @@ LOG = logging.getLogger("predictgs.train")
 class Trainer:
     def __init__(self, method, scene: Scene, config: TrainConfig, *, log: logging.Logger | None = None,
                  progress: bool = True, label: str = "",
-                 checkpoint_hook: Callable[["Trainer"], None] | None = None):
+                 checkpoint_hook: Callable[["Trainer"], None] | None = None, monitor=None):
         self.config = config
+        self.monitor = monitor  # train.monitor.TrainMonitor: CSV / TensorBoard log, run-time estimate
         self.scene = scene
         self.progress = progress
         self.label = label
@@ -152,6 +153,8 @@ class Trainer:
         interval = self.checkpoint_interval()
         log_every = self.config.log_every
         self.model.train()
+        if self.monitor is not None:
+            self.monitor.start(self)
         try:
             while self.iteration < last:
                 it = self.iteration + 1
@@ -160,6 +163,8 @@ class Trainer:
                 self.train_seconds += time.perf_counter() - start
                 self.iteration = it
                 bar.update(1)
+                if self.monitor is not None:
+                    self.monitor.after_step(self, it)
                 if stats["events"]:
                     self.log.info("iteration %d: densification %s", it,
                                   ", ".join(f"{k} {v}" for k, v in stats["events"].items()))
@@ -174,6 +179,8 @@ class Trainer:
             raise
         finally:
             bar.close()
+            if self.monitor is not None:
+                self.monitor.close()
 
     def _log(self, iteration: int, stats: dict, bar) -> None:
         loss, psnr = float(stats["loss"]), float(self._psnr_ema)
@@ -182,6 +189,12 @@ class Trainer:
         terms = " ".join(f"{k} {float(v):.5g}" for k, v in stats["terms"].items())
         self.log.info("iteration %d: loss %.5f psnr(ema) %.3f gaussians %d primitives %d %s", iteration, loss, psnr,
                       stats["gaussians"], primitives, terms)
+        if self.monitor is not None:
+            term = stats["terms"]
+            self.monitor.log(self, iteration, {
+                "loss": loss, "train_psnr": psnr, "gaussians_rendered": int(stats["gaussians"]),
+                "rate_term": float(term[RATE]) if RATE in term else None,
+                "mask_term": float(term["mask"]) if "mask" in term else None})
 
     def save_checkpoint(self) -> None:
         if self.checkpoint_hook is not None:

@@ -299,15 +299,26 @@ def shared_model(model, method, where):
     return _keys_for(model, MODEL_FIELDS.get(method, ANY_MODEL_FIELD), ANY_MODEL_FIELD, f"{where}.model")
 
 
+def benchmark_preset(benchmark):
+    """The benchmark's preset (predictgs.presets): its `preset:`, else the preset named like it, else None."""
+    from predictgs.presets import PRESETS
+
+    name = config["benchmarks"][benchmark].get("preset", benchmark)
+    return PRESETS.get(name)
+
+
 def train_config(benchmark, method, variant):
-    """The YAML written for `predictgs train --config` (sections benchmark, train, protocol, model). The
-    training seed is not in it: each run gets `--seed` from its folder (train_seed<N>), so the seeds of
-    one configuration share this file."""
+    """The YAML written for `predictgs train --config` (sections benchmark, train, protocol, model):
+    the benchmark's preset < train_config < the benchmark's train_config < the variant. The training
+    seed is not in it: each run gets `--seed` from its folder (train_seed<N>), so the seeds of one
+    configuration share this file."""
+    preset = benchmark_preset(benchmark)
+    preset_part = preset.train_config(method) if preset else {}
     fragment = {
         "benchmark": benchmark,
         "train": {"iterations": config["iterations"], "device": config["device"]},
-        "protocol": {},
-        "model": {},
+        "protocol": preset_part.get("protocol", {}),
+        "model": preset_part.get("model", {}),
     }
     layers = (("train_config", config.get("train_config", {})),
               (f"benchmarks.{benchmark}.train_config", config["benchmarks"][benchmark].get("train_config", {})))
@@ -317,7 +328,13 @@ def train_config(benchmark, method, variant):
         fragment["model"] = deep_merge(fragment["model"], shared_model(layer.get("model", {}), method, where))
         fragment["model"] = deep_merge(fragment["model"], method_entry(layer.get("model_by_method", {}), method))
     fragment["model"] = deep_merge(fragment["model"], variant_overrides(variant))
-    return {key: value for key, value in fragment.items() if value != {}}
+    fragment = {key: value for key, value in fragment.items() if value != {}}
+    from predictgs.presets import PRESETS
+
+    if benchmark in PRESETS and preset is not None and preset.name != benchmark:
+        # `predictgs train` would take the preset named like the benchmark: name the right one
+        fragment["preset"] = preset.name
+    return fragment
 
 
 PROTOCOL_FLAGS = {
