@@ -5,7 +5,8 @@ real scene, encodes, decodes and evaluates each run, and reports the figures the
     make gpu-check GPU_SCENE=../shared/data/scenes/fern            # = the command below
     python benchmarks/gpu_check.py --scene ../shared/data/scenes/fern --out gpu_check
 
-Uses the CUDA torch already installed (2.4 or newer). gsplat (and torchac) are installed when missing:
+Uses the CUDA torch already installed (2.4 or newer). gsplat and constriction (the codec's coder) are installed
+when missing:
 from ``--wheels DIR`` (``pip install --no-index --target``) when given, else from PyPI. Jobs run one
 after another in this process, never as competing processes on one GPU. Writes ``<out>/gpu_check.json``
 and prints a table:
@@ -47,10 +48,10 @@ def log(message: str) -> None:
 
 
 def ensure_packages(wheels: str | None) -> dict:
-    """Import gsplat and torchac, installing them when missing. -> versions."""
+    """Import gsplat and constriction, installing them when missing. -> versions."""
     import importlib
 
-    missing = [name for name in ("gsplat", "torchac") if importlib.util.find_spec(name) is None]
+    missing = [name for name in ("gsplat", "constriction") if importlib.util.find_spec(name) is None]
     if missing:
         target = Path(os.environ.get("PREDICTGS_SITE", "/tmp/predictgs-site"))
         if wheels:
@@ -59,13 +60,13 @@ def ensure_packages(wheels: str | None) -> dict:
                        "--target", str(target), *files]
         else:
             command = [sys.executable, "-m", "pip", "install", "-q", "--target", str(target),
-                       *(f"{m}=={'1.5.3' if m == 'gsplat' else '0.9.3'}" for m in missing)]
+                       *(f"{m}=={'1.5.3' if m == 'gsplat' else '0.5.0'}" for m in missing)]
         log(f"installing {', '.join(missing)}: {' '.join(command[:8])} ...")
         subprocess.run(command, check=True)
         sys.path.insert(0, str(target))
         importlib.invalidate_caches()
     versions = {}
-    for name in ("gsplat", "torchac"):
+    for name in ("gsplat", "constriction"):
         module = importlib.import_module(name)
         versions[name] = getattr(module, "__version__", "?")
     return versions
@@ -249,7 +250,7 @@ def main(argv=None) -> int:
     parser.add_argument("--voxel-size", type=float, default=0.05,
                         help="anchor voxel size (default 0.05, fern's; 0: automatic)")
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu for a smoke test")
-    parser.add_argument("--wheels", help="folder of wheels to install gsplat/torchac from when missing")
+    parser.add_argument("--wheels", help="folder of wheels to install gsplat/constriction from when missing")
     parser.add_argument("--sync-steps", type=int, default=20,
                         help="steady-state steps counted with the CUDA sync debug mode (default 20)")
     parser.add_argument("--fps-seconds", type=float, default=3.0)
