@@ -38,6 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from scipy.special import ndtr
 from torch import Tensor
 
 from . import rangecoder
@@ -76,57 +77,78 @@ def _shapes(mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor) -> _Shape
 
 
 class _Bisection:
-    """The lock-step bisection of all elements of a call (see the module docstring)."""
+    """The lock-step bisection of all elements of a call (see the module docstring). Element e is
+    bisected over [0, 2^D_e), D_e = ceil(log2 L_e) (C_i = 2^24 for i >= L: a decision whose right half
+    holds no symbol costs ~1e-7 bit), so it is decided after exactly D_e levels; elements are processed in
+    the order of decreasing D_e (stable), so that the undecided ones are always a prefix of the arrays.
+    scipy's normal CDF is evaluated element by element (no vectorised variant), so its result does not
+    depend on an element's position in the batch."""
 
     def __init__(self, mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor, shape: _Shape):
-        self.mean, self.scale, self.weight = mean.double(), scale.double(), weight.double()
-        self.step, self.shape = step.double(), shape
-        n = step.shape[0]
-        self.size = 2 * shape.width + 3  # L
-        self.lo = torch.zeros(n, dtype=torch.int64)
-        self.hi = self.size.clone()
-        self.c_lo = torch.zeros(n, dtype=torch.int64)
-        self.c_hi = torch.full((n,), PRECISION, dtype=torch.int64)
+        width = shape.width.numpy()
+        size = 2 * width + 3  # L
+        depth = np.frexp((size - 1).astype(np.float64))[1].astype(np.int64)  # ceil(log2 L), L >= 3: exact
+        self.order = np.argsort(-depth, kind="stable")
+        o = self.order
+        self.depth = depth[o]
+        self.centre = shape.centre.numpy()[o].astype(np.float64)  # exact: |c| <= 2^30
+        self.width = width[o]
+        self.pow2 = np.left_shift(np.ones(len(o), dtype=np.int64), shape.shift.numpy()[o])
+        self.step = step.double().numpy()[o]
+        self.mean, self.scale = mean.double().numpy()[:, o], scale.double().numpy()[:, o]
+        self.weight = weight.double().numpy()[:, o]
+        self.size = size[o]
+        self.lo = np.zeros(len(o), dtype=np.int64)
+        self.span = np.left_shift(np.ones(len(o), dtype=np.int64), self.depth)  # hi - lo
+        self.c_lo = np.zeros(len(o), dtype=np.int64)
+        self.c_hi = np.full(len(o), PRECISION, dtype=np.int64)
+        self.count = len(o)  # undecided elements: the first ``count``
+        self.levels_done = 0
+        self._pending = None
 
-    def _cdf(self, active: Tensor, index: Tensor) -> Tensor:
-        """Integer CDF values C_index (0 < index < L) of the active elements."""
-        shape = self.shape
-        edge = ((index - 1 - shape.width[active]) * torch.bitwise_left_shift(torch.ones_like(index),
-                                                                             shape.shift[active])).double() - 0.5
-        x = (shape.centre[active].double() + edge) * self.step[active]
-        total = torch.zeros_like(x)
+    def _cdf(self, index: np.ndarray, m: int) -> np.ndarray:
+        """Integer CDF values C_index (0 < index) of the first m elements."""
+        size = self.size[:m]
+        inside = np.minimum(index, size - 1)
+        edge = ((inside - 1 - self.width[:m]) * self.pow2[:m]).astype(np.float64) - 0.5
+        x = (self.centre[:m] + edge) * self.step[:m]
+        total = np.zeros_like(x)
         for component in range(self.mean.shape[0]):
-            z = (x - self.mean[component, active]) / self.scale[component, active]
-            total += self.weight[component, active] * torch.special.ndtr(z)
-        size = self.size[active]
-        scaled = torch.round(total.clamp(0.0, 1.0) * (PRECISION - (size - 1)).double()).to(torch.int64)
-        return scaled + index
+            total += self.weight[component, :m] * ndtr((x - self.mean[component, :m]) / self.scale[component, :m])
+        scaled = np.round(np.clip(total, 0.0, 1.0) * (PRECISION - (size - 1)).astype(np.float64))
+        return np.where(index >= size, PRECISION, scaled.astype(np.int64) + index)
 
-    def level(self) -> tuple[Tensor, Tensor, Tensor] | None:
-        """(active elements, midpoints, P(left) in 2^24ths) of the next level, or None when done."""
-        active = torch.nonzero(self.hi - self.lo > 1).reshape(-1)
-        if active.numel() == 0:
+    def level(self) -> tuple[int, np.ndarray] | None:
+        """(how many elements this level decides, their P(left) in 2^24ths), or None when all are done."""
+        m = int(np.searchsorted(-self.depth, -self.levels_done, side="left"))  # depth > levels_done
+        if m == 0:
             return None
-        lo, hi = self.lo[active], self.hi[active]
-        mid = torch.div(lo + hi, 2, rounding_mode="floor")
-        c_mid = self._cdf(active, mid)
-        left = c_mid - self.c_lo[active]
-        total = self.c_hi[active] - self.c_lo[active]
-        p_left = torch.div(left * PRECISION + total // 2, total, rounding_mode="floor").clamp(1, PRECISION - 1)
-        self._pending = (active, mid, c_mid)
-        return active, mid, p_left
+        self.count = m
+        mid = self.lo[:m] + self.span[:m] // 2
+        c_mid = self._cdf(mid, m)
+        total = np.maximum(self.c_hi[:m] - self.c_lo[:m], 1)  # 0 only past the alphabet (corrupt input)
+        p_left = np.clip(((c_mid - self.c_lo[:m]) * PRECISION + total // 2) // total, 1, PRECISION - 1)
+        self._pending = (mid, c_mid)
+        return m, p_left
 
-    def decide(self, right: Tensor) -> None:
+    def decide(self, right: np.ndarray) -> None:
         """Apply the level's decisions (bool: symbol >= mid)."""
-        active, mid, c_mid = self._pending
-        self.lo[active] = torch.where(right, mid, self.lo[active])
-        self.c_lo[active] = torch.where(right, c_mid, self.c_lo[active])
-        self.hi[active] = torch.where(right, self.hi[active], mid)
-        self.c_hi[active] = torch.where(right, self.c_hi[active], c_mid)
+        mid, c_mid = self._pending
+        m = self.count
+        self.lo[:m] = np.where(right, mid, self.lo[:m])
+        self.c_lo[:m] = np.where(right, c_mid, self.c_lo[:m])
+        self.c_hi[:m] = np.where(right, self.c_hi[:m], c_mid)
+        self.span[:m] //= 2
+        self.levels_done += 1
+
+    def symbols(self) -> np.ndarray:
+        out = np.empty_like(self.lo)
+        out[self.order] = self.lo
+        return out
 
 
-def _decision_counts(p_left: Tensor) -> np.ndarray:
-    return np.stack([p_left.numpy(), PRECISION - p_left.numpy()], axis=1)
+def _decision_counts(p_left: np.ndarray) -> np.ndarray:
+    return np.stack([p_left, PRECISION - p_left], axis=1)
 
 
 def _varints(values: np.ndarray) -> bytes:
@@ -175,13 +197,14 @@ def _code(symbols: Tensor, mean, scale, weight, step, write: bool) -> _Coded:
     bisection = _Bisection(mean, scale, weight, step, shape)
     encoder = rangecoder.Encoder() if write else None
     bits = 0.0
+    symbol = symbol.numpy()[bisection.order]
     while (level := bisection.level()) is not None:
-        active, mid, p_left = level
-        right = symbol[active] >= mid
-        chosen = torch.where(right, PRECISION - p_left, p_left)
-        bits += float((PRECISION_BITS - torch.log2(chosen.double())).sum())
+        m, p_left = level
+        right = symbol[:m] >= bisection._pending[0]
+        chosen = np.where(right, PRECISION - p_left, p_left)
+        bits += float((PRECISION_BITS - np.log2(chosen.astype(np.float64))).sum())
         if encoder is not None:
-            encoder.rows(right.to(torch.int32).numpy(), rangecoder.probabilities(_decision_counts(p_left)))
+            encoder.rows(right.astype(np.int32), rangecoder.probabilities(_decision_counts(p_left)))
         bisection.decide(right)
     escaped = u[u.abs() > shape.width]
     escapes = _varints((escaped.abs() - shape.width[u.abs() > shape.width] - 1).numpy()) if escaped.numel() else b""
@@ -230,10 +253,11 @@ def decode_mixture(reader: ByteReader, mean: Tensor, scale: Tensor, weight: Tens
     decoder = rangecoder.Decoder(reader.take(size, "arithmetic-coded message"), reader)
     bisection = _Bisection(mean, scale, weight, step, shape)
     while (level := bisection.level()) is not None:
-        _, _, p_left = level
-        right = decoder.rows(rangecoder.probabilities(_decision_counts(p_left)))
-        bisection.decide(torch.from_numpy(right).bool())
-    u = bisection.lo - shape.width - 1
+        _, p_left = level
+        bisection.decide(decoder.rows(rangecoder.probabilities(_decision_counts(p_left))) == 1)
+    u = torch.from_numpy(bisection.symbols()) - shape.width - 1
+    if (u > shape.width + 1).any():  # a decision into the empty right half of an alphabet
+        raise reader.error("a decoded symbol lies outside its alphabet")
     escaped = u.abs() > shape.width
     escape_size = _read_varint(reader, "escape byte count")
     count = int(escaped.sum())
