@@ -293,6 +293,11 @@ def test_wrong_magic_and_foreign_files(hac_file, tmp_path):
 def test_unknown_version_and_method(hac_file):
     version = len(MAGIC)
     _expect_error(hac_file[:version] + struct.pack("<H", 7) + hac_file[version + 2:], "version 7")
+    # Files of the previous formats (torchac's coder, Morton-only positions) are refused up front, saying
+    # what to do, not deep inside a section.
+    for old in (2, 3):
+        _expect_error(hac_file[:version] + struct.pack("<H", old) + hac_file[version + 2:],
+                      f"version {old} ", "encode the run again")
     method_length = hac_file[version + 2]
     start = version + 3
     renamed = hac_file[:start] + b"hbc" + hac_file[start + method_length:]
