@@ -109,7 +109,7 @@ def cmd_encode(args) -> int:
 def cmd_decode(args) -> int:
     from .pipeline.codec import decode_file
 
-    print(json.dumps(decode_file(Path(args.file), Path(args.output)), indent=2))
+    print(json.dumps(decode_file(Path(args.file), Path(args.output), device=args.device), indent=2))
     return 0
 
 
@@ -258,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "line naming the damaged section.")
     p.add_argument("file", metavar="FILE", help=".pgs bitstream written by `predictgs encode`")
     p.add_argument("-o", "--output", required=True, metavar="DECODED_DIR", help="directory to write")
+    p.add_argument("--device", type=_device, default="auto",
+                   help="where the coding networks run (default auto: CUDA when available, else the CPU; the "
+                        "arithmetic coder always runs on the CPU)")
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("eval", help="evaluate a decoded model on a scene",

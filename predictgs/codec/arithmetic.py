@@ -83,6 +83,7 @@ WIDTH_CLASSES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48,
 ESCAPE_LEVELS = (0.0,) + tuple(2.0 ** -e for e in (20, 16, 14, 12, 10, 8, 6, 4, 2, 1)) + (0.75, 0.9375)
 MAX_SHIFT = 33  # coarse bins of at most 2^33 steps (|q - centre| < 2^32.6)
 MAX_VARINT_BYTES = 5  # message byte counts
+MAX_COUNT_VARINT_BYTES = 8  # value counts of binary streams
 MAX_GOLOMB_K = 32  # escapes' excess (< 2^35) in Exp-Golomb codes of order k <= 32: at most 71 bits
 
 NUM_SPREADS = (COARSE_OCTAVE - LOW_OCTAVE + 1) * SPREADS_PER_OCTAVE
@@ -115,14 +116,16 @@ def warm_up() -> None:
 
 # -- binary streams ----------------------------------------------------------------------------------
 def encode_bernoulli(bits: Tensor) -> bytes:
-    """{0,1} values -> f32 p(1), varint byte count, one range-coded message."""
+    """{0,1} values -> f32 p(1), varint count of the values, varint byte count, one range-coded
+    message. The count is stored so that a reader expecting another count (a crafted header) fails."""
     bits = bits.reshape(-1).to(torch.int32).cpu()
     n = bits.numel()
     p_one = float(np.float32(bits.float().mean().item() if n else 0.0))
     encoder = rangecoder.Encoder()
     encoder.fixed(bits.numpy(), _bernoulli_counts(p_one))
     data = encoder.getvalue()
-    return ByteWriter().pack("f", p_one).raw(_varint_bytes(len(data))).raw(data).getvalue()
+    out = ByteWriter().pack("f", p_one).raw(_varint_bytes(n))
+    return out.raw(_varint_bytes(len(data))).raw(data).getvalue()
 
 
 def decode_bernoulli(reader: ByteReader, count: int) -> Tensor:
@@ -130,9 +133,14 @@ def decode_bernoulli(reader: ByteReader, count: int) -> Tensor:
     p_one = reader.unpack("f", "Bernoulli probability")
     if not 0.0 <= p_one <= 1.0:  # also rejects NaN
         raise reader.error(f"Bernoulli probability {p_one} outside [0, 1]")
+    stored = _read_varint(reader, "value count", MAX_COUNT_VARINT_BYTES)
+    if stored != count:
+        raise reader.error(f"{stored} values stored, {count} expected")
     size = _read_varint(reader, "message byte count")
     decoder = rangecoder.Decoder(reader.take(size, "arithmetic-coded message"), reader)
-    return torch.from_numpy(decoder.fixed(count, _bernoulli_counts(p_one))).bool()
+    values = decoder.fixed(count, _bernoulli_counts(p_one))
+    decoder.finish()
+    return torch.from_numpy(values).bool()
 
 
 def _bernoulli_counts(p_one: float) -> np.ndarray:
@@ -468,9 +476,9 @@ def _varint_bytes(value: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(reader: ByteReader, what: str) -> int:
+def _read_varint(reader: ByteReader, what: str, max_bytes: int = MAX_VARINT_BYTES) -> int:
     value = 0
-    for j in range(MAX_VARINT_BYTES):
+    for j in range(max_bytes):
         byte = reader.unpack("B", what)
         value |= (byte & 127) << (7 * j)
         if byte < 128:
@@ -578,6 +586,7 @@ def decode_gaussian(reader: ByteReader, mean: Tensor, scale: Tensor, step: Tenso
     symbol = torch.empty(n, dtype=torch.int64)
     for (c, start, stop), level in zip(plan.blocks, levels):
         symbol[start:stop] = torch.from_numpy(decoder.rows(tables.rows(level, c, plan.row[start:stop])))
+    decoder.finish()
     k = plan.alphabet()
     b = symbol.to(torch.float64) - (k + 1).to(torch.float64)
     escaped = torch.nonzero((symbol == 0) | (symbol == 2 * k + 2)).reshape(-1)

@@ -255,6 +255,7 @@ def decode_mixture(reader: ByteReader, mean: Tensor, scale: Tensor, weight: Tens
     while (level := bisection.level()) is not None:
         _, p_left = level
         bisection.decide(decoder.rows(rangecoder.probabilities(_decision_counts(p_left))) == 1)
+    decoder.finish()
     u = torch.from_numpy(bisection.symbols()) - shape.width - 1
     if (u > shape.width + 1).any():  # a decision into the empty right half of an alphabet
         raise reader.error("a decoded symbol lies outside its alphabet")

@@ -185,4 +185,5 @@ def decode_octree(reader: ByteReader, count: int, bits: int) -> np.ndarray:
                                f"{count} points expected")
     if nodes.shape[0] != count:
         raise reader.error(f"octree: {nodes.shape[0]} points, {count} expected")
+    decoder.finish()
     return nodes

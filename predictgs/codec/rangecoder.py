@@ -99,6 +99,12 @@ class Decoder:
         except (ValueError, RuntimeError, AssertionError) as err:
             raise self.reader.error(f"arithmetic-coded message is corrupt ({err})") from None
 
+    def finish(self) -> None:
+        """After the last symbol: the message must hold no more data (a decoder that was told to read
+        fewer symbols than were coded, from a crafted header or section, is caught here)."""
+        if not self.coder.maybe_exhausted():
+            raise self.reader.error("arithmetic-coded message: data left after the last symbol")
+
     def fixed(self, count: int, counts: np.ndarray) -> np.ndarray:
         if count == 0:
             return np.zeros(0, dtype=np.int64)

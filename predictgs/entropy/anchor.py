@@ -15,7 +15,7 @@ feature f, "residual" for Predict-GS's f_r):
 Two evaluations of the same network:
 - :meth:`distributions` — on the model's device and dtype, differentiable: training.
 - the coding path (:meth:`quantised`, :meth:`bits`, :meth:`compress`, :meth:`decompress`) — the
-  network in float64 on the CPU, on fixed chunks of ``chunk_anchors`` anchors in file order, rounded to
+  network in float64 (on the CPU, or the device of :func:`coding_device`), on fixed chunks of ``chunk_anchors`` anchors in file order, rounded to
   float32. Encoder, decoder and the test-time model get exactly the same mean, scale and step: matrix
   products can round differently with the batch shape, and a last-bit float64 difference survives the
   rounding to float32 with probability ~2^-29 per value. So the test-time model renders exactly what
@@ -27,6 +27,7 @@ anchors), then round(x / Q) Q.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,22 @@ from ..config import bounded, positive
 from ..errors import BitstreamError
 from ..nn.hashgrid import GridPlaneEncoding
 from .functional import SCALE_FLOOR, adaptive_step, clamp_around, gaussian_likelihood, hash_table_bits, quantize
+
+_CODING_DEVICE: torch.device | None = None  # where the coding network runs (None: the CPU)
+
+
+@contextlib.contextmanager
+def coding_device(device: str | torch.device | None):
+    """Evaluate the coding networks (float64) on ``device`` inside the block (the coder stays on the
+    CPU): ``predictgs decode --device cuda`` decodes with the context on the GPU."""
+    global _CODING_DEVICE
+    previous = _CODING_DEVICE
+    _CODING_DEVICE = None if device is None else torch.device(device)
+    try:
+        yield
+    finally:
+        _CODING_DEVICE = previous
+
 
 DEFAULT_CHUNK_ANCHORS = 3000  # HAC's batch size; see benchmarks/bench_codec.py for the timings
 MAX_CHUNK_ANCHORS = 1 << 16  # the decoder refuses more (bounds its memory per chunk)
@@ -153,7 +170,7 @@ class AnchorEntropyModel(nn.Module):
 
     # -- coding --------------------------------------------------------------------------------------
     def _coding_network(self) -> "AnchorEntropyModel":
-        return copy.deepcopy(self).to(device="cpu", dtype=torch.float64).eval()
+        return copy.deepcopy(self).to(device=_CODING_DEVICE or "cpu", dtype=torch.float64).eval()
 
     @torch.no_grad()
     def _raw_chunks(self, normalised_positions: Tensor):
@@ -161,14 +178,15 @@ class AnchorEntropyModel(nn.Module):
         distributions and the float64 network, which subclasses need for their own groups)."""
         network = self._coding_network()
         tables = network.encoding.binarised()  # once, not once per chunk
-        positions = normalised_positions.detach().cpu()
+        device = network.mlp_grid[0].weight.device
+        positions = normalised_positions.detach().to(device)
         for rows in chunks(positions.shape[0], self.chunk_anchors):
             dist = network.distributions(positions[rows].double(), tables)
             out = {}
             for group in self.groups:
-                mean = dist.mean[group].float()
-                scale = dist.scale[group].float().clamp(min=SCALE_FLOOR)
-                step = dist.step[group].float().expand_as(mean)
+                mean = dist.mean[group].float().cpu()
+                scale = dist.scale[group].float().clamp(min=SCALE_FLOOR).cpu()
+                step = dist.step[group].float().cpu().expand_as(mean)
                 out[group] = CodingDistribution(mean.reshape(-1), scale.reshape(-1), step.reshape(-1))
             yield rows, out, dist, network
 

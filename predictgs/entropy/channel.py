@@ -117,12 +117,13 @@ class ChannelContextEntropyModel(AnchorEntropyModel):
         start = 0
         for c, size in enumerate(network.channel.sizes):
             columns = slice(start, start + size)
-            mean_adj, scale_adj, logit_adj = network.channel.chunk(c, decoded.double(), hyper)
+            mean_adj, scale_adj, logit_adj = network.channel.chunk(c, decoded.to(hyper.device, torch.float64), hyper)
             weights = torch.softmax(torch.stack([hyper_dist.logits[:, columns], logit_adj]), dim=0)
             means = torch.stack([hyper_dist.mean[self.mixture_group][:, columns], mean_adj])
             scales = torch.stack([hyper_dist.scale[self.mixture_group][:, columns], scale_adj])
-            yield (columns, means.float().reshape(2, -1), scales.float().clamp(min=SCALE_FLOOR).reshape(2, -1),
-                   weights.float().reshape(2, -1), step[:, columns].reshape(-1))
+            yield (columns, means.float().cpu().reshape(2, -1),
+                   scales.float().clamp(min=SCALE_FLOOR).cpu().reshape(2, -1),
+                   weights.float().cpu().reshape(2, -1), step[:, columns].reshape(-1))
             start += size
 
     def _chunk_mixtures(self, symbols: Tensor, dists, extra):

@@ -25,7 +25,7 @@ from ..config import dump_yaml, load_yaml
 from ..errors import BitstreamError, ConfigError
 from ..evaluate import FPS_MIN_SECONDS, device_label, evaluate_model, measure_fps, resolve_device
 from ..data import Protocol, load_scene
-from ..entropy.anchor import MAX_CHUNK_ANCHORS
+from ..entropy.anchor import MAX_CHUNK_ANCHORS, coding_device
 from ..io import check_output_dir, check_output_file, save_torch_atomic, write_atomic, write_json
 from ..methods import method_class, method_config, registry
 from ..metric_keys import QUALITY_KEYS
@@ -88,8 +88,9 @@ def encode_model(model, info: dict | None = None, chunk_anchors: int | None = No
     return EncodedModel(data, sizes, source)
 
 
-def decode_model(data: bytes) -> DecodedModel:
-    """Decode a .pgs file's bytes into the method's model, in eval mode on the CPU.
+def decode_model(data: bytes, device: str | torch.device | None = None) -> DecodedModel:
+    """Decode a .pgs file's bytes into the method's model, in eval mode on the CPU. ``device``: where
+    the coding networks run (default the CPU; the coder itself always runs on the CPU).
 
     Order of checks: container (magic, version, method, CRCs), the model configuration and its declared
     ranges, then the method's own checks (section list, header fields and size limits, the anchor
@@ -104,7 +105,8 @@ def decode_model(data: bytes) -> DecodedModel:
     except ConfigError as err:
         raise BitstreamError(f"header: invalid model configuration ({err})") from None
     coded = CodedState({k: v for k, v in header.items() if k not in ("model", "run")}, container.sections)
-    model = method_class(container.method).from_coded(config, coded)
+    with coding_device(device):
+        model = method_class(container.method).from_coded(config, coded)
     sizes = container.section_bytes()
     sizes["container"] = len(data) - sum(sizes.values())
     return DecodedModel(container.method, header, model, sizes)
@@ -248,20 +250,22 @@ def load_decoded(directory: Path, device: str | torch.device = "cpu"):
     return load_yaml(directory / CONFIG_FILE), model.to(device)
 
 
-def decode_file(path: Path, out_dir: Path) -> dict:
+def decode_file(path: Path, out_dir: Path, device: str = "cpu") -> dict:
+    """``device``: where the coding networks run (``auto``: CUDA when available)."""
     path, out_dir = Path(path), Path(out_dir)
+    torch_device = resolve_device(device)
     check_output_dir(out_dir, "--output")
     check_output_file(out_dir / MODEL_FILE, "--output")
     data = read_bitstream_file(path)
     warm_up()  # the coder's tables, built outside the timed decoding
     start = time.perf_counter()
-    decoded = decode_model(data)
+    decoded = decode_model(data, torch_device)
     seconds = time.perf_counter() - start
     info = {"source": str(path), "run": decoded.header.get("run", {})}
     save_decoded(decoded.model, decoded.method, out_dir, info)
     return {"method": decoded.method, "num_primitives": decoded.model.num_primitives,
             "size_bytes": len(data), "section_bytes": decoded.section_bytes, "decode_seconds": seconds,
-            "out": str(out_dir)}
+            "decode_device": device_label(torch_device), "out": str(out_dir)}
 
 
 def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None = None, device: str = "auto",
