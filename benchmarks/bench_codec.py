@@ -12,7 +12,8 @@ directories, and random models against the anchor count.
 ``--baseline DIR`` (a checkout of another version of this repository, e.g. the previous format's) times
 the same models with that code and with this one, one after the other in fresh processes, ``--rounds``
 times interleaved, and prints both side by side (file size, encode and decode CPU time per anchor):
-the before/after table of docs/bitstream.md. Random models (``--methods``, ``--anchors``) are the
+the before/after table of docs/bitstream.md; it also times the Gaussian streams alone (the same
+symbols and distributions through ``encode_gaussian`` / ``decode_gaussian``: the coder). Random models (``--methods``, ``--anchors``) are the
 same in both versions (same generator and seed).
 
 Random models are HAC models with random parameters (``predictgs.codec.synthetic.random_hac``: HAC's
@@ -169,7 +170,37 @@ for _ in range(case["repeats"]):
     w, c = time.perf_counter(), time.process_time()
     decode_model(encoded.data)
     best["decode"] = [min(best["decode"][0], time.perf_counter() - w), min(best["decode"][1], time.process_time() - c)]
+# The Gaussian streams alone (the coder): the same symbols and distributions, encoded then decoded.
+from predictgs.codec.arithmetic import decode_gaussian, encode_gaussian
+from predictgs.codec.container import ByteReader, ByteWriter
+ctx = model.context
+coded = model.coded_anchors()
+positions = model.bounds.normalise(coded.positions)
+masks = model.element_masks(coded.masks)
+calls = []
+with torch.no_grad():
+    for rows, dists in ctx._coding_chunks(positions):
+        for g in ctx.gaussian_groups:
+            values = coded.values[g][rows].cpu().float()
+            symbols = ctx._symbols(values, dists[g], torch.as_tensor(coded.centres[g]).cpu().float(), values.shape)
+            flat, dist = ctx._coded_elements(symbols, dists[g], masks[g][rows].cpu() if g in masks else None)
+            calls.append((flat.to(torch.int64), dist))
+coder = [1e9, 1e9]
+for _ in range(case["repeats"]):
+    c = time.process_time()
+    streams = []
+    for flat, dist in calls:
+        out = ByteWriter()
+        encode_gaussian(out, flat, dist.mean, dist.scale, dist.step)
+        streams.append(out.getvalue())
+    coder[0] = min(coder[0], time.process_time() - c)
+    c = time.process_time()
+    for data, (flat, dist) in zip(streams, calls):
+        decode_gaussian(ByteReader(data, "x"), dist.mean, dist.scale, dist.step)
+    coder[1] = min(coder[1], time.process_time() - c)
 print(json.dumps({"method": method, "anchors": int(model.kept_anchors().numel()), "size_bytes": len(encoded.data),
+                  "coder_encode_cpu_seconds": coder[0], "coder_decode_cpu_seconds": coder[1],
+                  "gaussian_stream_bytes": sum(len(d) for d in streams),
                   "section_bytes": encoded.section_bytes, "encode_seconds": best["encode"][0],
                   "encode_cpu_seconds": best["encode"][1], "decode_seconds": best["decode"][0],
                   "decode_cpu_seconds": best["decode"][1]}))
@@ -211,7 +242,9 @@ def compare(baseline: str, cases: list[dict], rounds: int) -> list[dict]:
         print(f"{a['method']:<16} {n:>7} {b['size_bytes']:>10} {a['size_bytes']:>10} "
               f"{100 * (a['size_bytes'] / b['size_bytes'] - 1):>+7.2f}% "
               f"{1e6 * b['encode_cpu_seconds'] / n:>7.1f} {1e6 * a['encode_cpu_seconds'] / n:>7.1f} "
-              f"{1e6 * b['decode_cpu_seconds'] / n:>7.1f} {1e6 * a['decode_cpu_seconds'] / n:>7.1f}  {name}",
+              f"{1e6 * b['decode_cpu_seconds'] / n:>7.1f} {1e6 * a['decode_cpu_seconds'] / n:>7.1f} "
+              f"{1e6 * b['coder_encode_cpu_seconds'] / n:>7.1f} {1e6 * a['coder_encode_cpu_seconds'] / n:>7.1f} "
+              f"{1e6 * b['coder_decode_cpu_seconds'] / n:>7.1f} {1e6 * a['coder_decode_cpu_seconds'] / n:>7.1f}  {name}",
               flush=True)
     return rows
 
@@ -248,7 +281,8 @@ def main() -> None:
         print(f"before: {args.baseline}; after: this tree; one thread, CPU time per anchor (best of "
               f"{args.rounds} interleaved rounds x {args.repeats} repeats)")
         print(f"{'method':<16} {'anchors':>7} {'bytes bef':>10} {'bytes aft':>10} {'size':>8} "
-              f"{'enc bef':>7} {'enc aft':>7} {'dec bef':>7} {'dec aft':>7}  model")
+              f"{'enc bef':>7} {'enc aft':>7} {'dec bef':>7} {'dec aft':>7} {'Genc b':>7} {'Genc a':>7} "
+              f"{'Gdec b':>7} {'Gdec a':>7}  model (G: the Gaussian streams alone)")
         rows = compare(args.baseline, cases, args.rounds)
         if args.json:
             with open(args.json, "w") as f:

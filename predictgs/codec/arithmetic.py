@@ -1,6 +1,6 @@
-"""Arithmetic coding with torchac (16-bit precision, CPU): binary streams under one global Bernoulli
-(hash tables, offset masks) and integers under per-element discretised Gaussians (the coded anchor
-attributes).
+"""Arithmetic coding (constriction's range coder, 24-bit integer distributions, CPU:
+:mod:`predictgs.codec.rangecoder`): binary streams under one global Bernoulli (hash tables, offset masks)
+and integers under per-element discretised Gaussians (the coded anchor attributes).
 
 Gaussian streams. An element has symbol ``q = round(x / Q)`` and the entropy model's N(mu, sigma^2) on
 the bin grid of step Q. Its discretised Gaussian is shaped by two numbers, the spread ``s = sigma / Q``
@@ -24,11 +24,13 @@ of its cost from s = 0.2 up), the coarse bins ~0.002 more.
   into blocks of at most ``MAX_BLOCK_SYMBOLS`` elements. Each block's header chooses one of
   ``ESCAPE_LEVELS``: the escape symbols get probability eps/2 each on top of the Gaussian's (a mixture
   (1 - eps) N + eps outliers), so that a block with many outliers (a model that predicts them badly)
-  pays ~log2(2/eps) bits per escape rather than the coder's 16-bit floor.
+  pays ~log2(2/eps) bits per escape rather than the coder's 24-bit floor. All blocks of a stream go
+  into one range-coded message (the encoder codes each element in a 3-symbol row holding its interval:
+  the same bytes as the full rows, which the decoder gathers from the tables).
 
 Stream layout (the blocks, their classes and sizes follow from the distributions, which the decoder
 has):
-    per block: varint byte count, u8 escape level, torchac bytes;
+    varint byte count of the message, u8 escape level per block, the message (32-bit words);
     if any element escaped: u8 Exp-Golomb order k;
     one bit field, MSB first, zero-padded to a byte: the escaped elements' code prefixes (n - k zeros
     and a one each), their suffixes (n bits each), then the raw low bits of the elements with bin
@@ -39,16 +41,16 @@ very integer CDFs the coder uses, plus escape codes, raw bits and headers); ``en
 same figures.
 
 Exactness. The decoder must build the encoder's integer CDFs, to the bit. The distribution parameters
-arrive as float32 (see ``streams.py`` for how they are made reproducible). The grid cell of an element
+arrive as float32 (see ``predictgs.entropy.anchor`` for how they are made reproducible). The grid cell of an element
 is computed from them with IEEE-exact float64 operations only (division, subtraction, rounding, frexp,
 comparisons; no transcendental function, whose last bit may depend on the code path), so both sides
 pick the same table. The tables are evaluated in float64 (``ndtr``) from exactly representable grid
-values and rounded to 16-bit integers: a last-bit difference of ``ndtr`` between machines or code paths
-would have to be ~1e-12 to change a single integer (tests/test_arithmetic.py compares batched and
+values and rounded to 24-bit integers: a last-bit difference of ``ndtr`` between machines or code paths
+would have to be ~1e-10 to change a single integer (tests/test_arithmetic.py compares batched and
 one-value evaluations).
 
-Bounds. A block holds at most MAX_BLOCK_SYMBOLS elements, its CDF rows at most 2 (2 max K + 4) bytes
-each; every length read from the stream is checked against the bytes left (varints at most
+Bounds. A block holds at most MAX_BLOCK_SYMBOLS elements, its rows at most 4 (2 max K + 3) bytes each;
+the message must be exhausted after the last symbol; every length read from the stream is checked against the bytes left (varints at most
 MAX_VARINT_BYTES, escape codes at most 71 bits), decoded values against the int32 range the encoder
 accepts.
 """

@@ -11,9 +11,9 @@ encoder and decoder can only disagree if their counts do (they come from integer
 
 Why this coder (measured on 1.5M symbols of 19-symbol rows, one thread, 2-core Xeon VM): range coder
 27 ns per symbol encoding, 41 ns decoding, 2-3 bytes per message above the ideal code length; the ANS
-coder of the same package is as fast but ~4.5 bytes per message; torchac (the previous coder, a C++
-extension built on first use) ~300 ns per symbol. The stream is a sequence of 32-bit words, stored little
-endian; a message of n words is 4 n bytes.
+coder of the same package is as fast but ~4.5 bytes per message. It needs no compiler (torchac, the
+previous coder, built a C++ extension on every new machine). The stream is a sequence of 32-bit words,
+stored little endian; a message of n words is 4 n bytes.
 
 The encoder needs only each symbol's interval ``[below, above)``: :func:`interval_rows` gives 3-symbol
 rows with the same interval (identical coder state, identical bytes: tests/test_arithmetic.py), so that
