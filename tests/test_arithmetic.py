@@ -251,6 +251,9 @@ def test_compact_encoder_rows_write_the_same_bytes_as_full_rows():
     for (c, start, stop), level in zip(plan.blocks, coded.levels):
         full.rows(coded.symbol[start:stop].numpy(), ac._tables().rows(level, c, plan.row[start:stop]))
     assert compact.getvalue() == full.getvalue()
+    tables = ac._tables()  # the encoder's precomputed rows are the same rows
+    assert torch.equal(tables.intervals.index_select(0, coded.at), torch.from_numpy(weights))
+    assert torch.equal(tables.interval_symbols.index_select(0, coded.at), torch.from_numpy(rows_symbols))
     ideal = float(ac._code_bits(coded.above - coded.below).sum()) / 8
     assert 0 <= len(full.getvalue()) - ideal <= 8
 
