@@ -14,13 +14,13 @@ mixture's standard deviation in steps, ``s = sqrt(sum_k w_k (sigma_k^2 + (mu_k -
 
 The symbol's integer CDF is ``C_i = round(F_i (2^24 - (L - 1))) + i`` (L = 2W + 3 symbols, F_i the
 mixture's CDF at the lower edge of symbol i, C_0 = 0, C_L = 2^24): every symbol keeps at least 2^-24.
-Rather than evaluating all L + 1 values (two normal CDFs each), the symbol is coded by bisection: the
-interval [lo, hi) of candidate symbols is halved at ``mid = (lo + hi) // 2`` and the decision
-``symbol >= mid`` is coded with ``P(left) = round((C_mid - C_lo) 2^24 / (C_hi - C_lo))`` (integers,
-clamped to [1, 2^24 - 1]), so an element costs ~log2(L) CDF evaluations instead of L + 1, and the same
-bits as its categorical distribution up to the decisions' rounding. All elements of a call are
-bisected in lock step, level by level (the decoder knows, from the decisions so far, which are still
-undecided), one coder call per level.
+Rather than evaluating all L + 1 values (two normal CDFs each), the symbol is coded as binary
+decisions (see :class:`_Bisection`): "is it the centre symbol" (exact counts), "above or below it", then
+bisection of the side, each decision with integer counts clamped to [1, 2^24 - 1]. A peaked mixture's
+usual centre symbol costs 2 CDF evaluations, any other ~log2(L) + 2, and the code length equals the
+categorical one up to the decisions' rounding. All elements of a call are decided in lock step, level
+by level (the decoder knows, from the decisions so far, which are still undecided), one coder call per
+level.
 
 Call layout: varint byte count, the range-coded message, varint byte count of the escapes, the escape
 varints (in element order), the raw low bits (MSB first, zero-padded to a byte).
@@ -38,7 +38,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from scipy.special import ndtr
 from torch import Tensor
 
 from . import rangecoder
@@ -77,19 +76,24 @@ def _shapes(mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor) -> _Shape
 
 
 class _Bisection:
-    """The lock-step bisection of all elements of a call (see the module docstring). Element e is
-    bisected over [0, 2^D_e), D_e = ceil(log2 L_e) (C_i = 2^24 for i >= L: a decision whose right half
-    holds no symbol costs ~1e-7 bit), so it is decided after exactly D_e levels; elements are processed in
-    the order of decreasing D_e (stable), so that the undecided ones are always a prefix of the arrays.
-    scipy's normal CDF is evaluated element by element (no vectorised variant), so its result does not
-    depend on an element's position in the batch."""
+    """The lock-step decisions of all elements of a call (see the module docstring): first "is it the
+    centre symbol c = W + 1" (counts exactly C_{c+1} - C_c against the rest), then "above or below c",
+    then bisection over [c - 2^D, c) or [c + 1, c + 1 + 2^D), D = ceil(log2(W + 1)) (C_i = 0 for i <= 0
+    and 2^24 for i >= L: a decision with no symbol on one side costs ~1e-7 bit), so a non-centre element
+    is decided after exactly D more levels. Elements are kept in the order of decreasing D (stable), so
+    that the undecided ones are always a prefix of the arrays. The encoder, the size estimate and the
+    decoder evaluate the normal CDF (torch's, float64) on the same batches, the same elements in the same
+    order, so vectorised and scalar code paths meet the same elements on every side.
 
-    def __init__(self, mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor, shape: _Shape):
+    ``symbols`` (the encoder's) gives :meth:`truth`; the decoder passes None."""
+
+    def __init__(self, mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor, shape: _Shape,
+                 symbols: np.ndarray | None = None):
         width = shape.width.numpy()
-        size = 2 * width + 3  # L
-        depth = np.frexp((size - 1).astype(np.float64))[1].astype(np.int64)  # ceil(log2 L), L >= 3: exact
+        depth = np.frexp(width.astype(np.float64))[1].astype(np.int64)  # ceil(log2(W + 1)): exact
         self.order = np.argsort(-depth, kind="stable")
         o = self.order
+        self.index = o  # the elements of the arrays, by original position
         self.depth = depth[o]
         self.centre = shape.centre.numpy()[o].astype(np.float64)  # exact: |c| <= 2^30
         self.width = width[o]
@@ -97,29 +101,49 @@ class _Bisection:
         self.step = step.double().numpy()[o]
         self.mean, self.scale = mean.double().numpy()[:, o], scale.double().numpy()[:, o]
         self.weight = weight.double().numpy()[:, o]
-        self.size = size[o]
-        self.lo = np.zeros(len(o), dtype=np.int64)
-        self.span = np.left_shift(np.ones(len(o), dtype=np.int64), self.depth)  # hi - lo
-        self.c_lo = np.zeros(len(o), dtype=np.int64)
-        self.c_hi = np.full(len(o), PRECISION, dtype=np.int64)
-        self.count = len(o)  # undecided elements: the first ``count``
-        self.levels_done = 0
+        self.size = 2 * self.width + 3  # L
+        self.symbols = None if symbols is None else symbols[o]
+        self.decided = np.zeros(len(o), dtype=np.int64)  # by original position
+        self.phase, self.levels_done, self.count = 0, 0, len(o)
         self._pending = None
 
     def _cdf(self, index: np.ndarray, m: int) -> np.ndarray:
-        """Integer CDF values C_index (0 < index) of the first m elements."""
+        """Integer CDF values C_index of the first m elements (0 below 1, 2^24 from L on)."""
         size = self.size[:m]
-        inside = np.minimum(index, size - 1)
+        inside = np.clip(index, 1, size - 1)
         edge = ((inside - 1 - self.width[:m]) * self.pow2[:m]).astype(np.float64) - 0.5
         x = (self.centre[:m] + edge) * self.step[:m]
         total = np.zeros_like(x)
         for component in range(self.mean.shape[0]):
-            total += self.weight[component, :m] * ndtr((x - self.mean[component, :m]) / self.scale[component, :m])
+            z = torch.from_numpy((x - self.mean[component, :m]) / self.scale[component, :m])
+            total += self.weight[component, :m] * torch.special.ndtr(z).numpy()
         scaled = np.round(np.clip(total, 0.0, 1.0) * (PRECISION - (size - 1)).astype(np.float64))
-        return np.where(index >= size, PRECISION, scaled.astype(np.int64) + index)
+        values = scaled.astype(np.int64) + inside
+        return np.where(index >= size, PRECISION, np.where(index <= 0, 0, values))
+
+    def _keep(self, keep: np.ndarray) -> None:
+        for name in ("index", "depth", "centre", "width", "pow2", "step", "size"):
+            setattr(self, name, getattr(self, name)[keep])
+        self.mean, self.scale, self.weight = self.mean[:, keep], self.scale[:, keep], self.weight[:, keep]
+        if self.symbols is not None:
+            self.symbols = self.symbols[keep]
 
     def level(self) -> tuple[int, np.ndarray] | None:
-        """(how many elements this level decides, their P(left) in 2^24ths), or None when all are done."""
+        """(how many elements this step decides, their P(bit 0) in 2^24ths), or None when all are done."""
+        if self.phase == 0:
+            m = self.count
+            if m == 0:
+                return None
+            c = self.width + 1
+            c_at, c_next = self._cdf(c, m), self._cdf(c + 1, m)
+            self._pending = (c_at, c_next)
+            return m, c_next - c_at  # bit 0: the centre symbol
+        if self.phase == 1:
+            m = self.count
+            c_at, c_next = self._pending
+            left, right = c_at, PRECISION - c_next
+            p_left = np.clip((left * PRECISION + (left + right) // 2) // (left + right), 1, PRECISION - 1)
+            return m, p_left  # bit 0: below the centre
         m = int(np.searchsorted(-self.depth, -self.levels_done, side="left"))  # depth > levels_done
         if m == 0:
             return None
@@ -131,20 +155,49 @@ class _Bisection:
         self._pending = (mid, c_mid)
         return m, p_left
 
-    def decide(self, right: np.ndarray) -> None:
-        """Apply the level's decisions (bool: symbol >= mid)."""
-        mid, c_mid = self._pending
+    def truth(self) -> np.ndarray:
+        """The encoder's bits of the current step."""
+        m, c = self.count, self.width[:self.count] + 1
+        if self.phase == 0:
+            return self.symbols[:m] != c
+        if self.phase == 1:
+            return self.symbols[:m] > c
+        return self.symbols[:m] >= self._pending[0]
+
+    def decide(self, bits: np.ndarray) -> None:
+        """Apply the step's decisions."""
         m = self.count
-        self.lo[:m] = np.where(right, mid, self.lo[:m])
-        self.c_lo[:m] = np.where(right, c_mid, self.c_lo[:m])
-        self.c_hi[:m] = np.where(right, self.c_hi[:m], c_mid)
+        if self.phase == 0:
+            centre = ~bits
+            self.decided[self.index[centre]] = (self.width + 1)[centre]
+            keep = bits
+            c_at, c_next = self._pending
+            self._keep(keep)
+            self._pending = (c_at[keep], c_next[keep])
+            self.phase, self.count = 1, int(keep.sum())
+            return
+        if self.phase == 1:
+            c = self.width + 1
+            span = np.left_shift(np.ones_like(self.depth), self.depth)
+            c_at, c_next = self._pending
+            self.lo = np.where(bits, c + 1, c - span)
+            self.c_lo = np.where(bits, c_next, 0)
+            self.c_hi = np.where(bits, PRECISION, c_at)
+            self.span = span
+            self.phase = 2
+            return
+        mid, c_mid = self._pending
+        self.lo[:m] = np.where(bits, mid, self.lo[:m])
+        self.c_lo[:m] = np.where(bits, c_mid, self.c_lo[:m])
+        self.c_hi[:m] = np.where(bits, self.c_hi[:m], c_mid)
         self.span[:m] //= 2
         self.levels_done += 1
 
-    def symbols(self) -> np.ndarray:
-        out = np.empty_like(self.lo)
-        out[self.order] = self.lo
-        return out
+    def result(self) -> np.ndarray:
+        """The decided symbols, by original position (call when :meth:`level` returned None)."""
+        if self.phase == 2:
+            self.decided[self.index] = self.lo
+        return self.decided
 
 
 def _decision_counts(p_left: np.ndarray) -> np.ndarray:
@@ -194,18 +247,17 @@ def _code(symbols: Tensor, mean, scale, weight, step, write: bool) -> _Coded:
     u = torch.div(residual, torch.bitwise_left_shift(torch.ones_like(residual), shape.shift), rounding_mode="floor")
     low = residual - u * torch.bitwise_left_shift(torch.ones_like(u), shape.shift)
     symbol = u.clamp(-shape.width - 1, shape.width + 1) + shape.width + 1
-    bisection = _Bisection(mean, scale, weight, step, shape)
+    bisection = _Bisection(mean, scale, weight, step, shape, symbol.numpy())
     encoder = rangecoder.Encoder() if write else None
     bits = 0.0
-    symbol = symbol.numpy()[bisection.order]
     while (level := bisection.level()) is not None:
-        m, p_left = level
-        right = symbol[:m] >= bisection._pending[0]
-        chosen = np.where(right, PRECISION - p_left, p_left)
+        _, p_zero = level
+        decision = bisection.truth()
+        chosen = np.where(decision, PRECISION - p_zero, p_zero)
         bits += float((PRECISION_BITS - np.log2(chosen.astype(np.float64))).sum())
         if encoder is not None:
-            encoder.rows(right.astype(np.int32), rangecoder.probabilities(_decision_counts(p_left)))
-        bisection.decide(right)
+            encoder.rows(decision.astype(np.int32), rangecoder.probabilities(_decision_counts(p_zero)))
+        bisection.decide(decision)
     escaped = u[u.abs() > shape.width]
     escapes = _varints((escaped.abs() - shape.width[u.abs() > shape.width] - 1).numpy()) if escaped.numel() else b""
     low_bits = int(shape.shift.sum())
@@ -253,11 +305,11 @@ def decode_mixture(reader: ByteReader, mean: Tensor, scale: Tensor, weight: Tens
     decoder = rangecoder.Decoder(reader.take(size, "arithmetic-coded message"), reader)
     bisection = _Bisection(mean, scale, weight, step, shape)
     while (level := bisection.level()) is not None:
-        _, p_left = level
-        bisection.decide(decoder.rows(rangecoder.probabilities(_decision_counts(p_left))) == 1)
+        _, p_zero = level
+        bisection.decide(decoder.rows(rangecoder.probabilities(_decision_counts(p_zero))) == 1)
     decoder.finish()
-    u = torch.from_numpy(bisection.symbols()) - shape.width - 1
-    if (u > shape.width + 1).any():  # a decision into the empty right half of an alphabet
+    u = torch.from_numpy(bisection.result()) - shape.width - 1
+    if (u.abs() > shape.width + 1).any():  # a decision into an empty part of an alphabet
         raise reader.error("a decoded symbol lies outside its alphabet")
     escaped = u.abs() > shape.width
     escape_size = _read_varint(reader, "escape byte count")
