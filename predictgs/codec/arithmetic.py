@@ -24,7 +24,7 @@ of its cost from s = 0.2 up), the coarse bins ~0.002 more.
   into blocks of at most ``MAX_BLOCK_SYMBOLS`` elements. Each block's header chooses one of
   ``ESCAPE_LEVELS``: the escape symbols get probability eps/2 each on top of the Gaussian's (a mixture
   (1 - eps) N + eps outliers), so that a block with many outliers (a model that predicts them badly)
-  pays ~log2(2/eps) bits per escape rather than the coder's 24-bit floor. All blocks of a stream go
+  pays ~log2(2/eps) bits per escape rather than the tables' 16-bit floor. All blocks of a stream go
   into one range-coded message (the encoder codes each element in a 3-symbol row holding its interval:
   the same bytes as the full rows, which the decoder gathers from the tables).
 
@@ -69,7 +69,7 @@ from torch import Tensor
 from ..errors import BitstreamError
 from . import rangecoder
 from .container import ByteReader, ByteWriter
-from .rangecoder import FLUSH_BYTES, PRECISION, PRECISION_BITS
+from .rangecoder import FLUSH_BYTES, PRECISION, PRECISION_BITS, SYMBOL_FLOOR
 
 MAX_BLOCK_SYMBOLS = 1 << 16  # elements per Gaussian block (one escape level each)
 CENTRE_LIMIT = 1 << 30  # mu / Q is clamped here (garbage predictions must not overflow)
@@ -82,7 +82,7 @@ COARSE_OCTAVE = 3  # spreads of 2^COARSE_OCTAVE steps and more are coded on coar
 OFFSETS = 64  # positions of mu within its bin
 TAIL_SIGMAS = 3.0  # half-width of the alphabet in sigmas (beyond it: escapes); chosen by measurement
 WIDTH_CLASSES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64)
-ESCAPE_LEVELS = (0.0,) + tuple(2.0 ** -e for e in (20, 16, 14, 12, 10, 8, 6, 4, 2, 1)) + (0.75, 0.9375)
+ESCAPE_LEVELS = (0.0,) + tuple(2.0 ** -e for e in (16, 14, 12, 10, 8, 6, 4, 2, 1)) + (0.75, 0.9375)
 MAX_SHIFT = 33  # coarse bins of at most 2^33 steps (|q - centre| < 2^32.6)
 MAX_VARINT_BYTES = 5  # message byte counts
 MAX_COUNT_VARINT_BYTES = 8  # value counts of binary streams
@@ -179,7 +179,8 @@ _COARSE_CLASSES = frozenset(CLASSES.index(c) for c in SPREAD_CLASS[-SPREADS_PER_
 HIGHEST_SPREAD = math.ldexp(1.0 - 2.0 ** -52, COARSE_OCTAVE + MAX_SHIFT)  # in the top cell
 _POW2 = torch.tensor([2.0 ** k for k in range(MAX_SHIFT + 1)], dtype=torch.float64)
 # Approximate cost of an escape and of any other symbol at each escape level, for the encoder's choice.
-_LEVEL_COSTS = [(float(PRECISION_BITS), 0.0)] + [(min(float(PRECISION_BITS), -math.log2(eps / 2)), -math.log2(1.0 - eps))
+_FLOOR_BITS = PRECISION_BITS - math.log2(SYMBOL_FLOOR)  # 16: the cost of a symbol at the floor
+_LEVEL_COSTS = [(_FLOOR_BITS, 0.0)] + [(min(_FLOOR_BITS, -math.log2(eps / 2)), -math.log2(1.0 - eps))
                                 for eps in ESCAPE_LEVELS[1:]]
 
 
@@ -203,10 +204,10 @@ def _float_table(cls: int) -> Tensor:
 
 def _integer_cdf_full(cdf: Tensor) -> Tensor:
     """float64 CDFs [n, Lp] (0 first, 1 last) -> int32 [n, Lp] in [0, 2^24]:
-    round(cdf (2^24 - (Lp - 1))) + i, which gives every symbol at least 1/2^24."""
+    round(cdf (2^24 - (Lp - 1) f)) + i f, f = SYMBOL_FLOOR: every symbol keeps at least 2^-16."""
     lp = cdf.shape[1]
-    scaled = torch.round(cdf * float(PRECISION - (lp - 1))).to(torch.int32)
-    return scaled + torch.arange(lp, dtype=torch.int32)
+    scaled = torch.round(cdf * float(PRECISION - (lp - 1) * SYMBOL_FLOOR)).to(torch.int32)
+    return scaled + torch.arange(lp, dtype=torch.int32) * SYMBOL_FLOOR
 
 
 class _Tables(NamedTuple):

@@ -12,8 +12,9 @@ mixture's standard deviation in steps, ``s = sqrt(sum_k w_k (sigma_k^2 + (mu_k -
 - the alphabet is ``u`` in ``[-W, W]``, ``W = min(4096, ceil(3 s / 2^k) + 1)``, plus two escape symbols
   below and above (symbols 0 .. 2W + 2); an escaped value follows as the varint of ``|u| - W - 1``.
 
-The symbol's integer CDF is ``C_i = round(F_i (2^24 - (L - 1))) + i`` (L = 2W + 3 symbols, F_i the
-mixture's CDF at the lower edge of symbol i, C_0 = 0, C_L = 2^24): every symbol keeps at least 2^-24.
+The symbol's integer CDF is ``C_i = round(F_i (2^24 - (L - 1) f)) + i f`` (L = 2W + 3 symbols, F_i the
+mixture's CDF at the lower edge of symbol i, C_0 = 0, C_L = 2^24, f = ``SYMBOL_FLOOR``): every symbol
+keeps at least 2^-16, as with torchac's 16-bit tables.
 Rather than evaluating all L + 1 values (two normal CDFs each), the symbol is coded as binary
 decisions (see :class:`_Bisection`): "is it the centre symbol" (exact counts), "above or below it", then
 bisection of the side, each decision with integer counts clamped to [1, 2^24 - 1]. A peaked mixture's
@@ -43,7 +44,7 @@ from torch import Tensor
 from . import rangecoder
 from .arithmetic import CodeLength, _bit_values, _pack_bits, _read_varint, _unpack, _varint_bytes
 from .container import ByteReader, ByteWriter
-from .rangecoder import FLUSH_BYTES, PRECISION, PRECISION_BITS
+from .rangecoder import FLUSH_BYTES, PRECISION, PRECISION_BITS, SYMBOL_FLOOR
 
 COVERAGE = 3.0  # the alphabet covers +-3 spreads (the Gaussian coder's measured best); escapes beyond
 FINE_SPREAD = 32.0  # wider elements code coarse bins of 2^k steps (measured on a trained HAC++ model of
@@ -117,8 +118,8 @@ class _Bisection:
         for component in range(self.mean.shape[0]):
             z = torch.from_numpy((x - self.mean[component, :m]) / self.scale[component, :m])
             total += self.weight[component, :m] * torch.special.ndtr(z).numpy()
-        scaled = np.round(np.clip(total, 0.0, 1.0) * (PRECISION - (size - 1)).astype(np.float64))
-        values = scaled.astype(np.int64) + inside
+        scaled = np.round(np.clip(total, 0.0, 1.0) * (PRECISION - (size - 1) * SYMBOL_FLOOR).astype(np.float64))
+        values = scaled.astype(np.int64) + inside * SYMBOL_FLOOR
         return np.where(index >= size, PRECISION, np.where(index <= 0, 0, values))
 
     def _keep(self, keep: np.ndarray) -> None:
