@@ -220,6 +220,7 @@ class _Tables(NamedTuple):
     weights: list
     intervals: Tensor  # float32 [entries, 3]: the encoder's 3-symbol row of the symbol whose CDF starts here
     interval_symbols: Tensor  # int32 [entries]: its symbol in that row
+    entry_bits: Tensor  # float64 [entries]: that symbol's code length, -log2((above - below) / 2^24)
 
     def rows(self, level: int, cls: int, rows: Tensor) -> np.ndarray:
         """The coder's weights [n, 2K + 3] of class ``cls`` at ``level`` for table rows ``rows``."""
@@ -252,7 +253,7 @@ def _tables() -> _Tables:
     above = torch.where(above > full, above, torch.full_like(full, PRECISION))
     rows, symbols = rangecoder.interval_rows(below.numpy(), above.numpy())
     return _Tables(full, torch.tensor(base, dtype=torch.int64), weights, torch.from_numpy(rows),
-                   torch.from_numpy(symbols))
+                   torch.from_numpy(symbols), _code_bits(above - below))
 
 
 def _code_bits(count: Tensor) -> Tensor:
@@ -294,14 +295,21 @@ def _check_distributions(mean: Tensor, scale: Tensor, step: Tensor) -> str | Non
     return None
 
 
-def _spread_cells(scale: Tensor, step: Tensor) -> tuple[Tensor, Tensor]:
-    """(spread index, bin shift k) per element, from s = sigma / Q in float64 (exact operations)."""
+_EXPONENT_BIAS = 1022  # IEEE float64: s = m 2^e with m in [1/2, 1) has the biased exponent field e + 1022
+assert SPREADS_PER_OCTAVE == 16  # the 4 leading mantissa bits are the linear cell within the octave
+
+
+def _spread_cells(scale: Tensor, step: Tensor) -> tuple[Tensor, Tensor | None]:
+    """(spread index, bin shift k or None where every k is 0) per element, from s = sigma / Q in float64:
+    with frexp(s) = m 2^e, the index (e - LOW_OCTAVE) 16 + floor((m - 1/2) 32) is read off the bits of
+    the (positive, normal) float64: its exponent field and its 4 leading mantissa bits (exact)."""
     s = (scale.double() / step.double()).clamp_(LOWEST_SPREAD, HIGHEST_SPREAD)
-    mantissa, exponent = torch.frexp(s)  # s = mantissa 2^exponent, mantissa in [0.5, 1)
-    exponent = exponent.to(torch.int64)
-    shift = (exponent - COARSE_OCTAVE).clamp_(0, MAX_SHIFT)
-    sub = ((mantissa - 0.5) * (2 * SPREADS_PER_OCTAVE)).to(torch.int64)
-    return (exponent - shift - LOW_OCTAVE) * SPREADS_PER_OCTAVE + sub, shift
+    index = torch.bitwise_right_shift(s.view(torch.int64), 48).sub_((_EXPONENT_BIAS + LOW_OCTAVE) * 16)
+    coarse_from = (COARSE_OCTAVE + 1 - LOW_OCTAVE) * SPREADS_PER_OCTAVE  # index of s = 2^COARSE_OCTAVE
+    if int(index.max()) < coarse_from:
+        return index, None
+    shift = (torch.bitwise_right_shift(index, 4) + (LOW_OCTAVE - COARSE_OCTAVE)).clamp_(0, MAX_SHIFT)
+    return index - shift * SPREADS_PER_OCTAVE, shift
 
 
 def spread_order(scale: Tensor, step: Tensor) -> Tensor:
@@ -317,12 +325,19 @@ def _plan(mean: Tensor, scale: Tensor, step: Tensor) -> _Plan:
     cls = _CLASS_OF_SPREAD_U8.index_select(0, spread)
     order = torch.argsort(cls, stable=True)
     counts = torch.bincount(cls, minlength=len(CLASSES))
-    spread, shift = spread.index_select(0, order), shift.index_select(0, order)
+    spread = spread.index_select(0, order)
     m = (mean.double() / step.double()).clamp_(-CENTRE_LIMIT, CENTRE_LIMIT).index_select(0, order)
-    width = _POW2.index_select(0, shift)
-    half = (width - 1.0) * 0.5
-    centre = torch.round(m - half)  # bin 0 holds the values centre .. centre + 2^k - 1
-    offset = (m - centre - half) / width  # mu relative to bin 0's middle, in bins: [-1/2, 1/2]
+    if shift is None:  # every bin is one step (the same numbers as below with k = 0)
+        shift = torch.zeros(m.shape[0], dtype=torch.int64)
+        width = torch.ones(m.shape[0], dtype=torch.float64)
+        centre = torch.round(m)
+        offset = m - centre
+    else:
+        shift = shift.index_select(0, order)
+        width = _POW2.index_select(0, shift)
+        half = (width - 1.0) * 0.5
+        centre = torch.round(m - half)  # bin 0 holds the values centre .. centre + 2^k - 1
+        offset = (m - centre - half) / width  # mu relative to bin 0's middle, in bins: [-1/2, 1/2]
     cell = ((offset + 0.5) * OFFSETS).to(torch.int64).clamp_(0, OFFSETS - 1)
     row = _ROW_BASE.index_select(0, spread) + cell
     blocks, start = [], 0
@@ -339,12 +354,19 @@ class _Coded(NamedTuple):
 
     symbol: Tensor  # int64: 0 escape below, 1 + K + b bin b, 2K + 2 escape above
     at: Tensor  # index of the CDF value below the symbol in the flat tables
-    below: Tensor
-    above: Tensor
     levels: list
     excess: Tensor
     low: Tensor | None  # raw low bits of the elements with k > 0 (their widths: plan.shift[coarse])
     coarse: Tensor | None
+
+    @property
+    def below(self) -> Tensor:
+        """The symbols' CDF values below (int32)."""
+        return _tables().full.index_select(0, self.at)
+
+    @property
+    def above(self) -> Tensor:
+        return _tables().full.index_select(0, self.at + 1)
 
 
 def _code(symbols: Tensor, plan: _Plan) -> _Coded:
@@ -363,21 +385,17 @@ def _code(symbols: Tensor, plan: _Plan) -> _Coded:
     escapes = torch.bincount(block_of_escape, minlength=len(plan.blocks)).tolist()
     tables = _tables()
     at = plan.row * (2 * k + 4) + symbol
-    below, above = torch.empty(at.numel(), dtype=torch.int32), torch.empty(at.numel(), dtype=torch.int32)
     levels = []
     for (c, start, stop), count in zip(plan.blocks, escapes):
         costs = [count * a + (stop - start - count) * b for a, b in _LEVEL_COSTS]
         levels.append(costs.index(min(costs)))
-        base = int(tables.base[levels[-1], c])
-        at[start:stop] += base
-        torch.index_select(tables.full, 0, at[start:stop], out=below[start:stop])
-        torch.index_select(tables.full, 0, at[start:stop] + 1, out=above[start:stop])
+        at[start:stop] += int(tables.base[levels[-1], c])
     coarse = plan.coarse()
     low = None
     if coarse is not None:
         low = (r.index_select(0, coarse) - bins.index_select(0, coarse) * plan.width.index_select(0, coarse))
         low = low.to(torch.int64)
-    return _Coded(symbol, at, below, above, levels, excess, low, coarse)
+    return _Coded(symbol, at, levels, excess, low, coarse)
 
 
 # -- escape codes, raw bits and varints ------------------------------------------------------------
@@ -555,7 +573,7 @@ def _tail_bits(prefix: Tensor | None, fields: list) -> int:
 def _length(coded: _Coded, plan: _Plan, raw_bits: int, order: bool,
             headers: int | None = None) -> CodeLength:
     """The code length of a coded stream (``headers``: the message's header bytes, when known)."""
-    bits = float(_code_bits(coded.above - coded.below).sum())
+    bits = float(_tables().entry_bits.index_select(0, coded.at).sum())
     if headers is None:  # the byte count's varint, from the message's predicted size, and the levels
         words = math.ceil((bits / 8 + FLUSH_BYTES) / 4)
         headers = len(_varint_bytes(4 * words)) + len(plan.blocks)
