@@ -241,7 +241,7 @@ class HAC(AnchorMethod):
         return morton_order(codes)
 
     def encode_anchor_codes(self, codes: Tensor) -> bytes:
-        return encode_positions(codes.cpu())
+        return encode_positions(codes.cpu(), octree=False)  # see predictgs/codec/positions.py
 
     @classmethod
     def decode_anchor_codes(cls, reader, count: int) -> Tensor:

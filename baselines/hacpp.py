@@ -23,8 +23,8 @@ What differs from HAC (``baselines/hac.py``), each as the reference code does it
   synchronisation; the expected sample is the same.
 - sizes count the channel-context MLPs with the other networks, the anchor positions at the size of
   their coded section plus 192 bits for the box. Departure: the reference codes the lattice positions
-  with MPEG G-PCC (tmc3, not available here); we code them with our Morton-order varint coder
-  (``predictgs/codec/positions.py``), which is lossless too.
+  with MPEG G-PCC (tmc3, not available here); we code them with our octree coder
+  (``predictgs/codec/octree.py``, or Morton varints when smaller: ``positions.py``), lossless too.
 
 ``predictgs_hacpp`` (``predictgs/methods/predict_gs.py``) is Predict-GS with these parts.
 """

@@ -5,7 +5,7 @@ real scene, encodes, decodes and evaluates each run, and reports the figures the
     make gpu-check GPU_SCENE=../shared/data/scenes/fern            # = the command below
     python benchmarks/gpu_check.py --scene ../shared/data/scenes/fern --out gpu_check
 
-Uses the CUDA torch already installed (2.4 or newer). gsplat (and torchac, gsplat's requirements and
+Uses the CUDA torch already installed (2.4 or newer). gsplat (and constriction, gsplat's requirements and
 the ninja program) are installed when missing, with ``pip install --no-deps --target $PREDICTGS_SITE``
 (never a second torch): from ``--wheels DIR`` (offline) when given, else pinned versions from PyPI. Jobs
 run one after another in this process, never as competing processes on one GPU. The Triton hash-grid
@@ -53,7 +53,7 @@ def log(message: str) -> None:
 # --no-deps: pip would otherwise resolve gsplat's "torch" requirement by installing a second (CPU or other
 # CUDA) torch of several GB first on sys.path. gsplat's own requirements are therefore listed: numpy and
 # torch are the environment's; jaxtyping and rich (and theirs) are pinned to versions known to work.
-PACKAGES = {"gsplat": "gsplat==1.5.3", "torchac": "torchac==0.9.3"}
+PACKAGES = {"gsplat": "gsplat==1.5.3", "constriction": "constriction==0.5.0"}
 GSPLAT_DEPS = {"jaxtyping": "jaxtyping==0.3.11", "wadler_lindig": "wadler-lindig==0.1.8",
                "rich": "rich==15.0.0", "markdown_it": "markdown-it-py==4.3.0", "mdurl": "mdurl==0.1.2",
                "pygments": "pygments==2.21.0"}
@@ -116,7 +116,7 @@ def install_missing(wheels: str | None, build: bool) -> list[str]:
 
 
 def ensure_packages(wheels: str | None, build: bool = True) -> dict:
-    """Import gsplat and torchac, installing them when missing. -> versions."""
+    """Import gsplat and constriction, installing them when missing. -> versions."""
     import importlib
 
     install_missing(wheels, build)
@@ -372,7 +372,7 @@ def main(argv=None) -> int:
     parser.add_argument("--voxel-size", type=float, default=0.05,
                         help="anchor voxel size (default 0.05, fern's; 0: automatic)")
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu for a smoke test")
-    parser.add_argument("--wheels", help="folder of wheels to install gsplat/torchac from when missing")
+    parser.add_argument("--wheels", help="folder of wheels to install gsplat/constriction from when missing")
     parser.add_argument("--sync-steps", type=int, default=20,
                         help="steady-state steps counted with the CUDA sync debug mode (default 20)")
     parser.add_argument("--fps-seconds", type=float, default=3.0)

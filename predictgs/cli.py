@@ -163,7 +163,8 @@ def cmd_encode(args) -> int:
 def cmd_decode(args) -> int:
     from .pipeline.codec import decode_file
 
-    print(json.dumps(decode_file(Path(args.file), args.output, progress=_progress(args)), indent=2))
+    print(json.dumps(decode_file(Path(args.file), args.output, progress=_progress(args), device=args.device),
+                     indent=2))
     return 0
 
 
@@ -356,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help=".pgs bitstream written by `predictgs encode`")
     p.add_argument("-o", "--out", "--output", dest="output", required=True, metavar="DECODED_DIR",
                    help="directory to write")
+    p.add_argument("--device", type=_device, default="auto",
+                   help="where the coding networks run (default auto: CUDA when available, else the CPU; the "
+                        "arithmetic coder always runs on the CPU)")
     _add_progress_options(p)
     p.set_defaults(func=cmd_decode)
 

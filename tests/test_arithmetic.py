@@ -18,7 +18,6 @@ from predictgs.codec.arithmetic import (
     encode_gaussian,
     gaussian_code_bits,
     spread_order,
-    torchac,
 )
 from predictgs.codec.container import ByteReader, ByteWriter
 from predictgs.errors import BitstreamError
@@ -202,7 +201,7 @@ def test_outliers_cost_a_bounded_number_of_bits():
 # -- the tables ----------------------------------------------------------------------------------------
 def test_tables_do_not_depend_on_the_evaluation_shape():
     """The integer tables from one batched float64 evaluation equal those evaluated one row at a time
-    (the vectorised and scalar code paths of ndtr), and are strictly increasing from 0 to 2^16."""
+    (the vectorised and scalar code paths of ndtr), and are strictly increasing from 0 to 2^24."""
     for cls in range(len(ac.CLASSES)):
         batched = ac._float_table(cls)
         k = ac.CLASS_WIDTH[cls]
@@ -238,15 +237,47 @@ def test_spread_cells_use_exact_arithmetic():
 
 
 def test_compact_encoder_rows_write_the_same_bytes_as_full_rows():
+    """The encoder codes each symbol in a 3-symbol row with its interval (rangecoder.interval_rows):
+    the same bytes as the full rows, which the decoder uses, and the ideal code length plus a few bytes."""
+    from predictgs.codec import rangecoder
+
     symbols, mean, scale, step = gaussian_stream(20000, 3.0, 0.01)
     plan = ac._plan(mean, scale, step)
     coded = ac._code(symbols, plan)
-    rows, last = ac._encoder_rows(coded)
-    assert last.any()
+    assert (coded.above == ac.PRECISION).any() and (coded.below == 0).any()  # both edge rules are used
+    compact, full = rangecoder.Encoder(), rangecoder.Encoder()
+    weights, rows_symbols = rangecoder.interval_rows(coded.below.numpy(), coded.above.numpy())
+    compact.rows(rows_symbols, weights)
     for (c, start, stop), level in zip(plan.blocks, coded.levels):
-        table = ac._tables().rows(level, c, plan.row[start:stop])
-        full = torchac().encode_int16_normalized_cdf(table, coded.symbol[start:stop].to(torch.int16))
-        assert full == torchac().encode_int16_normalized_cdf(rows[start:stop], last[start:stop])
+        full.rows(coded.symbol[start:stop].numpy(), ac._tables().rows(level, c, plan.row[start:stop]))
+    assert compact.getvalue() == full.getvalue()
+    tables = ac._tables()  # the encoder's precomputed rows are the same rows
+    assert torch.equal(tables.intervals.index_select(0, coded.at), torch.from_numpy(weights))
+    assert torch.equal(tables.interval_symbols.index_select(0, coded.at), torch.from_numpy(rows_symbols))
+    ideal = float(ac._code_bits(coded.above - coded.below).sum()) / 8
+    assert 0 <= len(full.getvalue()) - ideal <= 8
+
+
+def test_the_coder_uses_exactly_the_integer_counts():
+    """constriction reproduces integer distributions exactly (weights c - 1): the message is the ideal
+    code length under those counts plus its termination, on skewed and flat rows alike."""
+    from predictgs.codec import rangecoder
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    for width in (2, 5, 60):
+        raw = rng.random((5000, width)) ** 6 + 1e-7
+        counts = np.floor(raw / raw.sum(1, keepdims=True) * (rangecoder.PRECISION - width)).astype(np.int64) + 1
+        counts[:, 0] += rangecoder.PRECISION - counts.sum(1)
+        cum = np.cumsum(counts, 1)
+        symbols = (rng.random(5000)[:, None] * rangecoder.PRECISION >= cum).sum(1)
+        encoder = rangecoder.Encoder()
+        encoder.rows(symbols, rangecoder.probabilities(counts))
+        data = encoder.getvalue()
+        ideal = float(-np.log2(counts[np.arange(5000), symbols] / rangecoder.PRECISION).sum()) / 8
+        assert 0 <= len(data) - ideal <= 8, (width, len(data), ideal)
+        decoder = rangecoder.Decoder(data, ByteReader(data, "x"))
+        assert (decoder.rows(rangecoder.probabilities(counts)) == symbols).all()
 
 
 # -- hostile input -------------------------------------------------------------------------------------
@@ -297,7 +328,7 @@ def test_escape_payload_checks():
     """Escapes: a bad order, truncated or overlong codes, values beyond int32, non-zero padding."""
     mean, scale, step = torch.zeros(1), torch.ones(1), torch.ones(1)
     data, _ = encode(torch.tensor([1000]), mean, scale, step)  # one escape (excess 994), nothing else
-    head = 1 + 1 + data[0]  # one-byte size, level, torchac bytes
+    head = 1 + 1 + data[0]  # one-byte size, level, range-coded message
     assert data[head] <= ac.MAX_GOLOMB_K
     assert torch.equal(decode(data, mean, scale, step), torch.tensor([1000]))
     cases = [(bytes([ac.MAX_GOLOMB_K + 1]) + data[head + 1:], "order"),

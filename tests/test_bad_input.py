@@ -950,10 +950,10 @@ def _damaged_last_section(ctx: Ctx) -> None:
     data[len(data) - len(sections[-1][1]) // 2] ^= 0xFF
     (ctx.tmp / "crafted.pgs").write_bytes(bytes(data))
     calls = []
-    original = pipeline.torchac
-    pipeline.torchac = lambda: calls.append(1) or original()
+    original = pipeline.warm_up
+    pipeline.warm_up = lambda: calls.append(1) or original()
     ctx.coder_calls = calls
-    ctx.cleanups.append(lambda: setattr(pipeline, "torchac", original))
+    ctx.cleanups.append(lambda: setattr(pipeline, "warm_up", original))
 
 
 def _no_coder_loaded(ctx: Ctx) -> str | None:

@@ -192,3 +192,88 @@ def test_the_mode_catches_a_cpu_factory():
         _ = ContextConfig()
         exec(compile("import torch\ntorch.zeros(3)\n", str(PROJECT / "predictgs" / "fake.py"), "exec"))
     assert len(mode.calls) == 1 and mode.calls[0].startswith("zeros at predictgs/fake.py")
+
+
+# -- the codec: the coding networks on a device, the coder on the CPU ------------------------------------
+CODEC_METHODS = ["hac", "hacpp", "predictgs"]
+
+
+def _coded_model(name: str, anchors: int, default_sizes: bool = False):
+    from predictgs.methods.synthetic import random_hac
+
+    cls = method_class(name)
+    config = cls.config_class() if default_sizes else small_config(name)
+    return random_hac(anchors, seed=3, config=config, method_class=cls)
+
+
+@pytest.mark.parametrize("name", CODEC_METHODS)
+def test_a_file_written_with_one_thread_decodes_with_two(name):
+    """Encoder and decoder compute the same distributions bit for bit whatever the thread count (HAC's
+    default network and table sizes, so that the matrix products are large enough to be split)."""
+    from predictgs.pipeline.codec import check_round_trip, decode_model, encode_model
+
+    model = _coded_model(name, 3500, default_sizes=True)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        encoded = encode_model(model)
+        torch.set_num_threads(2)
+        decoded = decode_model(encoded.data)
+    finally:
+        torch.set_num_threads(threads)
+    check_round_trip(encoded.source, decoded.model)
+
+
+class _ReachedDevice(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name", CODEC_METHODS)
+def test_decode_runs_the_coding_networks_on_the_requested_device(name):
+    """``decode_model(data, device)`` evaluates the context networks on ``device`` (here ``meta``, which
+    has no values: the decode is stopped at the first network layer that runs there)."""
+    from predictgs.pipeline.codec import decode_model, encode_model
+
+    encoded = encode_model(_coded_model(name, 300))
+    devices = []
+
+    class Spy(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch.nn.functional.linear:
+                devices.append(args[0].device.type)
+                if args[0].device.type == "meta":
+                    raise _ReachedDevice
+            return func(*args, **(kwargs or {}))
+
+    with Spy(), pytest.raises(_ReachedDevice):
+        decode_model(encoded.data, "meta")
+    assert devices and devices[-1] == "meta"
+    devices.clear()
+    with Spy():
+        decode_model(encoded.data, "cpu")
+    assert devices and set(devices) == {"cpu"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", CODEC_METHODS)
+def test_a_file_written_on_the_cpu_decodes_on_cuda(name):
+    from predictgs.pipeline.codec import check_round_trip, decode_model, encode_model
+
+    encoded = encode_model(_coded_model(name, 3500, default_sizes=True))
+    check_round_trip(encoded.source, decode_model(encoded.data, "cuda").model)
+
+
+def test_decode_command_device_option(tmp_path, capsys):
+    from predictgs.cli import main
+    from predictgs.pipeline.codec import encode_model
+
+    path = tmp_path / "m.pgs"
+    path.write_bytes(encode_model(_coded_model("hac", 200)).data)
+    assert main(["decode", str(path), "-o", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert '"decode_device": "cpu"' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["decode", str(path), "-o", str(tmp_path / "out2"), "--device", "tpu"])
+    assert info.value.code == 2
+    if not torch.cuda.is_available():
+        assert main(["decode", str(path), "-o", str(tmp_path / "out3"), "--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err

@@ -39,7 +39,7 @@ def test_install_never_pulls_torch_and_puts_ninja_on_path(gpu_check, monkeypatch
     monkeypatch.setenv("PREDICTGS_SITE", str(target))
     monkeypatch.setenv("PATH", os.environ.get("PATH", ""))  # restored after the test
     monkeypatch.setattr(sys, "path", list(sys.path))
-    absent = {"gsplat", "torchac", "jaxtyping", "wadler_lindig", "rich", "markdown_it", "mdurl", "pygments",
+    absent = {"gsplat", "constriction", "jaxtyping", "wadler_lindig", "rich", "markdown_it", "mdurl", "pygments",
               "ninja"}
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -56,13 +56,13 @@ def test_install_never_pulls_torch_and_puts_ninja_on_path(gpu_check, monkeypatch
     real_import = importlib.import_module
     monkeypatch.setattr(importlib, "import_module", lambda name, *a: SimpleNamespace(__version__="installed")
                         if name in absent else real_import(name, *a))
-    assert gpu_check.ensure_packages(None) == {"gsplat": "installed", "torchac": "installed"}
+    assert gpu_check.ensure_packages(None) == {"gsplat": "installed", "constriction": "installed"}
     assert len(commands) == 1
     command = commands[0]
     assert command[:4] == [sys.executable, "-m", "pip", "install"]
     assert "--no-deps" in command and command[command.index("--target") + 1] == str(target)
     requirements = [arg for arg in command if "==" in arg]
-    assert {r.split("==")[0] for r in requirements} >= {"gsplat", "torchac", "jaxtyping", "rich", "ninja"}
+    assert {r.split("==")[0] for r in requirements} >= {"gsplat", "constriction", "jaxtyping", "rich", "ninja"}
     assert "gsplat==1.5.3" in requirements
     assert not [r for r in requirements if r.split("==")[0] in ("torch", "numpy")]
     assert os.environ["PATH"].split(os.pathsep)[0] == str(target / "bin")

@@ -6,8 +6,9 @@ the method's name and configuration, and gives it back, checked, to ``Method.fro
 knows a method's fields. The format is described in docs/bitstream.md:
 
 - ``container``  the file structure (magic, version, CRC-checked JSON header and section table);
-- ``arithmetic`` the torchac coders (Bernoulli and discretised-Gaussian streams);
-- ``positions``  anchor positions (16-bit codes in Morton order);
+- ``rangecoder`` the one entropy coder (constriction's range coder on exact 24-bit integer distributions);
+- ``arithmetic`` Bernoulli and discretised-Gaussian streams on it; ``mixture`` HAC++'s mixtures;
+- ``positions``  anchor positions in Morton order (``octree``: the octree coder, or Morton varints);
 - ``tensors``    float sections (networks, Scaffold-GS's per-anchor tensors).
 
 Every corrupt or foreign input raises :class:`predictgs.errors.BitstreamError` naming the part concerned.

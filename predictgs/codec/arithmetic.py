@@ -1,6 +1,6 @@
-"""Arithmetic coding with torchac (16-bit precision, CPU): binary streams under one global Bernoulli
-(hash tables, offset masks) and integers under per-element discretised Gaussians (the coded anchor
-attributes).
+"""Arithmetic coding (constriction's range coder, 24-bit integer distributions, CPU:
+:mod:`predictgs.codec.rangecoder`): binary streams under one global Bernoulli (hash tables, offset masks)
+and integers under per-element discretised Gaussians (the coded anchor attributes).
 
 Gaussian streams. An element has symbol ``q = round(x / Q)`` and the entropy model's N(mu, sigma^2) on
 the bin grid of step Q. Its discretised Gaussian is shaped by two numbers, the spread ``s = sigma / Q``
@@ -24,11 +24,13 @@ of its cost from s = 0.2 up), the coarse bins ~0.002 more.
   into blocks of at most ``MAX_BLOCK_SYMBOLS`` elements. Each block's header chooses one of
   ``ESCAPE_LEVELS``: the escape symbols get probability eps/2 each on top of the Gaussian's (a mixture
   (1 - eps) N + eps outliers), so that a block with many outliers (a model that predicts them badly)
-  pays ~log2(2/eps) bits per escape rather than the coder's 16-bit floor.
+  pays ~log2(2/eps) bits per escape rather than the tables' 16-bit floor. All blocks of a stream go
+  into one range-coded message (the encoder codes each element in a 3-symbol row holding its interval:
+  the same bytes as the full rows, which the decoder gathers from the tables).
 
 Stream layout (the blocks, their classes and sizes follow from the distributions, which the decoder
 has):
-    per block: varint byte count, u8 escape level, torchac bytes;
+    varint byte count of the message, u8 escape level per block, the message (32-bit words);
     if any element escaped: u8 Exp-Golomb order k;
     one bit field, MSB first, zero-padded to a byte: the escaped elements' code prefixes (n - k zeros
     and a one each), their suffixes (n bits each), then the raw low bits of the elements with bin
@@ -39,16 +41,16 @@ very integer CDFs the coder uses, plus escape codes, raw bits and headers); ``en
 same figures.
 
 Exactness. The decoder must build the encoder's integer CDFs, to the bit. The distribution parameters
-arrive as float32 (see ``streams.py`` for how they are made reproducible). The grid cell of an element
+arrive as float32 (see ``predictgs.entropy.anchor`` for how they are made reproducible). The grid cell of an element
 is computed from them with IEEE-exact float64 operations only (division, subtraction, rounding, frexp,
 comparisons; no transcendental function, whose last bit may depend on the code path), so both sides
 pick the same table. The tables are evaluated in float64 (``ndtr``) from exactly representable grid
-values and rounded to 16-bit integers: a last-bit difference of ``ndtr`` between machines or code paths
-would have to be ~1e-12 to change a single integer (tests/test_arithmetic.py compares batched and
+values and rounded to 24-bit integers: a last-bit difference of ``ndtr`` between machines or code paths
+would have to be ~1e-10 to change a single integer (tests/test_arithmetic.py compares batched and
 one-value evaluations).
 
-Bounds. A block holds at most MAX_BLOCK_SYMBOLS elements, its CDF rows at most 2 (2 max K + 4) bytes
-each; every length read from the stream is checked against the bytes left (varints at most
+Bounds. A block holds at most MAX_BLOCK_SYMBOLS elements, its rows at most 4 (2 max K + 3) bytes each;
+the message must be exhausted after the last symbol; every length read from the stream is checked against the bytes left (varints at most
 MAX_VARINT_BYTES, escape codes at most 71 bits), decoded values against the int32 range the encoder
 accepts.
 """
@@ -57,9 +59,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
-import sys
-import tempfile
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -68,11 +67,11 @@ import torch
 from torch import Tensor
 
 from ..errors import BitstreamError
+from . import rangecoder
 from .container import ByteReader, ByteWriter
+from .rangecoder import FLUSH_BYTES, PRECISION, PRECISION_BITS, SYMBOL_FLOOR
 
-PRECISION = 1 << 16  # torchac's CDF total
-MAX_BLOCK_SYMBOLS = 1 << 16  # elements per Gaussian block
-BINARY_BLOCK = 1 << 20  # symbols per torchac call for binary streams
+MAX_BLOCK_SYMBOLS = 1 << 16  # elements per Gaussian block (one escape level each)
 CENTRE_LIMIT = 1 << 30  # mu / Q is clamped here (garbage predictions must not overflow)
 VALUE_LIMIT = 1 << 31  # coded symbols q satisfy |q| < VALUE_LIMIT
 
@@ -85,7 +84,8 @@ TAIL_SIGMAS = 3.0  # half-width of the alphabet in sigmas (beyond it: escapes); 
 WIDTH_CLASSES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64)
 ESCAPE_LEVELS = (0.0,) + tuple(2.0 ** -e for e in (16, 14, 12, 10, 8, 6, 4, 2, 1)) + (0.75, 0.9375)
 MAX_SHIFT = 33  # coarse bins of at most 2^33 steps (|q - centre| < 2^32.6)
-MAX_VARINT_BYTES = 5  # block byte counts
+MAX_VARINT_BYTES = 5  # message byte counts
+MAX_COUNT_VARINT_BYTES = 8  # value counts of binary streams
 MAX_GOLOMB_K = 32  # escapes' excess (< 2^35) in Exp-Golomb codes of order k <= 32: at most 71 bits
 
 NUM_SPREADS = (COARSE_OCTAVE - LOW_OCTAVE + 1) * SPREADS_PER_OCTAVE
@@ -96,7 +96,7 @@ class CodeLength(NamedTuple):
     """What :func:`encode_gaussian` writes: ``bits`` of information (the ideal code length of the
     arithmetic-coded symbols under the coder's integer CDFs, plus the escapes' Exp-Golomb codes and the
     raw low bits) and ``overhead_bytes`` (block headers, the escape code order, the bit field's padding,
-    and the coder's termination, FLUSH_BYTES per block on average). The coded size is ~ bits / 8 +
+    and the coder's termination, FLUSH_BYTES per message on average). The coded size is ~ bits / 8 +
     overhead_bytes."""
 
     bits: float
@@ -110,96 +110,24 @@ class CodeLength(NamedTuple):
         return CodeLength(self.bits + other.bits, self.overhead_bytes + other.overhead_bytes)
 
 
-FLUSH_BYTES = 0.6  # torchac's mean termination cost per call beyond the ideal code length (measured: 0.57)
-
-
-class _Torchac:
-    """torchac's two integer-CDF entry points, ``encode_int16_normalized_cdf(cdf, sym) -> bytes`` and
-    ``decode_int16_normalized_cdf(cdf, data) -> int16``, on a backend built from torchac's own C++
-    source. torchac's loader compiles that source without optimisation (no -O flag), which makes the
-    coder 2-3x slower; the code is integer-only, so both builds write and read the same bytes."""
-
-    def __init__(self, backend):
-        self.backend = backend
-
-    def encode_int16_normalized_cdf(self, cdf: Tensor, sym: Tensor) -> bytes:
-        # The backend reads the CDF rows at i * Lp: the table must be contiguous int16 (it checks the
-        # dtype, not the layout).
-        return self.backend.encode_cdf(cdf.reshape(-1, cdf.shape[-1]).contiguous(),
-                                       sym.reshape(-1).to(torch.int16).contiguous())
-
-    def decode_int16_normalized_cdf(self, cdf: Tensor, data: bytes) -> Tensor:
-        return self.backend.decode_cdf(cdf.reshape(-1, cdf.shape[-1]).contiguous(), data)
-
-
-@lru_cache(maxsize=1)
-def torchac():
-    """The torchac coder (:class:`_Torchac`), whose C++ backend compiles on first use (~30 s) with -O2.
-    Its build chatter (printed by ninja on the process's own stdout) is kept off the console; it is
-    shown only if the build fails."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("torchac")  # without importing it: its import builds the slow backend
-    if spec is None or spec.origin is None:
-        raise RuntimeError("torchac is not installed")
-    source = Path(spec.origin).parent / "backend" / "torchac_backend.cpp"
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with tempfile.TemporaryFile(mode="w+") as log:
-        saved = [os.dup(1), os.dup(2)]
-        try:
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
-            from torch.utils.cpp_extension import load
-
-            backend = load(name="torchac_backend_o2", sources=[str(source)], extra_cflags=["-O2"])
-        except Exception as err:  # the build failed: show what the compiler said
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            log.seek(0)
-            raise RuntimeError(f"torchac could not be loaded ({err}); build output:\n{log.read()}") from err
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-    return _Torchac(backend)
-
-
-def _to_int16(cdf: Tensor) -> Tensor:
-    """Integer CDF values in [0, 2^16] as torchac's int16 storage (read back as uint16; the final
-    2^16 wraps to 0, which torchac never reads: the last symbol's upper bound is hard-wired)."""
-    low = (cdf & (PRECISION - 1)).to(torch.int32)
-    return torch.where(low >= 1 << 15, low - PRECISION, low).to(torch.int16)
-
-
-def _integer_cdf_full(cdf: Tensor) -> Tensor:
-    """float64 CDFs [n, Lp] (0 first, 1 last) -> int32 [n, Lp] in [0, 2^16], torchac's rule:
-    round(cdf (2^16 - (Lp - 1))) + i, which gives every symbol at least 1/2^16."""
-    lp = cdf.shape[1]
-    scaled = torch.round(cdf * float(PRECISION - (lp - 1))).to(torch.int32)
-    return scaled + torch.arange(lp, dtype=torch.int32)
-
-
-def integer_cdf(cdf: Tensor) -> Tensor:
-    """float64 CDFs [n, Lp] with cdf[:, 0] = 0 and cdf[:, -1] = 1 -> torchac int16 CDFs."""
-    return _to_int16(_integer_cdf_full(cdf))
+def warm_up() -> None:
+    """Build the coder's shared tables (~0.3 s once per process), e.g. before timing. Nothing is
+    compiled: the coder is a prebuilt wheel."""
+    _tables()
 
 
 # -- binary streams ----------------------------------------------------------------------------------
 def encode_bernoulli(bits: Tensor) -> bytes:
-    """{0,1} values -> f32 p(1), then per block of BINARY_BLOCK symbols: u32 byte count + bytes."""
-    bits = bits.reshape(-1).to(torch.int16).cpu()
+    """{0,1} values -> f32 p(1), varint count of the values, varint byte count, one range-coded
+    message. The count is stored so that a reader expecting another count (a crafted header) fails."""
+    bits = bits.reshape(-1).to(torch.int32).cpu()
     n = bits.numel()
     p_one = float(np.float32(bits.float().mean().item() if n else 0.0))
-    out = ByteWriter().pack("f", p_one)
-    cdf = _bernoulli_cdf(p_one)
-    for start in range(0, n, BINARY_BLOCK):
-        block = bits[start:start + BINARY_BLOCK]
-        data = torchac().encode_int16_normalized_cdf(cdf.expand(block.numel(), 3).contiguous(), block)
-        out.pack("I", len(data)).raw(data)
-    return out.getvalue()
+    encoder = rangecoder.Encoder()
+    encoder.fixed(bits.numpy(), _bernoulli_counts(p_one))
+    data = encoder.getvalue()
+    out = ByteWriter().pack("f", p_one).raw(_varint_bytes(n))
+    return out.raw(_varint_bytes(len(data))).raw(data).getvalue()
 
 
 def decode_bernoulli(reader: ByteReader, count: int) -> Tensor:
@@ -207,20 +135,20 @@ def decode_bernoulli(reader: ByteReader, count: int) -> Tensor:
     p_one = reader.unpack("f", "Bernoulli probability")
     if not 0.0 <= p_one <= 1.0:  # also rejects NaN
         raise reader.error(f"Bernoulli probability {p_one} outside [0, 1]")
-    cdf = _bernoulli_cdf(p_one)
-    parts = []
-    for start in range(0, count, BINARY_BLOCK):
-        n = min(BINARY_BLOCK, count - start)
-        size = reader.unpack("I", "block byte count")
-        data = bytes(reader.take(size, "arithmetic-coded block"))
-        parts.append(torchac().decode_int16_normalized_cdf(cdf.expand(n, 3).contiguous(), data))
-    return torch.cat(parts).bool() if parts else torch.zeros(0, dtype=torch.bool)
+    stored = _read_varint(reader, "value count", MAX_COUNT_VARINT_BYTES)
+    if stored != count:
+        raise reader.error(f"{stored} values stored, {count} expected")
+    size = _read_varint(reader, "message byte count")
+    decoder = rangecoder.Decoder(reader.take(size, "arithmetic-coded message"), reader)
+    values = decoder.fixed(count, _bernoulli_counts(p_one))
+    decoder.finish()
+    return torch.from_numpy(values).bool()
 
 
-def _bernoulli_cdf(p_one: float) -> Tensor:
-    """[1, 3] int16 CDF [0, P(0), 2^16]; each symbol keeps at least 1/2^16."""
+def _bernoulli_counts(p_one: float) -> np.ndarray:
+    """[P(0), P(1)] in 2^24ths; each symbol keeps at least 1/2^24."""
     zero_mass = min(max(int(round((1.0 - p_one) * PRECISION)), 1), PRECISION - 1)
-    return _to_int16(torch.tensor([[0, zero_mass, PRECISION]], dtype=torch.int64))
+    return np.array([zero_mass, PRECISION - zero_mass], dtype=np.int64)
 
 
 # -- the table grid ----------------------------------------------------------------------------------
@@ -251,7 +179,8 @@ _COARSE_CLASSES = frozenset(CLASSES.index(c) for c in SPREAD_CLASS[-SPREADS_PER_
 HIGHEST_SPREAD = math.ldexp(1.0 - 2.0 ** -52, COARSE_OCTAVE + MAX_SHIFT)  # in the top cell
 _POW2 = torch.tensor([2.0 ** k for k in range(MAX_SHIFT + 1)], dtype=torch.float64)
 # Approximate cost of an escape and of any other symbol at each escape level, for the encoder's choice.
-_LEVEL_COSTS = [(16.0, 0.0)] + [(min(16.0, -math.log2(eps / 2)), -math.log2(1.0 - eps))
+_FLOOR_BITS = PRECISION_BITS - math.log2(SYMBOL_FLOOR)  # 16: the cost of a symbol at the floor
+_LEVEL_COSTS = [(_FLOOR_BITS, 0.0)] + [(min(_FLOOR_BITS, -math.log2(eps / 2)), -math.log2(1.0 - eps))
                                 for eps in ESCAPE_LEVELS[1:]]
 
 
@@ -273,47 +202,63 @@ def _float_table(cls: int) -> Tensor:
                       torch.ones(rows, 1, dtype=torch.float64)], dim=1)
 
 
+def _integer_cdf_full(cdf: Tensor) -> Tensor:
+    """float64 CDFs [n, Lp] (0 first, 1 last) -> int32 [n, Lp] in [0, 2^24]:
+    round(cdf (2^24 - (Lp - 1) f)) + i f, f = SYMBOL_FLOOR: every symbol keeps at least 2^-16."""
+    lp = cdf.shape[1]
+    scaled = torch.round(cdf * float(PRECISION - (lp - 1) * SYMBOL_FLOOR)).to(torch.int32)
+    return scaled + torch.arange(lp, dtype=torch.int32) * SYMBOL_FLOOR
+
+
 class _Tables(NamedTuple):
-    """Every table, flat: int32 CDF values in [0, 2^16] (for the probabilities) and torchac's int16
-    (for its rows); ``base[level, cls]`` is the first entry of class ``cls``'s table at that level."""
+    """Every table, flat: int32 CDF values in [0, 2^24]; ``base[level, cls]`` is the first entry of
+    class ``cls``'s table at that level; ``weights[level][cls]`` the decoder's float32 rows [rows, 2K + 3]
+    (:func:`rangecoder.probabilities` of the counts)."""
 
     full: Tensor
-    packed: Tensor
     base: Tensor
+    weights: list
+    intervals: Tensor  # float32 [entries, 3]: the encoder's 3-symbol row of the symbol whose CDF starts here
+    interval_symbols: Tensor  # int32 [entries]: its symbol in that row
+    entry_bits: Tensor  # float64 [entries]: that symbol's code length, -log2((above - below) / 2^24)
 
-    def rows(self, level: int, cls: int, rows: Tensor) -> Tensor:
-        """torchac's int16 CDF rows [n, 2K + 4] of class ``cls`` at ``level``."""
-        lp = 2 * CLASS_WIDTH[cls] + 4
-        first = int(self.base[level, cls])
-        table = self.packed[first:first + len(_CLASS_SPREADS[cls]) * OFFSETS * lp].view(-1, lp)
-        return table.index_select(0, rows)
+    def rows(self, level: int, cls: int, rows: Tensor) -> np.ndarray:
+        """The coder's weights [n, 2K + 3] of class ``cls`` at ``level`` for table rows ``rows``."""
+        return self.weights[level][cls].index_select(0, rows).numpy()
 
 
 @lru_cache(maxsize=1)
 def _tables() -> _Tables:
-    """All classes at all escape levels (1.9M entries, ~25 ms once per process): at level l the escape
+    """All classes at all escape levels (2M entries, ~60 ms once per process): at level l the escape
     symbols get ESCAPE_LEVELS[l] / 2 each on top of the Gaussian's tails."""
     floats = [_float_table(cls) for cls in range(len(CLASSES))]
-    parts, base, offset = [], [], 0
+    parts, base, weights, offset = [], [], [], 0
     for eps in ESCAPE_LEVELS:
-        row = []
+        row, level_weights = [], []
         for cdf in floats:
             if eps:
                 cdf = cdf.clone()
                 cdf[:, 1:-1] = eps / 2 + (1.0 - eps) * cdf[:, 1:-1]
-            parts.append(_integer_cdf_full(cdf).reshape(-1))
+            integer = _integer_cdf_full(cdf)
+            level_weights.append(torch.from_numpy(rangecoder.probabilities(torch.diff(integer, dim=1).numpy())))
+            parts.append(integer.reshape(-1))
             row.append(offset)
             offset += parts[-1].numel()
         base.append(row)
+        weights.append(level_weights)
     full = torch.cat(parts)
-    return _Tables(full, _to_int16(full), torch.tensor(base, dtype=torch.int64))
+    # Entry i as the lower bound of a symbol (the last entry of a row never is: its row is a dummy).
+    above = torch.cat([full[1:], torch.full((1,), PRECISION, dtype=full.dtype)])
+    below = torch.where(above > full, full, torch.zeros_like(full))
+    above = torch.where(above > full, above, torch.full_like(full, PRECISION))
+    rows, symbols = rangecoder.interval_rows(below.numpy(), above.numpy())
+    return _Tables(full, torch.tensor(base, dtype=torch.int64), weights, torch.from_numpy(rows),
+                   torch.from_numpy(symbols), _code_bits(above - below))
 
 
-@lru_cache(maxsize=1)
-def _neg_log2() -> Tensor:
-    """-log2(p / 2^16) for p in [0, 2^16] (index 0 unused)."""
-    p = torch.arange(PRECISION + 1, dtype=torch.float64).clamp(min=1)
-    return -torch.log2(p / PRECISION)
+def _code_bits(count: Tensor) -> Tensor:
+    """-log2(count / 2^24) of integer counts (float64)."""
+    return PRECISION_BITS - torch.log2(count.to(torch.float64))
 
 
 # -- per-element planning ----------------------------------------------------------------------------
@@ -350,14 +295,21 @@ def _check_distributions(mean: Tensor, scale: Tensor, step: Tensor) -> str | Non
     return None
 
 
-def _spread_cells(scale: Tensor, step: Tensor) -> tuple[Tensor, Tensor]:
-    """(spread index, bin shift k) per element, from s = sigma / Q in float64 (exact operations)."""
+_EXPONENT_BIAS = 1022  # IEEE float64: s = m 2^e with m in [1/2, 1) has the biased exponent field e + 1022
+assert SPREADS_PER_OCTAVE == 16  # the 4 leading mantissa bits are the linear cell within the octave
+
+
+def _spread_cells(scale: Tensor, step: Tensor) -> tuple[Tensor, Tensor | None]:
+    """(spread index, bin shift k or None where every k is 0) per element, from s = sigma / Q in float64:
+    with frexp(s) = m 2^e, the index (e - LOW_OCTAVE) 16 + floor((m - 1/2) 32) is read off the bits of
+    the (positive, normal) float64: its exponent field and its 4 leading mantissa bits (exact)."""
     s = (scale.double() / step.double()).clamp_(LOWEST_SPREAD, HIGHEST_SPREAD)
-    mantissa, exponent = torch.frexp(s)  # s = mantissa 2^exponent, mantissa in [0.5, 1)
-    exponent = exponent.to(torch.int64)
-    shift = (exponent - COARSE_OCTAVE).clamp_(0, MAX_SHIFT)
-    sub = ((mantissa - 0.5) * (2 * SPREADS_PER_OCTAVE)).to(torch.int64)
-    return (exponent - shift - LOW_OCTAVE) * SPREADS_PER_OCTAVE + sub, shift
+    index = torch.bitwise_right_shift(s.view(torch.int64), 48).sub_((_EXPONENT_BIAS + LOW_OCTAVE) * 16)
+    coarse_from = (COARSE_OCTAVE + 1 - LOW_OCTAVE) * SPREADS_PER_OCTAVE  # index of s = 2^COARSE_OCTAVE
+    if int(index.max()) < coarse_from:
+        return index, None
+    shift = (torch.bitwise_right_shift(index, 4) + (LOW_OCTAVE - COARSE_OCTAVE)).clamp_(0, MAX_SHIFT)
+    return index - shift * SPREADS_PER_OCTAVE, shift
 
 
 def spread_order(scale: Tensor, step: Tensor) -> Tensor:
@@ -373,12 +325,19 @@ def _plan(mean: Tensor, scale: Tensor, step: Tensor) -> _Plan:
     cls = _CLASS_OF_SPREAD_U8.index_select(0, spread)
     order = torch.argsort(cls, stable=True)
     counts = torch.bincount(cls, minlength=len(CLASSES))
-    spread, shift = spread.index_select(0, order), shift.index_select(0, order)
+    spread = spread.index_select(0, order)
     m = (mean.double() / step.double()).clamp_(-CENTRE_LIMIT, CENTRE_LIMIT).index_select(0, order)
-    width = _POW2.index_select(0, shift)
-    half = (width - 1.0) * 0.5
-    centre = torch.round(m - half)  # bin 0 holds the values centre .. centre + 2^k - 1
-    offset = (m - centre - half) / width  # mu relative to bin 0's middle, in bins: [-1/2, 1/2]
+    if shift is None:  # every bin is one step (the same numbers as below with k = 0)
+        shift = torch.zeros(m.shape[0], dtype=torch.int64)
+        width = torch.ones(m.shape[0], dtype=torch.float64)
+        centre = torch.round(m)
+        offset = m - centre
+    else:
+        shift = shift.index_select(0, order)
+        width = _POW2.index_select(0, shift)
+        half = (width - 1.0) * 0.5
+        centre = torch.round(m - half)  # bin 0 holds the values centre .. centre + 2^k - 1
+        offset = (m - centre - half) / width  # mu relative to bin 0's middle, in bins: [-1/2, 1/2]
     cell = ((offset + 0.5) * OFFSETS).to(torch.int64).clamp_(0, OFFSETS - 1)
     row = _ROW_BASE.index_select(0, spread) + cell
     blocks, start = [], 0
@@ -395,12 +354,19 @@ class _Coded(NamedTuple):
 
     symbol: Tensor  # int64: 0 escape below, 1 + K + b bin b, 2K + 2 escape above
     at: Tensor  # index of the CDF value below the symbol in the flat tables
-    below: Tensor
-    above: Tensor
     levels: list
     excess: Tensor
     low: Tensor | None  # raw low bits of the elements with k > 0 (their widths: plan.shift[coarse])
     coarse: Tensor | None
+
+    @property
+    def below(self) -> Tensor:
+        """The symbols' CDF values below (int32)."""
+        return _tables().full.index_select(0, self.at)
+
+    @property
+    def above(self) -> Tensor:
+        return _tables().full.index_select(0, self.at + 1)
 
 
 def _code(symbols: Tensor, plan: _Plan) -> _Coded:
@@ -419,40 +385,17 @@ def _code(symbols: Tensor, plan: _Plan) -> _Coded:
     escapes = torch.bincount(block_of_escape, minlength=len(plan.blocks)).tolist()
     tables = _tables()
     at = plan.row * (2 * k + 4) + symbol
-    below, above = torch.empty(at.numel(), dtype=torch.int32), torch.empty(at.numel(), dtype=torch.int32)
     levels = []
     for (c, start, stop), count in zip(plan.blocks, escapes):
         costs = [count * a + (stop - start - count) * b for a, b in _LEVEL_COSTS]
         levels.append(costs.index(min(costs)))
-        base = int(tables.base[levels[-1], c])
-        at[start:stop] += base
-        torch.index_select(tables.full, 0, at[start:stop], out=below[start:stop])
-        torch.index_select(tables.full, 0, at[start:stop] + 1, out=above[start:stop])
+        at[start:stop] += int(tables.base[levels[-1], c])
     coarse = plan.coarse()
     low = None
     if coarse is not None:
         low = (r.index_select(0, coarse) - bins.index_select(0, coarse) * plan.width.index_select(0, coarse))
         low = low.to(torch.int64)
-    return _Coded(symbol, at, below, above, levels, excess, low, coarse)
-
-
-def _encoder_rows(coded: _Coded) -> tuple[Tensor, Tensor]:
-    """torchac's encoder reads only the two CDF values around each symbol: (int16 [n, 3] CDF rows,
-    int16 symbols) that give it exactly those values, so that it writes the same bytes as with the full
-    rows without their memory traffic. Row [below, above, 0] with symbol 0; for a last symbol (an
-    escape above: its upper bound 2^16, which int16 storage cannot hold, is hard-wired in torchac) row
-    [0, below, 0] with symbol 1."""
-    packed = _tables().packed
-    rows = torch.zeros(coded.at.numel(), 3, dtype=torch.int16)
-    rows[:, 0] = packed.index_select(0, coded.at)
-    rows[:, 1] = packed.index_select(0, coded.at + 1)
-    symbol = torch.zeros(coded.at.numel(), dtype=torch.int16)
-    last = torch.nonzero(coded.above == PRECISION).reshape(-1)
-    if last.numel():
-        rows[last, 1] = rows[last, 0]
-        rows[last, 0] = 0
-        symbol[last] = 1
-    return rows, symbol
+    return _Coded(symbol, at, levels, excess, low, coarse)
 
 
 # -- escape codes, raw bits and varints ------------------------------------------------------------
@@ -563,9 +506,9 @@ def _varint_bytes(value: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(reader: ByteReader, what: str) -> int:
+def _read_varint(reader: ByteReader, what: str, max_bytes: int = MAX_VARINT_BYTES) -> int:
     value = 0
-    for j in range(MAX_VARINT_BYTES):
+    for j in range(max_bytes):
         byte = reader.unpack("B", what)
         value |= (byte & 127) << (7 * j)
         if byte < 128:
@@ -595,13 +538,14 @@ def encode_gaussian(out: ByteWriter, symbols: Tensor, mean: Tensor, scale: Tenso
         raise BitstreamError(f"cannot encode: the entropy model gives invalid distributions ({bad})")
     plan = _plan(mean, scale, step)
     coded = _code(symbols, plan)
-    rows, last = _encoder_rows(coded)
-    headers = 0
-    for (_, start, stop), level in zip(plan.blocks, coded.levels):
-        data = torchac().encode_int16_normalized_cdf(rows[start:stop], last[start:stop])
-        size = _varint_bytes(len(data))
-        out.raw(size).pack("B", level).raw(data)
-        headers += len(size) + 1
+    tables = _tables()
+    encoder = rangecoder.Encoder()
+    encoder.rows(tables.interval_symbols.index_select(0, coded.at).numpy(),
+                 tables.intervals.index_select(0, coded.at).numpy())
+    data = encoder.getvalue()
+    size = _varint_bytes(len(data))
+    out.raw(size).raw(bytes(coded.levels)).raw(data)
+    headers = len(size) + len(coded.levels)
     prefix, fields, order = _tail(coded, plan)
     if order is not None:
         out.pack("B", order)
@@ -628,13 +572,13 @@ def _tail_bits(prefix: Tensor | None, fields: list) -> int:
 
 def _length(coded: _Coded, plan: _Plan, raw_bits: int, order: bool,
             headers: int | None = None) -> CodeLength:
-    """The code length of a coded stream (``headers``: the blocks' header bytes, when known)."""
-    arithmetic = _neg_log2().index_select(0, coded.above - coded.below)
-    bits = float(arithmetic.sum()) + raw_bits
-    if headers is None:  # the byte counts' varints, from the blocks' predicted sizes
-        headers = sum(len(_varint_bytes(math.ceil(float(arithmetic[start:stop].sum()) / 8 + FLUSH_BYTES))) + 1
-                      for _, start, stop in plan.blocks)
-    return CodeLength(bits, headers + len(plan.blocks) * FLUSH_BYTES + int(order) + (-raw_bits % 8) / 8)
+    """The code length of a coded stream (``headers``: the message's header bytes, when known)."""
+    bits = float(_tables().entry_bits.index_select(0, coded.at).sum())
+    if headers is None:  # the byte count's varint, from the message's predicted size, and the levels
+        words = math.ceil((bits / 8 + FLUSH_BYTES) / 4)
+        headers = len(_varint_bytes(4 * words)) + len(plan.blocks)
+    bits += raw_bits
+    return CodeLength(bits, headers + FLUSH_BYTES + int(order) + (-raw_bits % 8) / 8)
 
 
 def gaussian_code_bits(symbols: Tensor, mean: Tensor, scale: Tensor, step: Tensor) -> CodeLength:
@@ -665,18 +609,18 @@ def decode_gaussian(reader: ByteReader, mean: Tensor, scale: Tensor, step: Tenso
                            "MLPs are corrupt")
     plan = _plan(mean, scale, step)
     tables = _tables()
-    symbol = torch.empty(n, dtype=torch.int16)
-    for c, start, stop in plan.blocks:
-        size = _read_varint(reader, "block byte count")
-        level = reader.unpack("B", "block escape level")
-        if level >= len(ESCAPE_LEVELS):
-            raise reader.error(f"unknown escape level {level}")
-        data = bytes(reader.take(size, "arithmetic-coded block"))
-        rows = tables.rows(level, c, plan.row[start:stop])
-        symbol[start:stop] = torchac().decode_int16_normalized_cdf(rows, data)
+    size = _read_varint(reader, "message byte count")
+    levels = list(reader.take(len(plan.blocks), "escape levels"))
+    if max(levels) >= len(ESCAPE_LEVELS):
+        raise reader.error(f"unknown escape level {max(levels)}")
+    decoder = rangecoder.Decoder(reader.take(size, "arithmetic-coded message"), reader)
+    symbol = torch.empty(n, dtype=torch.int64)
+    for (c, start, stop), level in zip(plan.blocks, levels):
+        symbol[start:stop] = torch.from_numpy(decoder.rows(tables.rows(level, c, plan.row[start:stop])))
+    decoder.finish()
     k = plan.alphabet()
     b = symbol.to(torch.float64) - (k + 1).to(torch.float64)
-    escaped = torch.nonzero((symbol == 0) | (symbol.to(torch.int64) == 2 * k + 2)).reshape(-1)
+    escaped = torch.nonzero((symbol == 0) | (symbol == 2 * k + 2)).reshape(-1)
     coarse = plan.coarse()
     low_widths = plan.shift.index_select(0, coarse) if coarse is not None else None
     excess, low = _read_tail(reader, escaped.numel(), low_widths)

@@ -1,122 +1,221 @@
-"""Integers under per-element mixtures of discretised Gaussians (HAC++'s feature likelihood), arithmetic
-coded with torchac.
+"""Integers under per-element mixtures of discretised Gaussians (HAC++'s feature likelihood), range coded
+(:mod:`predictgs.codec.rangecoder`) as a sequence of binary decisions.
 
 An element has symbol ``q = round(x / Q)`` and a mixture sum_k w_k N(mu_k, sigma_k^2) on the bin grid of
 step Q. The coder codes ``r = q - c``, ``c = round(sum_k w_k mu_k / Q)``, with everything derived from the
-predicted distributions alone, so the decoder derives it too:
+predicted distributions alone, so the decoder derives it too. Per element, from its spread (the
+mixture's standard deviation in steps, ``s = sqrt(sum_k w_k (sigma_k^2 + (mu_k - m)^2)) / Q``):
 
-- elements are ordered by their predicted spread, the mixture's standard deviation in steps,
-  ``s = sqrt(sum_k w_k (sigma_k^2 + (mu_k - m)^2)) / Q`` with ``m = sum_k w_k mu_k`` (stable sort), and cut
-  into blocks of at most ``MAX_BLOCK_CDF_ENTRIES`` table entries;
-- a block whose widest spread exceeds ``FINE_SPREAD`` (32) codes coarse bins of ``2^k`` steps
-  (``k = ceil(log2(s_max / 32))``): ``u = floor(r / 2^k)``, and the ``k`` low bits of ``r`` follow raw (a
-  bin holds a nearly flat stretch of such a wide distribution, so little is lost);
-- the block's alphabet is ``u`` in ``[-W, W]``, ``W = min(4096, ceil(3 s_max / 2^k) + 1)``, plus two
-  escape symbols that carry the tails below and above; an escaped value follows as the varint of
-  ``|u| - W - 1`` (its sign is the escape's).
-No table grows with an outlier: memory and time depend on the predictions only, and the tables have at
-most ~200 entries per element. Measured on a HAC++ model of fern (11k anchors, CPU, one thread): encode
-and decode ~1 s, 12x faster than alphabets of +-6 of the components' widest reach, and 0.6% smaller.
+- above ``FINE_SPREAD`` (32) steps it codes coarse bins of ``2^k`` steps (the least k with
+  ``s <= 32 2^k``): ``u = floor(r / 2^k)``, and the ``k`` low bits of ``r`` follow raw (a bin holds a
+  nearly flat stretch of such a wide distribution);
+- the alphabet is ``u`` in ``[-W, W]``, ``W = min(4096, ceil(max(3 s, max_k |mu_k / Q - c| + 6 sigma_k /
+  Q) / 2^k) + 1)`` (3 spreads of the mixture and 6 sigmas of every component: coding costs log2 W), plus
+  two escape symbols below and above (symbols 0 .. 2W + 2); an escaped value follows as the varint of
+  ``|u| - W - 1``.
 
-Block layout (the element count of each block follows from the stream's length): u32 byte count,
-torchac bytes, u32 escape byte count, escape varints, raw low bits (k per element, packed, padded to a
-byte).
+The symbol's integer CDF is ``C_i = round(F_i (2^24 - (L - 1) f)) + i f`` (L = 2W + 3 symbols, F_i the
+mixture's CDF at the lower edge of symbol i, C_0 = 0, C_L = 2^24, f = ``SYMBOL_FLOOR``): every symbol
+keeps at least 2^-16, as with torchac's 16-bit tables.
+Rather than evaluating all L + 1 values (two normal CDFs each), the symbol is coded as binary
+decisions (see :class:`_Bisection`): "is it the centre symbol" (exact counts), "above or below it", then
+bisection of the side, each decision with integer counts clamped to [1, 2^24 - 1]. A peaked mixture's
+usual centre symbol costs 2 CDF evaluations, any other ~log2(L) + 2, and the code length equals the
+categorical one up to the decisions' rounding. All elements of a call are decided in lock step, level
+by level (the decoder knows, from the decisions so far, which are still undecided), one coder call per
+level.
+
+Call layout: varint byte count, the range-coded message, varint byte count of the escapes, the escape
+varints (in element order), the raw low bits (MSB first, zero-padded to a byte).
 
 Exactness: both sides compute the parameters in float32 from the same numbers (see
-``predictgs.entropy.anchor``); the block plan uses float64 arithmetic on those float32 values, and the CDF
-is evaluated in float64 and rounded to torchac's 16-bit integers with its rule
-``round(cdf (2^16 - (L - 1))) + i`` (every symbol keeps at least 2^-16).
+``predictgs.entropy.anchor``); the element's shape (k, W) comes from IEEE-exact operations on float64
+(frexp, multiplication and division by powers of two, ceil), the CDF values from float64 normal CDFs on
+the same inputs in the same order on both sides, and the decisions from integer arithmetic.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .arithmetic import CodeLength, torchac
+from . import rangecoder
+from .arithmetic import CodeLength, _bit_values, _pack_bits, _read_varint, _unpack, _varint_bytes
 from .container import ByteReader, ByteWriter
+from .rangecoder import FLUSH_BYTES, PRECISION, PRECISION_BITS, SYMBOL_FLOOR
 
-PRECISION = 1 << 16
-COVERAGE = 3.0  # the alphabet covers +-3 spreads (the Gaussian coder's measured best); escapes beyond
-FINE_SPREAD = 32.0  # wider blocks code coarse bins of 2^k steps (measured on a trained HAC++ model of fern:
-# 8 cost +44% on its feature stream, whose mixtures are peaked with a broad minor component; 32 nothing)
+COVERAGE = 3.0  # the alphabet covers +-3 spreads of the mixture (the Gaussian coder's measured best) ...
+REACH = 6.0  # ... and +-6 sigma of every component around its mean: bisection costs log2 of the width, so
+# a broad minor component (trained HAC++ features: a peaked mixture with a wide second component) is inside
+# the alphabet rather than escaped (+8% on such a stream with +-3 spreads alone)
+FINE_SPREAD = 32.0  # wider elements code coarse bins of 2^k steps (measured on a trained HAC++ model of
+# fern: 8 cost +44% on its feature stream, whose mixtures are peaked with a broad minor component; 32 nothing)
 MAX_HALF_WIDTH = 4096
 MAX_LOW_BITS = 30
-MAX_BLOCK_CDF_ENTRIES = 1 << 21
 CENTRE_LIMIT = 1 << 30
-BLOCK_OVERHEAD_BYTES = 8 + 0.6  # two u32 lengths and torchac's termination (measured ~0.6 bytes)
+MAX_ESCAPE_BYTES = 10  # an escape's varint (< 2^63)
 
 
-def _block_shape(spread: float) -> tuple[int, int]:
-    """(k low bits, half-width W) of a block whose widest element has spread ``spread``."""
-    k = 0
-    if spread > FINE_SPREAD:
-        k = min(MAX_LOW_BITS, int(math.ceil(math.log2(spread / FINE_SPREAD))))
-    width = min(MAX_HALF_WIDTH, int(math.ceil(COVERAGE * spread / 2**k)) + 1)
-    return k, width
+class _Shape(NamedTuple):
+    centre: Tensor  # int64 c
+    shift: Tensor  # int64 k
+    width: Tensor  # int64 W
 
 
-def _plan(mean, scale, weight, step) -> tuple[Tensor, Tensor, list[tuple[int, int, int, int]]]:
-    """(centres, order, blocks (start, count, k, W)) of n elements; mean/scale/weight are [K, n] float32."""
+def _shapes(mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor) -> _Shape:
+    """Per element: centre, low bits k and half-width W (mean/scale/weight [K, n] float32, step [n])."""
     mixed = (weight * mean).sum(dim=0)
     centre = torch.nan_to_num(torch.round(mixed / step), nan=0.0).clamp(-CENTRE_LIMIT, CENTRE_LIMIT).to(torch.int64)
     spread = torch.sqrt((weight * (scale * scale + (mean - mixed) ** 2)).sum(dim=0)) / step
-    spread = torch.nan_to_num(spread, nan=float(2**MAX_LOW_BITS), posinf=float(2**MAX_LOW_BITS))
-    order = torch.argsort(spread, stable=True)
-    sorted_spread = spread[order].double().tolist()
-    blocks, start, n = [], 0, mean.shape[1]
-    while start < n:
-        # The widest element sets the block's shape; blocks are cut where the table would grow too big.
-        k, width = _block_shape(sorted_spread[start])
-        count = min(n - start, max(1, MAX_BLOCK_CDF_ENTRIES // (2 * width + 4)))
-        k, width = _block_shape(sorted_spread[start + count - 1])
-        count = min(count, max(1, MAX_BLOCK_CDF_ENTRIES // (2 * width + 4)))
-        k, width = _block_shape(sorted_spread[start + count - 1])
-        blocks.append((start, count, k, width))
-        start += count
-    return centre, order, blocks
+    limit = float(FINE_SPREAD * 2**MAX_LOW_BITS)
+    spread = torch.nan_to_num(spread.double(), nan=limit, posinf=limit).clamp(max=limit)
+    ratio = spread / FINE_SPREAD
+    mantissa, exponent = torch.frexp(ratio)  # ratio = mantissa 2^exponent, mantissa in [1/2, 1)
+    shift = torch.where(mantissa == 0.5, exponent - 1, exponent).to(torch.int64).clamp(0, MAX_LOW_BITS)
+    shift = torch.where(spread > FINE_SPREAD, shift, torch.zeros_like(shift))
+    bin_steps = torch.ldexp(torch.ones_like(spread), shift)
+    component_reach = ((mean.double() / step.double() - centre.double()).abs()
+                       + REACH * scale.double() / step.double()).amax(dim=0)
+    component_reach = torch.nan_to_num(component_reach, nan=limit, posinf=limit).clamp(max=limit)
+    width = torch.ceil(torch.maximum(COVERAGE * spread, component_reach) / bin_steps) + 1
+    return _Shape(centre, shift, width.clamp(max=MAX_HALF_WIDTH).to(torch.int64))
 
 
-def _cdf(centre, mean, scale, weight, step, k: int, width: int) -> Tensor:
-    """float64 CDF [n, 2W+4] of the symbols (escape-low, u = -W..W, escape-high) on bins of 2^k steps."""
-    edges = (torch.arange(-width, width + 2, dtype=torch.float64) * 2**k) - 0.5  # [2W+2] lower edges of u
-    x = (centre.double()[:, None] + edges[None, :]) * step.double()[:, None]  # [n, 2W+2]
-    inner = torch.zeros_like(x)
-    for component in range(mean.shape[0]):
-        z = (x - mean[component].double()[:, None]) / scale[component].double()[:, None]
-        inner += weight[component].double()[:, None] * torch.special.ndtr(z)
-    inner = inner.clamp(0.0, 1.0)
-    n = centre.shape[0]
-    return torch.cat([torch.zeros(n, 1, dtype=torch.float64), inner, torch.ones(n, 1, dtype=torch.float64)], dim=1)
+class _Bisection:
+    """The lock-step decisions of all elements of a call (see the module docstring): first "is it the
+    centre symbol c = W + 1" (counts exactly C_{c+1} - C_c against the rest), then "above or below c",
+    then bisection over [c - 2^D, c) or [c + 1, c + 1 + 2^D), D = ceil(log2(W + 1)) (C_i = 0 for i <= 0
+    and 2^24 for i >= L: a decision with no symbol on one side costs ~1e-7 bit), so a non-centre element
+    is decided after exactly D more levels. Elements are kept in the order of decreasing D (stable), so
+    that the undecided ones are always a prefix of the arrays. The encoder, the size estimate and the
+    decoder evaluate the normal CDF (torch's, float64) on the same batches, the same elements in the same
+    order, so vectorised and scalar code paths meet the same elements on every side.
+
+    ``symbols`` (the encoder's) gives :meth:`truth`; the decoder passes None."""
+
+    def __init__(self, mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor, shape: _Shape,
+                 symbols: np.ndarray | None = None):
+        width = shape.width.numpy()
+        depth = np.frexp(width.astype(np.float64))[1].astype(np.int64)  # ceil(log2(W + 1)): exact
+        self.order = np.argsort(-depth, kind="stable")
+        o = self.order
+        self.index = o  # the elements of the arrays, by original position
+        self.depth = depth[o]
+        self.centre = shape.centre.numpy()[o].astype(np.float64)  # exact: |c| <= 2^30
+        self.width = width[o]
+        self.pow2 = np.left_shift(np.ones(len(o), dtype=np.int64), shape.shift.numpy()[o])
+        self.step = step.double().numpy()[o]
+        self.mean, self.scale = mean.double().numpy()[:, o], scale.double().numpy()[:, o]
+        self.weight = weight.double().numpy()[:, o]
+        self.size = 2 * self.width + 3  # L
+        self.symbols = None if symbols is None else symbols[o]
+        self.decided = np.zeros(len(o), dtype=np.int64)  # by original position
+        self.phase, self.levels_done, self.count = 0, 0, len(o)
+        self._pending = None
+
+    def _cdf(self, index: np.ndarray, m: int) -> np.ndarray:
+        """Integer CDF values C_index of the first m elements (0 below 1, 2^24 from L on)."""
+        size = self.size[:m]
+        inside = np.clip(index, 1, size - 1)
+        edge = ((inside - 1 - self.width[:m]) * self.pow2[:m]).astype(np.float64) - 0.5
+        x = (self.centre[:m] + edge) * self.step[:m]
+        total = np.zeros_like(x)
+        for component in range(self.mean.shape[0]):
+            z = torch.from_numpy((x - self.mean[component, :m]) / self.scale[component, :m])
+            total += self.weight[component, :m] * torch.special.ndtr(z).numpy()
+        scaled = np.round(np.clip(total, 0.0, 1.0) * (PRECISION - (size - 1) * SYMBOL_FLOOR).astype(np.float64))
+        values = scaled.astype(np.int64) + inside * SYMBOL_FLOOR
+        return np.where(index >= size, PRECISION, np.where(index <= 0, 0, values))
+
+    def _keep(self, keep: np.ndarray) -> None:
+        for name in ("index", "depth", "centre", "width", "pow2", "step", "size"):
+            setattr(self, name, getattr(self, name)[keep])
+        self.mean, self.scale, self.weight = self.mean[:, keep], self.scale[:, keep], self.weight[:, keep]
+        if self.symbols is not None:
+            self.symbols = self.symbols[keep]
+
+    def level(self) -> tuple[int, np.ndarray] | None:
+        """(how many elements this step decides, their P(bit 0) in 2^24ths), or None when all are done."""
+        if self.phase == 0:
+            m = self.count
+            if m == 0:
+                return None
+            c = self.width + 1
+            c_at, c_next = self._cdf(c, m), self._cdf(c + 1, m)
+            self._pending = (c_at, c_next)
+            return m, c_next - c_at  # bit 0: the centre symbol
+        if self.phase == 1:
+            m = self.count
+            c_at, c_next = self._pending
+            left, right = c_at, PRECISION - c_next
+            p_left = np.clip((left * PRECISION + (left + right) // 2) // (left + right), 1, PRECISION - 1)
+            return m, p_left  # bit 0: below the centre
+        m = int(np.searchsorted(-self.depth, -self.levels_done, side="left"))  # depth > levels_done
+        if m == 0:
+            return None
+        self.count = m
+        mid = self.lo[:m] + self.span[:m] // 2
+        c_mid = self._cdf(mid, m)
+        total = np.maximum(self.c_hi[:m] - self.c_lo[:m], 1)  # 0 only past the alphabet (corrupt input)
+        p_left = np.clip(((c_mid - self.c_lo[:m]) * PRECISION + total // 2) // total, 1, PRECISION - 1)
+        self._pending = (mid, c_mid)
+        return m, p_left
+
+    def truth(self) -> np.ndarray:
+        """The encoder's bits of the current step."""
+        m, c = self.count, self.width[:self.count] + 1
+        if self.phase == 0:
+            return self.symbols[:m] != c
+        if self.phase == 1:
+            return self.symbols[:m] > c
+        return self.symbols[:m] >= self._pending[0]
+
+    def decide(self, bits: np.ndarray) -> None:
+        """Apply the step's decisions."""
+        m = self.count
+        if self.phase == 0:
+            centre = ~bits
+            self.decided[self.index[centre]] = (self.width + 1)[centre]
+            keep = bits
+            c_at, c_next = self._pending
+            self._keep(keep)
+            self._pending = (c_at[keep], c_next[keep])
+            self.phase, self.count = 1, int(keep.sum())
+            return
+        if self.phase == 1:
+            c = self.width + 1
+            span = np.left_shift(np.ones_like(self.depth), self.depth)
+            c_at, c_next = self._pending
+            self.lo = np.where(bits, c + 1, c - span)
+            self.c_lo = np.where(bits, c_next, 0)
+            self.c_hi = np.where(bits, PRECISION, c_at)
+            self.span = span
+            self.phase = 2
+            return
+        mid, c_mid = self._pending
+        self.lo[:m] = np.where(bits, mid, self.lo[:m])
+        self.c_lo[:m] = np.where(bits, c_mid, self.c_lo[:m])
+        self.c_hi[:m] = np.where(bits, self.c_hi[:m], c_mid)
+        self.span[:m] //= 2
+        self.levels_done += 1
+
+    def result(self) -> np.ndarray:
+        """The decided symbols, by original position (call when :meth:`level` returned None)."""
+        if self.phase == 2:
+            self.decided[self.index] = self.lo
+        return self.decided
 
 
-def _integer_cdf(cdf: Tensor) -> Tensor:
-    """torchac's int16 CDF rows: round(cdf (2^16 - (L - 1))) + i, the final 2^16 wrapped to 0."""
-    lp = cdf.shape[1]
-    scaled = torch.round(cdf * float(PRECISION - (lp - 1))).to(torch.int64) + torch.arange(lp, dtype=torch.int64)
-    scaled = scaled & (PRECISION - 1)
-    return torch.where(scaled >= 1 << 15, scaled - PRECISION, scaled).to(torch.int16)
-
-
-def _counts(cdf16: Tensor) -> Tensor:
-    counts = cdf16.to(torch.int64) & (PRECISION - 1)
-    counts[:, -1] = PRECISION
-    return counts
+def _decision_counts(p_left: np.ndarray) -> np.ndarray:
+    return np.stack([p_left, PRECISION - p_left], axis=1)
 
 
 def _varints(values: np.ndarray) -> bytes:
-    out = bytearray()
-    for v in values.tolist():
-        while True:
-            byte = v & 0x7F
-            v >>= 7
-            out.append(byte | (0x80 if v else 0))
-            if not v:
-                break
-    return bytes(out)
+    return b"".join(_varint_bytes(int(v)) for v in values.tolist())
 
 
 def _read_varints(reader: ByteReader, data: bytes, count: int) -> list[int]:
@@ -134,19 +233,6 @@ def _read_varints(reader: ByteReader, data: bytes, count: int) -> list[int]:
     return values
 
 
-def _pack_low(low: Tensor, k: int) -> bytes:
-    if k == 0 or low.numel() == 0:
-        return b""
-    bits = ((low[:, None] >> torch.arange(k)) & 1).to(torch.uint8).numpy()
-    return np.packbits(bits.reshape(-1), bitorder="little").tobytes()
-
-
-def _unpack_low(data: bytes, count: int, k: int) -> Tensor:
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")[:count * k]
-    weights = (1 << np.arange(k, dtype=np.int64))
-    return torch.from_numpy((bits.reshape(count, k).astype(np.int64) * weights).sum(axis=1))
-
-
 def _check(mean, scale, weight, step, reader: ByteReader | None = None) -> None:
     bad = (not torch.isfinite(mean).all() or not (scale > 0).all() or not torch.isfinite(scale).all()
            or not (step > 0).all() or not torch.isfinite(step).all() or not torch.isfinite(weight).all())
@@ -157,83 +243,104 @@ def _check(mean, scale, weight, step, reader: ByteReader | None = None) -> None:
         raise ValueError(message)
 
 
-def _split(r: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """(coarse bin u = floor(r / 2^k), low bits r - u 2^k) of residuals r."""
-    u = torch.div(r, 2**k, rounding_mode="floor")
-    return u, r - u * 2**k
+class _Coded(NamedTuple):
+    bits: float  # the decisions' code length
+    message: bytes | None
+    escapes: bytes
+    low: bytes
+    low_bits: int
+
+
+def _code(symbols: Tensor, mean, scale, weight, step, write: bool) -> _Coded:
+    shape = _shapes(mean, scale, weight, step)
+    residual = symbols - shape.centre
+    u = torch.div(residual, torch.bitwise_left_shift(torch.ones_like(residual), shape.shift), rounding_mode="floor")
+    low = residual - u * torch.bitwise_left_shift(torch.ones_like(u), shape.shift)
+    symbol = u.clamp(-shape.width - 1, shape.width + 1) + shape.width + 1
+    bisection = _Bisection(mean, scale, weight, step, shape, symbol.numpy())
+    encoder = rangecoder.Encoder() if write else None
+    bits = 0.0
+    while (level := bisection.level()) is not None:
+        _, p_zero = level
+        decision = bisection.truth()
+        chosen = np.where(decision, PRECISION - p_zero, p_zero)
+        bits += float((PRECISION_BITS - np.log2(chosen.astype(np.float64))).sum())
+        if encoder is not None:
+            encoder.rows(decision.astype(np.int32), rangecoder.probabilities(_decision_counts(p_zero)))
+        bisection.decide(decision)
+    escaped = u[u.abs() > shape.width]
+    escapes = _varints((escaped.abs() - shape.width[u.abs() > shape.width] - 1).numpy()) if escaped.numel() else b""
+    low_bits = int(shape.shift.sum())
+    packed = _pack_bits([(low, shape.shift)]) if low_bits else b""
+    return _Coded(bits, encoder.getvalue() if encoder is not None else None, escapes, packed, low_bits)
 
 
 def encode_mixture(out: ByteWriter, symbols: Tensor, mean: Tensor, scale: Tensor, weight: Tensor,
-                   step: Tensor) -> None:
-    """Append the blocks coding int64 ``symbols`` [n] under the mixtures (mean/scale/weight [K, n]
-    float32, scale floored, weights summing to 1) on the grid ``step`` [n]."""
+                   step: Tensor) -> CodeLength:
+    """Append the call coding int64 ``symbols`` [n] under the mixtures (mean/scale/weight [K, n]
+    float32, scale floored, weights summing to 1) on the grid ``step`` [n]; returns its code length."""
     if symbols.shape[0] == 0:
-        return
+        return CodeLength(0.0, 0.0)
     _check(mean, scale, weight, step)
-    centre, order, blocks = _plan(mean, scale, weight, step)
-    residual = (symbols - centre)[order]
-    mean, scale, weight, step, centre = mean[:, order], scale[:, order], weight[:, order], step[order], centre[order]
-    for start, count, k, width in blocks:
-        rows = slice(start, start + count)
-        u, low = _split(residual[rows], k)
-        index = u.clamp(-width - 1, width + 1) + width + 1  # 0: escape-low, 2W+2: escape-high
-        cdf = _integer_cdf(_cdf(centre[rows], mean[:, rows], scale[:, rows], weight[:, rows], step[rows], k, width))
-        data = torchac().encode_int16_normalized_cdf(cdf, index.to(torch.int16))
-        escaped = u[u.abs() > width]
-        excess = _varints((escaped.abs() - width - 1).numpy().astype(np.uint64)) if escaped.numel() else b""
-        out.pack("I", len(data)).raw(data).pack("I", len(excess)).raw(excess).raw(_pack_low(low, k))
+    coded = _code(symbols, mean, scale, weight, step, write=True)
+    out.raw(_varint_bytes(len(coded.message))).raw(coded.message)
+    out.raw(_varint_bytes(len(coded.escapes))).raw(coded.escapes).raw(coded.low)
+    return _length(coded)
+
+
+def _length(coded: _Coded, message_bytes: int | None = None) -> CodeLength:
+    if message_bytes is None:
+        message_bytes = 4 * math.ceil((coded.bits / 8 + FLUSH_BYTES) / 4)
+    headers = len(_varint_bytes(message_bytes)) + len(_varint_bytes(len(coded.escapes)))
+    bits = coded.bits + 8 * len(coded.escapes) + coded.low_bits
+    return CodeLength(bits, headers + FLUSH_BYTES + (-coded.low_bits % 8) / 8)
+
+
+def mixture_code_bits(symbols: Tensor, mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor) -> CodeLength:
+    """What :func:`encode_mixture` writes: the decisions' code length under the coder's integer
+    probabilities, the escapes' varints, the raw low bits, and the headers and termination."""
+    if symbols.shape[0] == 0:
+        return CodeLength(0.0, 0.0)
+    return _length(_code(symbols, mean, scale, weight, step, write=False))
 
 
 def decode_mixture(reader: ByteReader, mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor) -> Tensor:
-    """The ``n`` symbols (int64) of blocks written by :func:`encode_mixture` with the same parameters."""
+    """The ``n`` symbols (int64) of a call written by :func:`encode_mixture` with the same parameters."""
     n = mean.shape[1]
     if n == 0:
         return torch.zeros(0, dtype=torch.int64)
     _check(mean, scale, weight, step, reader)
-    centre, order, blocks = _plan(mean, scale, weight, step)
-    mean, scale, weight, step, sorted_centre = mean[:, order], scale[:, order], weight[:, order], step[order], centre[order]
-    out = torch.empty(n, dtype=torch.int64)
-    for start, count, k, width in blocks:
-        rows = slice(start, start + count)
-        size = reader.unpack("I", "block byte count")
-        data = bytes(reader.take(size, "arithmetic-coded block"))
-        cdf = _integer_cdf(_cdf(sorted_centre[rows], mean[:, rows], scale[:, rows], weight[:, rows], step[rows], k,
-                                width))
-        u = torchac().decode_int16_normalized_cdf(cdf, data).to(torch.int64) - width - 1
-        escaped = (u < -width) | (u > width)
-        excess_size = reader.unpack("I", "escape byte count")
-        excess = _read_varints(reader, bytes(reader.take(excess_size, "escapes")), int(escaped.sum()))
-        if excess:
-            u[escaped] = torch.sign(u[escaped]) * (torch.tensor(excess, dtype=torch.int64) + width + 1)
-        low = _unpack_low(bytes(reader.take((count * k + 7) // 8, "raw low bits")), count, k) if k else 0
-        out[rows] = sorted_centre[rows] + u * 2**k + low
+    shape = _shapes(mean, scale, weight, step)
+    size = _read_varint(reader, "message byte count")
+    decoder = rangecoder.Decoder(reader.take(size, "arithmetic-coded message"), reader)
+    bisection = _Bisection(mean, scale, weight, step, shape)
+    while (level := bisection.level()) is not None:
+        _, p_zero = level
+        bisection.decide(decoder.rows(rangecoder.probabilities(_decision_counts(p_zero))) == 1)
+    decoder.finish()
+    u = torch.from_numpy(bisection.result()) - shape.width - 1
+    if (u.abs() > shape.width + 1).any():  # a decision into an empty part of an alphabet
+        raise reader.error("a decoded symbol lies outside its alphabet")
+    escaped = u.abs() > shape.width
+    escape_size = _read_varint(reader, "escape byte count")
+    count = int(escaped.sum())
+    if escape_size > count * MAX_ESCAPE_BYTES:
+        raise reader.error(f"{escape_size} escape bytes for {count} escaped values")
+    excess = _read_varints(reader, bytes(reader.take(escape_size, "escapes")), count)
+    if excess and max(excess) >= 1 << 40:
+        raise reader.error("an escaped value is out of range")
+    if excess:
+        u[escaped] = torch.sign(u[escaped]) * (torch.tensor(excess, dtype=torch.int64) + shape.width[escaped] + 1)
+    low_bits = int(shape.shift.sum())
+    low = torch.zeros(n, dtype=torch.int64)
+    if low_bits:
+        bits = _unpack(reader.take((low_bits + 7) // 8, "raw low bits"))
+        if bits[low_bits:].any():
+            raise reader.error("raw low bits: non-zero padding")
+        low = _bit_values(bits, 0, shape.shift)
+    if (u.abs() >= 1 << 40).any():
+        raise reader.error("a decoded value is out of range")
+    out = shape.centre + u * torch.bitwise_left_shift(torch.ones_like(u), shape.shift) + low
     if (out.abs() >= 1 << 40).any():
         raise reader.error("a decoded value is out of range")
-    decoded = torch.empty_like(out)
-    decoded[order] = out
-    return decoded
-
-
-def mixture_code_bits(symbols: Tensor, mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor) -> CodeLength:
-    """What :func:`encode_mixture` writes: the ideal code length of the symbols under the coder's
-    integer CDFs (escapes: the escape symbol plus its varint; raw low bits), and the blocks' overhead."""
-    if symbols.shape[0] == 0:
-        return CodeLength(0.0, 0.0)
-    centre, order, blocks = _plan(mean, scale, weight, step)
-    residual = (symbols - centre)[order]
-    mean, scale, weight, step, centre = mean[:, order], scale[:, order], weight[:, order], step[order], centre[order]
-    total, overhead = 0.0, 0.0
-    for start, count, k, width in blocks:
-        rows = slice(start, start + count)
-        u, _ = _split(residual[rows], k)
-        index = u.clamp(-width - 1, width + 1) + width + 1
-        counts = _counts(_integer_cdf(_cdf(centre[rows], mean[:, rows], scale[:, rows], weight[:, rows], step[rows],
-                                           k, width)))
-        mass = (counts.gather(1, index[:, None] + 1) - counts.gather(1, index[:, None]))[:, 0]
-        total += float(-torch.log2(mass.double() / PRECISION).sum())
-        escaped = u[u.abs() > width]
-        if escaped.numel():
-            total += 8 * len(_varints((escaped.abs() - width - 1).numpy().astype(np.uint64)))
-        overhead += BLOCK_OVERHEAD_BYTES + ((count * k + 7) // 8 - count * k / 8)
-        total += count * k
-    return CodeLength(total, overhead)
+    return out

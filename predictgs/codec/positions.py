@@ -1,10 +1,15 @@
-"""Anchor positions: the 16-bit codes per axis (HAC's quantisation inside the stored box), stored in
-Morton (Z-order) order as the differences of consecutive 48-bit Morton keys, LEB128 varints, deflated.
+"""Anchor positions: integer codes per axis (HAC's 16-bit quantisation inside the stored box, or HAC++'s
+voxel lattice), in Morton (Z-order) order, which is the anchors' order in the file and in the decoded
+model (nothing in rendering depends on the order of anchors). One mode byte, then either
 
-Why Morton order: sorted keys of N points in a 2^48 lattice differ by about 2^48 / N on average, so a
-difference needs about 48 - log2(N) bits instead of 48, and neighbouring anchors (which lie on the
-voxel lattice) give repetitive differences that deflate further. The anchors of the decoded model are
-in this order; nothing in rendering depends on the order of anchors.
+- 1, the octree (:mod:`predictgs.codec.octree`): occupancy bits under context models, range coded; or
+- 0, the differences of consecutive Morton keys as LEB128 varints, deflated (sorted keys of N points
+  in a 2^3B lattice differ by about 2^3B / N, and lattice regularity deflates further);
+
+whichever is smaller (the octree needs distinct codes; measured on the initial anchors of fern and the
+synthetic scenes, it is 5-9% smaller: docs/bitstream.md). HAC's 16-bit codes use the Morton differences
+only: there the octree saved 0.7% of the section (0.05% of the file) on a trained model, for ~4 us per
+anchor of encoding and decoding.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import torch
 from torch import Tensor
 
 from .container import ByteReader
+from .octree import decode_octree, encode_octree
+
+MORTON_MODE, OCTREE_MODE = 0, 1
 
 AXIS_BITS = 16
 KEY_BITS = 3 * AXIS_BITS
@@ -94,15 +102,33 @@ def _parse_varints(data: bytes, count: int, reader: ByteReader) -> np.ndarray:
     return np.bitwise_or.reduceat(parts, starts)
 
 
-def encode_positions(codes: Tensor, bits: int = AXIS_BITS) -> bytes:
-    """Codes [N, 3] already in Morton order -> deflated varint differences of their keys."""
-    keys = morton_keys(codes, bits)
-    deltas = np.diff(keys, prepend=np.uint64(0))
-    return zlib.compress(_varints(deltas), 9)
+def morton_section(codes: Tensor, bits: int = AXIS_BITS) -> bytes:
+    """The Morton mode's section: mode byte, deflated varint differences of the keys."""
+    deltas = np.diff(morton_keys(codes, bits), prepend=np.uint64(0))
+    return bytes([MORTON_MODE]) + zlib.compress(_varints(deltas), 9)
+
+
+def encode_positions(codes: Tensor, bits: int = AXIS_BITS, octree: bool = True) -> bytes:
+    """Codes [N, 3] already in Morton order -> mode byte + the octree or the deflated Morton
+    differences, whichever is smaller (``octree=False``: the Morton differences only)."""
+    best = morton_section(codes, bits)
+    deltas = np.diff(morton_keys(codes, bits))
+    if octree and codes.shape[0] and (deltas > 0).all():  # distinct points: the octree can code them
+        octree = bytes([OCTREE_MODE]) + encode_octree(codes.cpu().numpy(), bits)
+        if len(octree) < len(best):
+            best = octree
+    return best
 
 
 def decode_positions(reader: ByteReader, count: int, bits: int = AXIS_BITS) -> Tensor:
     """The codes [count, 3] (int64) of a section written by :func:`encode_positions`."""
+    mode = reader.unpack("B", "position coding mode")
+    if mode == OCTREE_MODE:
+        codes = torch.from_numpy(decode_octree(reader, count, bits))
+        reader.expect_end()
+        return codes
+    if mode != MORTON_MODE:
+        raise reader.error(f"unknown position coding mode {mode}")
     compressed = bytes(reader.take(reader.remaining, "deflated positions"))
     inflater = zlib.decompressobj()
     max_varint = -(-3 * bits // 7)

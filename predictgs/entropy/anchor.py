@@ -15,7 +15,7 @@ feature f, "residual" for Predict-GS's f_r):
 Two evaluations of the same network:
 - :meth:`distributions` — on the model's device and dtype, differentiable: training.
 - the coding path (:meth:`quantised`, :meth:`bits`, :meth:`compress`, :meth:`decompress`) — the
-  network in float64 on the CPU, on fixed chunks of ``chunk_anchors`` anchors in file order, rounded to
+  network in float64 (on the CPU, or the device of :func:`coding_device`), on fixed chunks of ``chunk_anchors`` anchors in file order, rounded to
   float32. Encoder, decoder and the test-time model get exactly the same mean, scale and step: matrix
   products can round differently with the batch shape, and a last-bit float64 difference survives the
   rounding to float32 with probability ~2^-29 per value. So the test-time model renders exactly what
@@ -27,6 +27,7 @@ anchors), then round(x / Q) Q.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,22 @@ from ..config import bounded, positive
 from ..errors import BitstreamError
 from ..nn.hashgrid import GridPlaneEncoding
 from .functional import SCALE_FLOOR, adaptive_step, clamp_around, gaussian_likelihood, hash_table_bits, quantize
+
+_CODING_DEVICE: torch.device | None = None  # where the coding network runs (None: the CPU)
+
+
+@contextlib.contextmanager
+def coding_device(device: str | torch.device | None):
+    """Evaluate the coding networks (float64) on ``device`` inside the block (the coder stays on the
+    CPU): ``predictgs decode --device cuda`` decodes with the context on the GPU."""
+    global _CODING_DEVICE
+    previous = _CODING_DEVICE
+    _CODING_DEVICE = None if device is None else torch.device(device)
+    try:
+        yield
+    finally:
+        _CODING_DEVICE = previous
+
 
 DEFAULT_CHUNK_ANCHORS = 3000  # HAC's batch size; see benchmarks/bench_codec.py for the timings
 MAX_CHUNK_ANCHORS = 1 << 16  # the decoder refuses more (bounds its memory per chunk)
@@ -153,7 +170,7 @@ class AnchorEntropyModel(nn.Module):
 
     # -- coding --------------------------------------------------------------------------------------
     def _coding_network(self) -> "AnchorEntropyModel":
-        return copy.deepcopy(self).to(device="cpu", dtype=torch.float64).eval()
+        return copy.deepcopy(self).to(device=_CODING_DEVICE or "cpu", dtype=torch.float64).eval()
 
     @torch.no_grad()
     def _raw_chunks(self, normalised_positions: Tensor):
@@ -161,14 +178,15 @@ class AnchorEntropyModel(nn.Module):
         distributions and the float64 network, which subclasses need for their own groups)."""
         network = self._coding_network()
         tables = network.encoding.binarised()  # once, not once per chunk
-        positions = normalised_positions.detach().cpu()
+        device = network.mlp_grid[0].weight.device
+        positions = normalised_positions.detach().to(device)
         for rows in chunks(positions.shape[0], self.chunk_anchors):
             dist = network.distributions(positions[rows].double(), tables)
             out = {}
             for group in self.groups:
-                mean = dist.mean[group].float()
-                scale = dist.scale[group].float().clamp(min=SCALE_FLOOR)
-                step = dist.step[group].float().expand_as(mean)
+                mean = dist.mean[group].float().cpu()
+                scale = dist.scale[group].float().clamp(min=SCALE_FLOOR).cpu()
+                step = dist.step[group].float().cpu().expand_as(mean)
                 out[group] = CodingDistribution(mean.reshape(-1), scale.reshape(-1), step.reshape(-1))
             yield rows, out, dist, network
 
@@ -184,20 +202,32 @@ class AnchorEntropyModel(nn.Module):
         return torch.round(clamp_around(x, step, centre) / step)
 
     def _passes(self, values, normalised_positions, centres):
-        """Per chunk: (rows, distributions, symbols per group) of the values (on the CPU)."""
+        """Per chunk: (rows, distributions, symbols per group, the float64 distributions and network)
+        of the values (on the CPU)."""
         values = {g: v.detach().cpu().float() for g, v in values.items()}
         centres = {g: torch.as_tensor(c).detach().cpu().float() for g, c in centres.items()}
-        for rows, dists in self._coding_chunks(normalised_positions):
+        for rows, dists, dist64, network in self._raw_chunks(normalised_positions):
             symbols = {g: self._symbols(values[g][rows], dists[g], centres[g], values[g][rows].shape)
                        for g in self.groups}
-            yield rows, dists, symbols
+            yield rows, dists, symbols, (dist64, network)
+
+    # Hooks for the groups a subclass codes itself (HAC++'s mixture), called once per chunk of the same
+    # pass, so that the context is evaluated once: ``extra`` is (float64 distributions, float64 network).
+    def _chunk_code_lengths(self, rows, dists, symbols, extra) -> dict[str, CodeLength]:
+        return {}
+
+    def _chunk_compress(self, writers, rows, dists, symbols, extra) -> None:
+        pass
+
+    def _chunk_decompress(self, streams, rows, dists, extra, out) -> None:
+        pass
 
     @torch.no_grad()
     def quantised(self, values: dict[str, Tensor], normalised_positions: Tensor,
                   centres: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """The test-time values round(clamp(x) / Q) Q, exactly as the bitstream stores them (CPU)."""
         out = {g: torch.zeros(v.shape, dtype=torch.float32) for g, v in values.items()}
-        for rows, dists, symbols in self._passes(values, normalised_positions, centres):
+        for rows, dists, symbols, _ in self._passes(values, normalised_positions, centres):
             for g in self.groups:
                 out[g][rows] = symbols[g] * dists[g].step.reshape(symbols[g].shape)
         return out
@@ -218,12 +248,14 @@ class AnchorEntropyModel(nn.Module):
         overhead (block headers, termination). ``masks`` (per group, bool like the values) leaves out
         elements that are not coded (HAC's masked offsets)."""
         masks = masks or {}
-        total = {g: CodeLength(0.0, 0.0) for g in self.gaussian_groups}
-        for rows, dists, symbols in self._passes(values, normalised_positions, centres):
+        total = {g: CodeLength(0.0, 0.0) for g in self.groups}
+        for rows, dists, symbols, extra in self._passes(values, normalised_positions, centres):
             for g in self.gaussian_groups:
                 mask = masks[g][rows].cpu() if g in masks else None
                 flat, dist = self._coded_elements(symbols[g], dists[g], mask)
                 total[g] = total[g] + gaussian_code_bits(flat.to(torch.int64), dist.mean, dist.scale, dist.step)
+            for g, length in self._chunk_code_lengths(rows, dists, symbols, extra).items():
+                total[g] = total[g] + length
         return total
 
     def bits(self, values: dict[str, Tensor], normalised_positions: Tensor, centres: Mapping[str, Tensor],
@@ -238,19 +270,20 @@ class AnchorEntropyModel(nn.Module):
                  masks: Mapping[str, Tensor] | None = None) -> tuple[dict[str, bytes], dict[str, Tensor]]:
         """-> (one stream per group, the quantised values the decoder will return; masked elements 0)."""
         masks = masks or {}
-        writers = {g: ByteWriter() for g in self.gaussian_groups}
+        writers = {g: ByteWriter() for g in self.groups}
         out = {g: torch.zeros(v.shape, dtype=torch.float32) for g, v in values.items()}
-        for rows, dists, symbols in self._passes(values, normalised_positions, centres):
+        for rows, dists, symbols, extra in self._passes(values, normalised_positions, centres):
             for g in self.groups:
                 mask = masks[g][rows].cpu() if g in masks else None
                 flat, dist = self._coded_elements(symbols[g], dists[g], mask)
                 if not torch.isfinite(flat).all() or (flat.abs() >= 2**31).any():
                     raise BitstreamError(f"cannot encode: {g} has non-finite or out-of-range quantised values "
                                          "(a zero quantisation step?)")
-                if g in writers:
+                if g in self.gaussian_groups:
                     encode_gaussian(writers[g], flat.to(torch.int64), dist.mean, dist.scale, dist.step)
                 quantised = symbols[g] * dists[g].step.reshape(symbols[g].shape)
                 out[g][rows] = quantised if mask is None else torch.where(mask, quantised, torch.zeros(()))
+            self._chunk_compress(writers, rows, dists, symbols, extra)
         return {g: w.getvalue() for g, w in writers.items()}, out
 
     @torch.no_grad()
@@ -261,7 +294,7 @@ class AnchorEntropyModel(nn.Module):
         masks = masks or {}
         n = normalised_positions.shape[0]
         out = {g: torch.zeros(n, dim) for g, dim in self.groups.items()}
-        for rows, dists in self._coding_chunks(normalised_positions):
+        for rows, dists, dist64, network in self._raw_chunks(normalised_positions):
             for g in self.gaussian_groups:
                 dim = self.groups[g]
                 dist = dists[g]
@@ -276,6 +309,7 @@ class AnchorEntropyModel(nn.Module):
                     full = torch.zeros(mask.shape[0])
                     full[mask] = values
                     out[g][rows] = full.reshape(count, dim)
-        for g in self.gaussian_groups:
+            self._chunk_decompress(streams, rows, dists, (dist64, network), out)
+        for g in self.groups:
             streams[g].expect_end()
         return out

@@ -1,5 +1,5 @@
 """Binary data under one global Bernoulli (HAC's ``get_binary_vxl_size``): the binarised hash tables
-and the offset masks. Estimate N H(p) + 32 bits; the stream is torchac-coded with p stored as float32."""
+and the offset masks. Estimate N H(p) + 32 bits; the stream is range coded with p stored as float32."""
 
 from __future__ import annotations
 

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from ..codec.container import ByteReader, ByteWriter
 from ..codec.arithmetic import CodeLength
 from ..codec.mixture import decode_mixture, encode_mixture, mixture_code_bits
 from .anchor import AnchorEntropyModel, ContextConfig, Distributions
@@ -118,61 +117,41 @@ class ChannelContextEntropyModel(AnchorEntropyModel):
         start = 0
         for c, size in enumerate(network.channel.sizes):
             columns = slice(start, start + size)
-            mean_adj, scale_adj, logit_adj = network.channel.chunk(c, decoded.double(), hyper)
+            mean_adj, scale_adj, logit_adj = network.channel.chunk(c, decoded.to(hyper.device, torch.float64), hyper)
             weights = torch.softmax(torch.stack([hyper_dist.logits[:, columns], logit_adj]), dim=0)
             means = torch.stack([hyper_dist.mean[self.mixture_group][:, columns], mean_adj])
             scales = torch.stack([hyper_dist.scale[self.mixture_group][:, columns], scale_adj])
-            yield (columns, means.float().reshape(2, -1), scales.float().clamp(min=SCALE_FLOOR).reshape(2, -1),
-                   weights.float().reshape(2, -1), step[:, columns].reshape(-1))
+            yield (columns, means.float().cpu().reshape(2, -1),
+                   scales.float().clamp(min=SCALE_FLOOR).cpu().reshape(2, -1),
+                   weights.float().cpu().reshape(2, -1), step[:, columns].reshape(-1))
             start += size
 
-    @torch.no_grad()
-    def code_lengths(self, values, normalised_positions, centres, masks=None) -> dict[str, CodeLength]:
-        g = self.mixture_group
-        lengths = super().code_lengths(values, normalised_positions, centres, masks)
+    def _chunk_mixtures(self, symbols: Tensor, dists, extra):
+        """Per channel chunk of a chunk of anchors: (columns, symbols, means, scales, weights, steps)."""
+        dist64, network = extra
+        step = dists[self.mixture_group].step.reshape(symbols.shape)
+        for columns, means, scales, weights, q in self._mixture_chunks(network, dist64, symbols * step, step):
+            yield symbols[:, columns].reshape(-1).to(torch.int64), means, scales, weights, q
+
+    def _chunk_code_lengths(self, rows, dists, symbols, extra) -> dict[str, CodeLength]:
         total = CodeLength(0.0, 0.0)
-        for rows, dists, dist64, network, symbols in self._mixture_passes(values, normalised_positions, centres):
-            step = dists[g].step.reshape(symbols.shape)
-            for columns, means, scales, weights, q in self._mixture_chunks(network, dist64, symbols * step, step):
-                flat = symbols[:, columns].reshape(-1)
-                total = total + mixture_code_bits(flat.to(torch.int64), means, scales, weights, q)
-        return {**lengths, g: total}
+        for flat, means, scales, weights, q in self._chunk_mixtures(symbols[self.mixture_group], dists, extra):
+            total = total + mixture_code_bits(flat, means, scales, weights, q)
+        return {self.mixture_group: total}
 
-    def _mixture_passes(self, values, normalised_positions, centres):
-        g = self.mixture_group
-        x = values[g].detach().cpu().float()
-        centre = torch.as_tensor(centres[g]).detach().cpu().float()
-        for rows, dists, dist64, network in self._raw_chunks(normalised_positions):
-            symbols = self._symbols(x[rows], dists[g], centre, x[rows].shape)
-            yield rows, dists, dist64, network, symbols
+    def _chunk_compress(self, writers, rows, dists, symbols, extra) -> None:
+        writer = writers[self.mixture_group]
+        for flat, means, scales, weights, q in self._chunk_mixtures(symbols[self.mixture_group], dists, extra):
+            encode_mixture(writer, flat, means, scales, weights, q)
 
-    @torch.no_grad()
-    def compress(self, values, normalised_positions, centres, masks=None):
+    def _chunk_decompress(self, streams, rows, dists, extra, out) -> None:
+        dist64, network = extra
         g = self.mixture_group
-        streams, out = super().compress(values, normalised_positions, centres, masks)
-        writer = ByteWriter()
-        for rows, dists, dist64, network, symbols in self._mixture_passes(values, normalised_positions, centres):
-            step = dists[g].step.reshape(symbols.shape)
-            for columns, means, scales, weights, q in self._mixture_chunks(network, dist64, symbols * step, step):
-                encode_mixture(writer, symbols[:, columns].reshape(-1).to(torch.int64), means, scales, weights, q)
-        streams[g] = writer.getvalue()
-        return streams, out
-
-    @torch.no_grad()
-    def decompress(self, streams: Mapping[str, ByteReader], normalised_positions, masks=None):
-        g = self.mixture_group
-        out = super().decompress(streams, normalised_positions, masks)
-        reader = streams[g]
-        n = normalised_positions.shape[0]
-        decoded = torch.zeros(n, self.mixture_dim)
-        for rows, dists, dist64, network in self._raw_chunks(normalised_positions):
-            count = rows.stop - rows.start
-            step = dists[g].step.reshape(count, self.mixture_dim)
-            chunk_values = torch.zeros(count, self.mixture_dim)
-            for columns, means, scales, weights, q in self._mixture_chunks(network, dist64, chunk_values, step):
-                symbols = decode_mixture(reader, means, scales, weights, q)
-                chunk_values[:, columns] = (symbols.to(torch.float32) * q).reshape(count, -1)
-            decoded[rows] = chunk_values
-        reader.expect_end()
-        out[g] = decoded
-        return out
+        count = rows.stop - rows.start
+        step = dists[g].step.reshape(count, self.mixture_dim)
+        chunk_values = torch.zeros(count, self.mixture_dim)
+        # The channel context reads the decoded values of the earlier channel chunks as they are filled in.
+        for columns, means, scales, weights, q in self._mixture_chunks(network, dist64, chunk_values, step):
+            symbols = decode_mixture(streams[g], means, scales, weights, q)
+            chunk_values[:, columns] = (symbols.to(torch.float32) * q).reshape(count, -1)
+        out[g][rows] = chunk_values

@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 
 from ..codec import CodedState, read_bitstream, write_bitstream
-from ..codec.arithmetic import torchac
+from ..codec.arithmetic import warm_up
 from ..codec.container import crc32
 from ..config import dump_yaml, load_yaml
 from ..errors import BitstreamError, ConfigError
 from ..evaluate import FPS_MIN_SECONDS, device_label, evaluate_model, measure_fps, resolve_device, test_cameras
 from ..data import Protocol, load_scene
-from ..entropy.anchor import MAX_CHUNK_ANCHORS
+from ..entropy.anchor import MAX_CHUNK_ANCHORS, coding_device
 from ..guard import (FolderLock, check_bitstream_output, check_decoded_output, folder_lock, remove_stale_siblings,
                      replace_folder, temporary_sibling, write_marker)
 from ..io import check_output_dir, check_output_file, save_torch_atomic, write_atomic, write_json
@@ -112,8 +112,9 @@ def check_bitstream(data: bytes):
     return container
 
 
-def decode_model(data: bytes) -> DecodedModel:
-    """Decode a .pgs file's bytes into the method's model, in eval mode on the CPU.
+def decode_model(data: bytes, device: str | torch.device | None = None) -> DecodedModel:
+    """Decode a .pgs file's bytes into the method's model, in eval mode on the CPU. ``device``: where
+    the coding networks run (default the CPU; the coder itself always runs on the CPU).
 
     Order of checks: container (magic, version, method, lengths, CRCs) and the header's evaluation
     protocol (:func:`check_bitstream`), the model configuration and its declared ranges, then the method's
@@ -129,7 +130,8 @@ def decode_model(data: bytes) -> DecodedModel:
     except ConfigError as err:
         raise BitstreamError(f"header: invalid model configuration ({err})") from None
     coded = CodedState({k: v for k, v in header.items() if k not in ("model", "run")}, container.sections)
-    model = method_class(container.method).from_coded(config, coded)
+    with coding_device(device):
+        model = method_class(container.method).from_coded(config, coded)
     sizes = container.section_bytes()
     sizes["container"] = len(data) - sum(sizes.values())
     return DecodedModel(container.method, header, model, sizes)
@@ -194,7 +196,7 @@ def _encode_run(run_dir: Path, out_path: Path, *, evaluate: bool, device: str | 
     info = {"scene": scene_name(spec["scene"]), "benchmark": spec.get("benchmark"), "protocol": spec["protocol"]}
     with stages(["encode", "decode and check", "evaluate"][:3 if evaluate else 2], progress, "encode") as step:
         step("encode")
-        torchac()  # loaded (and on first use compiled, ~20 s) outside the timed coding
+        warm_up()  # the coder's tables, built outside the timed coding
         start = time.perf_counter()
         encoded = encode_model(model, info, chunk_anchors=chunk_anchors, mlp_precision=mlp_precision)
         encode_seconds = time.perf_counter() - start
@@ -313,23 +315,25 @@ def keep_evaluation(previous: Path, staging: Path, info: dict) -> None:
             shutil.copy2(previous / name, staging / name)
 
 
-def decode_file(path: Path, out_dir: Path, progress: bool = False) -> dict:
+def decode_file(path: Path, out_dir: Path, progress: bool = False, device: str = "cpu") -> dict:
     """Decode the file at ``path`` into the folder ``out_dir``: absent, empty or a decoded model folder, which
     is replaced whole (written beside it, then swapped in; :func:`predictgs.guard.replace_folder`), so no
     file of a previous model (its metrics.json) survives; the evaluation of the same bitstream decoded
-    before is kept (:func:`keep_evaluation`). The folder is locked while it is replaced."""
+    before is kept (:func:`keep_evaluation`). The folder is locked while it is replaced. ``device``: where
+    the coding networks run (``auto``: CUDA when available)."""
     check_decoded_output(out_dir, Path(path))  # before Path(): "" would become "."
     path, out_dir = Path(path), Path(out_dir)
+    torch_device = resolve_device(device)
     check_output_dir(out_dir, "--output")
     check_output_file(out_dir / MODEL_FILE, "--output")
     with stages(["read", "decode", "save"], progress, "decode") as step:
         step("read")
         data = read_bitstream_file(path)
         check_bitstream(data)  # a damaged file fails here, before the coder is loaded or anything decoded
-        torchac()  # loaded (and on first use compiled) outside the timed decoding
+        warm_up()  # the coder's tables, built outside the timed decoding
         step("decode")
         start = time.perf_counter()
-        decoded = decode_model(data)
+        decoded = decode_model(data, torch_device)
         seconds = time.perf_counter() - start
         step("save")
         info = {"source": str(path), "source_bytes": len(data), "source_crc32": crc32(data),
@@ -350,7 +354,7 @@ def decode_file(path: Path, out_dir: Path, progress: bool = False) -> dict:
                 shutil.rmtree(staging, ignore_errors=True)  # gone after a replacement; a failed write's leftovers
     return {"method": decoded.method, "num_primitives": decoded.model.num_primitives,
             "size_bytes": len(data), "section_bytes": decoded.section_bytes, "decode_seconds": seconds,
-            "out": str(out_dir)}
+            "decode_device": device_label(torch_device), "out": str(out_dir)}
 
 
 def evaluate_decoded(directory: Path, scene_path: Path, *, protocol: dict | None = None, device: str = "auto",
