@@ -34,6 +34,7 @@ def test_overlap_is_the_shared_interval_as_a_fraction_of_each_curve():
     # the thresholds: 75% warns, 50% makes a verdict inconclusive
     assert (OVERLAP_WARNING, OVERLAP_INCONCLUSIVE) == (0.75, 0.50)
     assert not overlap([0.0, 4.0], [1.0, 5.0]).warning  # 3 of 4 = 75%: at the threshold, no warning
+    assert not overlap([24.0, 24.4], [24.1, 24.45]).warning  # 0.3 / 0.4 in floats is 0.7499...: still 75%
     assert overlap([0.0, 4.0], [1.01, 5.0]).warning
 
 

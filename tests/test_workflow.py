@@ -495,9 +495,12 @@ def test_bdrate_from_fixture_metrics(tmp_path):
     reference = bd_table(load_runs(metrics_files()), "tandt", "hac", ["predictgs"], defaults=DEFAULTS).iloc[0]
     assert row["BD-rate [%]"] == pytest.approx(reference["BD-rate [%]"])
     assert row["BD-PSNR [dB]"] == pytest.approx(reference["BD-PSNR [dB]"])
-    assert row["Method points"] == row["Anchor points"] == 4 and row["Note"] == ""
+    assert row["Method points"] == row["Anchor points"] == 4 and row["Note"] == reference["Note"]
+    assert row["PSNR overlap [% of anchor]"] == pytest.approx(75.0)
     assert pd.read_csv(tmp_path / "bdrate.csv")["BD-rate [%]"].iloc[0] == pytest.approx(row["BD-rate [%]"])
-    assert "BD-rate — tandt" in (tmp_path / "bdrate.md").read_text()
+    markdown = (tmp_path / "bdrate.md").read_text()
+    assert "BD-rate — tandt" in markdown and "PSNR overlap" in markdown
+    assert "add lambdas" not in markdown  # every value was computed: no hint on missing rate points
 
 
 def test_bdrate_with_too_few_rate_points_writes_why(tmp_path):
@@ -521,7 +524,7 @@ def test_bdrate_with_too_few_rate_points_writes_why(tmp_path):
 
 def test_bdrate_warns_when_a_curve_is_not_monotone():
     runs = load_runs(metrics_files())
-    assert bd_table(runs, "tandt", "hac", ["predictgs"], defaults=DEFAULTS)["Note"].iloc[0] == ""
+    assert "does not rise" not in bd_table(runs, "tandt", "hac", ["predictgs"], defaults=DEFAULTS)["Note"].iloc[0]
     # Predict-GS's largest rate point loses quality: the value is still computed, with a warning.
     ours = runs["method"] == "predictgs"
     largest = runs[ours].groupby("lmbda")["size_bytes"].mean().idxmax()

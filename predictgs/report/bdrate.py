@@ -34,6 +34,7 @@ contains the other; for two equal ranges shifted by a quarter of their length it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ INTERPOLATIONS = ("pchip", "cubic")
 MIN_POINTS = {"pchip": 2, "cubic": 4}
 OVERLAP_WARNING = 0.75  # shared interval / a curve's range below which a BD value gets a warning
 OVERLAP_INCONCLUSIVE = 0.50  # ... below which a verdict does not rest on it
+_TOLERANCE = 1e-9  # fractions are ratios of float differences: 0.3 / 0.4 must count as 75%
 
 
 @dataclass(frozen=True)
@@ -67,16 +69,20 @@ class Overlap:
 
     @property
     def warning(self) -> bool:
-        return self.fraction < OVERLAP_WARNING
+        return self.fraction < OVERLAP_WARNING - _TOLERANCE
 
     @property
     def inconclusive(self) -> bool:
-        return self.fraction < OVERLAP_INCONCLUSIVE
+        return self.fraction < OVERLAP_INCONCLUSIVE - _TOLERANCE
 
     def describe(self, anchor_name: str = "anchor", test_name: str = "test") -> str:
-        """E.g. "the curves share 62% of hac's quality range and 100% of predictgs's"."""
-        return (f"the curves share {100 * self.anchor_fraction:.0f}% of {anchor_name}'s {self.axis} range and "
-                f"{100 * self.test_fraction:.0f}% of {test_name}'s")
+        """E.g. "the curves share 62% of hac's quality range and 100% of predictgs's" (percentages rounded
+        down, so that a fraction below a threshold never prints as the threshold)."""
+        def percent(fraction):
+            return math.floor(100 * fraction + 100 * _TOLERANCE)
+
+        return (f"the curves share {percent(self.anchor_fraction)}% of {anchor_name}'s {self.axis} range and "
+                f"{percent(self.test_fraction)}% of {test_name}'s")
 
 
 def overlap(anchor_x: Sequence[float], test_x: Sequence[float], axis: str = "quality") -> Overlap:

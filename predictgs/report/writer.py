@@ -80,6 +80,9 @@ NOTES = {
     "bdrate": [
         "Negative BD-rate: the method needs fewer bytes than the anchor at equal PSNR; positive BD-PSNR: "
         "higher PSNR at equal size. Computed on the dataset means of each rate point.",
+        "PSNR overlap: the PSNR interval both curves cover (BD-rate's average is over it) as a percentage of "
+        "each curve's PSNR range; below 75% the value comes with a warning, below 50% the verdicts do not "
+        "decide a claim on it.",
     ],
 }
 ABLATION_TITLES = {
@@ -198,7 +201,7 @@ def write_bdrate(
     runs = load(summaries)
     table = bd_table(runs, benchmark, anchor, list(methods), interpolation, defaults=defaults)
     notes = list(NOTES["bdrate"])
-    if table["Note"].astype(bool).any():
+    if table["Note"].str.startswith("not computed").any():
         notes.append(
             f"BD-rate needs, per curve, at least {2 if interpolation == 'pchip' else 4} rate points and PSNR "
             "ranges that overlap: add lambdas to the methods (config: methods.<method>.lambdas)."
