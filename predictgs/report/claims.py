@@ -7,7 +7,7 @@ Our counterpart is always the same relation on our runs, never our absolute numb
 
 Where a claim is tested. A claim on a paper benchmark (``benchmark: Mip-NeRF360``) is tested on each of
 our benchmarks that is that benchmark or stands in for it (``report.paper``: ``mipnerf360`` or
-``synth_outdoor``); ``benchmark: any`` (the ablations) on every benchmark where all of its arms were run.
+``synth_outdoor``, or a benchmark a workflow configuration declares ``stands_in_for`` it); ``benchmark: any`` (the ablations) on every benchmark where all of its arms were run.
 
 Relations, per training seed s, on dataset means over the scenes that every arm has in seed s:
 
@@ -43,7 +43,8 @@ on a small part of the curves. Below ``OVERLAP_WARNING`` (75%) the reason carrie
 
 An ordering holds when each of its pairs holds, does not hold when one of its pairs does not hold, is
 insufficient data when one pair is, and is inconclusive otherwise; its value is the number of seeds in
-which the whole ordering holds. On a synthetic stand-in a verdict speaks about that benchmark's scale only.
+which the whole ordering holds. On a stand-in a verdict speaks about that benchmark's scale only
+(``report.scale``).
 """
 
 from __future__ import annotations
@@ -470,10 +471,12 @@ def evaluate_claims(
     *,
     defaults: Mapping,
     seeds: Sequence[int] | None = None,
+    stand_ins: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(verdicts, per-seed values): one verdict row per claim and benchmark (``VERDICT_COLUMNS``), and
     every per-seed value behind them (``PER_SEED_COLUMNS``). ``seeds``: the training seeds the runs were
-    meant to have (a reason names the missing ones); default: those present."""
+    meant to have (a reason names the missing ones); default: those present. ``stand_ins``: our benchmark
+    -> the paper benchmark it stands in for, besides the synthetic ones (``report.paper``)."""
     runs = prepare_runs(runs) if len(runs) else runs
     labels = method_labels(runs) if len(runs) else {}
     benchmarks = sorted(runs["benchmark"].unique()) if len(runs) else []
@@ -487,7 +490,7 @@ def evaluate_claims(
                                           "no benchmark has runs of all its arms", labels))
                 continue
         else:
-            candidates = benchmarks_standing_for(claim.benchmark, benchmarks)
+            candidates = benchmarks_standing_for(claim.benchmark, benchmarks, stand_ins)
             if not candidates:
                 rows.append(_insufficient(claim, "", f"no runs on {claim.benchmark} or a stand-in for it", labels))
                 continue
@@ -689,9 +692,9 @@ def verdict_counts(verdicts: pd.DataFrame) -> dict[str, int]:
     return {name: int((verdicts["verdict"] == name).sum()) for name in VERDICTS}
 
 
-def uses_stand_ins(benchmarks: Iterable[str]) -> bool:
-    """Whether any of our benchmarks is a synthetic stand-in (its verdicts speak about its own scale)."""
-    return any(paper_benchmark_of(b)[1] == STAND_IN for b in benchmarks)
+def uses_stand_ins(benchmarks: Iterable[str], stand_ins: Mapping[str, str] | None = None) -> bool:
+    """Whether any of our benchmarks is a stand-in (its verdicts speak about its own scale)."""
+    return any(paper_benchmark_of(b, stand_ins)[1] == STAND_IN for b in benchmarks)
 
 
 __all__ = [

@@ -228,6 +228,9 @@ def run_row(metrics: Mapping, path: str | Path = "<memory>") -> dict:
         row[BITS_PREFIX + category] = float(value)
     for section, value in (metrics.get("section_bytes") or {}).items():
         row["section_bytes_" + section] = float(value)
+    image_size = metrics.get("image_size")  # [width, height] of the training and test views
+    if isinstance(image_size, (list, tuple)) and len(image_size) == 2:
+        row["image_width"], row["image_height"] = int(image_size[0]), int(image_size[1])
     # The size the tables report: a method may declare it (3DGS: the PLY file the papers report), else
     # the bitstream's.
     real_size = metrics.get("table_size_bytes", metrics.get("size_bytes"))
