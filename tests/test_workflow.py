@@ -242,6 +242,11 @@ def test_paper_config_needs_the_datasets(tmp_path):
     result = snakemake(tmp_path, "-n", "reproduce_tables", "--configfile", str(PAPER_CONFIG),
                        "--config", f"data_dir={tmp_path}/none")
     assert result.returncode != 0
+    assert f"data_dir '{tmp_path}/none' is not a folder" in result.stdout + result.stderr
+    # a data_dir without the scenes: the missing ones are listed
+    result = snakemake(tmp_path, "-n", "reproduce_tables", "--configfile", str(PAPER_CONFIG),
+                       "--config", f"data_dir={tmp_path}")
+    assert result.returncode != 0
     assert "Missing input files" in result.stdout + result.stderr
 
 
@@ -343,7 +348,7 @@ def validate(config: dict) -> dict:
     return config
 
 
-@pytest.mark.parametrize("path", [DEFAULT_CONFIG, PAPER_CONFIG])
+@pytest.mark.parametrize("path", [DEFAULT_CONFIG, PAPER_CONFIG, REPO / "config" / "real_small.yaml"])
 def test_schema_accepts_the_shipped_configs(path):
     config = validate(read_config(path))
     assert config["threads"]["train"] >= 1
