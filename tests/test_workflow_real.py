@@ -96,14 +96,25 @@ def test_real_small_reads_fern_and_test_colmap_23_with_their_protocol(tmp_path, 
     """scene-info through the workflow on the shared real scenes, and the training configurations it
     writes: fern at images_8 (504x378), test_colmap_23 halved to ~500 px wide, every 8th image a test view;
     the voxel sizes, growth thresholds and table sizes of the configuration."""
+    from predictgs.pipeline.train import build_spec
+
     data = shared_data / "scenes"
     outputs = ["results/real_small/scene_info/real_llff/fern.json",
                "results/real_small/scene_info/real_object/test_colmap_23.json",
                "results/real_small/configs/real_llff/hac/default.yaml",
                "results/real_small/configs/real_llff/3dgs/default.yaml",
                "results/real_small/configs/real_object/predictgs_hacpp/default.yaml"]
-    result = snakemake(tmp_path, "--cores", "1", *outputs, *real_args(data), timeout=600)
+    # every scene's summary and every training configuration, nothing trained
+    result = snakemake(tmp_path, "--cores", "2", "all", "verdicts", "--until", "scene_info", "train_config",
+                       *real_args(data), timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    configs = sorted((tmp_path / "results/real_small/configs").rglob("*.yaml"))
+    assert len(configs) == 20
+    scenes = {"real_llff": data / "fern", "real_object": data / "test_colmap_23/dense/0"}
+    for path in configs:  # each one is a configuration `predictgs train` accepts for its method
+        benchmark, method = path.parts[-3], path.parts[-2]
+        spec, _ = build_spec(method, scenes[benchmark], config_file=path, benchmark=benchmark)
+        assert spec.train.iterations == 3000 and spec.protocol["llffhold"] == 8
     fern = json.loads((tmp_path / outputs[0]).read_text())
     assert (fern["format"], fern["image_size"], fern["num_train"], fern["num_test"]) == ("llff", [504, 378], 17, 3)
     assert fern["protocol"]["images_folder"] == "images_8" and fern["num_points"] == 10091
