@@ -13,7 +13,7 @@ GPU_SCENE  ?= ../shared/data/scenes/fern
 GPU_OUT    ?= gpu_check
 GPU_ARGS   ?=
 
-.PHONY: help install test test-fast fuzz reproduce verdicts bench gpu-check slurm-up slurm-down slurm-check clean-venv
+.PHONY: help install test test-fast fuzz reproduce verdicts verdicts-real check-data-dir bench gpu-check slurm-up slurm-down slurm-check clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,6 +43,15 @@ reproduce: $(STAMP)  ## regenerate the tables and plots on the embedded benchmar
 
 verdicts: $(STAMP)  ## test the paper's claims on the embedded benchmark, 3 training seeds (results/embedded/verdicts/)
 	$(VENV)/bin/snakemake --cores $(CORES) verdicts
+
+# Real photographs (config/real_small.yaml): DATA_DIR holds fern/ (LLFF) and test_colmap_23/ (COLMAP),
+# e.g. ../shared/data/scenes. Tables, ablations and verdicts of the same runs (3 training seeds each).
+DATA_DIR ?=
+verdicts-real: check-data-dir $(STAMP)  ## the claims on real photographs, 3 seeds (DATA_DIR=folder with fern/, test_colmap_23/)
+	$(VENV)/bin/snakemake --cores $(CORES) all verdicts --configfile config/real_small.yaml --config data_dir=$(DATA_DIR)
+
+check-data-dir:
+	@test -n "$(DATA_DIR)" -a -d "$(DATA_DIR)" || { echo "make verdicts-real: DATA_DIR='$(DATA_DIR)' is not a folder; give the one holding fern/ and test_colmap_23/ (e.g. DATA_DIR=../shared/data/scenes)" >&2; exit 2; }
 
 bench: $(STAMP)  ## print the rasterizer benchmark figures
 	$(PY) benchmarks/bench_render.py

@@ -230,15 +230,16 @@ claims:
 """
 
 
-def straight_line_runs(offsets: dict[int, float], benchmark="synth_outdoor") -> list[dict]:
+def straight_line_runs(offsets: dict[int, float], benchmark="synth_outdoor", shift=1.0) -> list[dict]:
     """HAC: ln(size) = 2 + 0.5 PSNR at PSNR 30 and 34; Predict-GS: ln(size) = c_s + 0.52 PSNR at PSNR 31 and 35
     (per seed s). PCHIP through two points is the straight line, so the mean log-size gap over the shared
-    PSNR interval [31, 34] is (c_s - 2) + 0.02 * 32.5."""
+    PSNR interval [31, 34] (75% of each curve's range) is (c_s - 2) + 0.02 * 32.5. ``shift``: Predict-GS's
+    PSNRs are 30 + shift and 34 + shift."""
     rows = []
     for seed, offset in offsets.items():
         for lmbda, psnr in ((0.004, 30.0), (0.001, 34.0)):
             rows.append(run("hac", benchmark, lmbda=lmbda, seed=seed, psnr=psnr, size=math.exp(2 + 0.5 * psnr)))
-        for lmbda, psnr in ((0.004, 31.0), (0.0005, 35.0)):
+        for lmbda, psnr in ((0.004, 30.0 + shift), (0.0005, 34.0 + shift)):
             rows.append(run("predictgs", benchmark, lmbda=lmbda, seed=seed, psnr=psnr,
                             size=math.exp(offset + 0.52 * psnr)))
     return rows
@@ -249,17 +250,49 @@ def test_bd_rate_per_seed_by_hand(tmp_path):
     verdicts, per_seed = evaluate_claims(table(straight_line_runs(offsets)), claims_from(BD_CLAIM, tmp_path),
                                          defaults=DEFAULTS)
     expected = {seed: 100 * (math.exp(c - 2 + 0.02 * 32.5) - 1) for seed, c in offsets.items()}
-    values = per_seed.set_index("seed")["value"].to_dict()
+    values = per_seed[per_seed["quantity"] == "BD-rate [%]"].set_index("seed")["value"].to_dict()
     assert values == pytest.approx(expected, rel=1e-9)
+    # beside each value, the PSNR overlap it rests on: [31, 34] is 75% of both curves' ranges
+    overlap = per_seed[per_seed["quantity"].str.startswith("PSNR overlap")].set_index("seed")
+    assert overlap["value"].to_dict() == pytest.approx({0: 75.0, 1: 75.0, 2: 75.0})
+    assert overlap["note"].iloc[0] == "the curves share 75% of hac's quality range and 75% of predictgs's"
     row = one(verdicts, "bd", "synth_outdoor")
     assert row["paper_benchmark"] == "Mip-NeRF360" and row["seeds"] == 3
     assert (row["ours_low"], row["ours_high"]) == pytest.approx((expected[0], expected[2]))
     assert row["ours_mean"] == pytest.approx(np.mean(list(expected.values())))
     assert row["verdict"] == HOLDS  # -29.5% to -13.9%: all below 0
+    assert "Warning" not in row["reason"]  # 75% overlap: no warning
     # Predict-GS worse in every seed: the opposite of the claim.
     verdicts, _ = evaluate_claims(table(straight_line_runs({0: 1.5, 1: 1.6})), claims_from(BD_CLAIM, tmp_path),
                                   defaults=DEFAULTS)
     assert one(verdicts, "bd")["verdict"] == DOES_NOT_HOLD
+
+
+def test_bd_rate_from_curves_that_barely_overlap_is_inconclusive(tmp_path):
+    """Below 50% of a curve's PSNR range a BD-rate decides nothing; below 75% its verdict warns."""
+    claims = claims_from(BD_CLAIM, tmp_path)
+    offsets = {0: 1.0, 1: 1.1, 2: 1.2}  # Predict-GS far cheaper in every seed
+    # shift 1.6: the curves share [31.6, 34], 60% of each range: holds, with a warning
+    row = one(evaluate_claims(table(straight_line_runs(offsets, shift=1.6)), claims, defaults=DEFAULTS)[0], "bd")
+    assert row["verdict"] == HOLDS and row["ours_high"] < 0
+    assert "Warning: the curves share less than 75% of a curve's PSNR range (seed 0: the curves share 60% of " \
+           "hac's quality range and 60% of predictgs's;" in row["reason"]
+    # shift 2.4: they share [32.4, 34], 40%: the same direction in every seed, but inconclusive
+    verdicts, per_seed = evaluate_claims(table(straight_line_runs(offsets, shift=2.4)), claims, defaults=DEFAULTS)
+    row = one(verdicts, "bd")
+    assert row["verdict"] == INCONCLUSIVE and row["ours_high"] < 0 and row["seeds"] == 3
+    assert "Inconclusive all the same: the BD-rate rests on less than 50% of a curve's PSNR range (seed 0: the " \
+           "curves share 40% of hac's quality range and 40% of predictgs's" in row["reason"]
+    overlap = per_seed[per_seed["quantity"].str.startswith("PSNR overlap")]
+    assert overlap["value"].tolist() == pytest.approx([40.0, 40.0, 40.0])
+    # one seed below 50% is enough; the opposite direction is made inconclusive too
+    rows = straight_line_runs({0: 1.5, 1: 1.6}, shift=1.0)
+    rows = [r for r in rows if r["seed"] == 0] + straight_line_runs({1: 1.6}, shift=2.4)
+    row = one(evaluate_claims(table(rows), claims, defaults=DEFAULTS)[0], "bd")
+    assert row["verdict"] == INCONCLUSIVE and row["ours_low"] > 0 and "(seed 1: " in row["reason"]
+    # one seed stays insufficient data, whatever the overlap
+    row = one(evaluate_claims(table(straight_line_runs({0: 1.0}, shift=2.4)), claims, defaults=DEFAULTS)[0], "bd")
+    assert row["verdict"] == INSUFFICIENT
 
 
 def test_bd_rate_of_a_single_seed_and_of_a_missing_anchor_is_insufficient_data(tmp_path):

@@ -510,11 +510,29 @@ def test_bd_table_on_fixtures(runs):
     assert row["BD-rate [%]"] == pytest.approx(
         bd_rate(hac["size_bytes"], hac["psnr"], ours["size_bytes"], ours["psnr"])
     )
-    assert row["BD-rate [%]"] < 0 and row["BD-PSNR [dB]"] > 0 and row["Note"] == ""
+    assert row["BD-rate [%]"] < 0 and row["BD-PSNR [dB]"] > 0
+    # The PSNR interval both curves cover: HAC 24.0-24.4 dB, Predict-GS 24.1-24.45 dB share 24.1-24.4.
+    assert row["PSNR overlap [% of anchor]"] == pytest.approx(75.0)
+    assert row["PSNR overlap [% of method]"] == pytest.approx(100 * 0.3 / 0.35)
+    # BD-rate's overlap is at the 75% threshold (no warning); BD-PSNR's log-rate overlap is not.
+    assert row["Note"] == ("warning: BD-PSNR rests on a short overlap: the curves share 43% of hac's log-rate "
+                           "range and 50% of predictgs's (below 75%): add rate points where the curves meet")
     # One policy: a pair that cannot be computed is a row with a note, never an exception.
     few = runs[~((runs["method"] == "predictgs") & (runs["lmbda"] != 0.004))]
     row = bd_table(few, "tandt", "hac", ["predictgs"], defaults=DEFAULTS).iloc[0]
     assert math.isnan(row["BD-rate [%]"]) and "predictgs on tandt" in row["Note"]
+    assert math.isnan(row["PSNR overlap [% of method]"])
+    # Curves that meet on a short stretch: a warning naming each curve's share, and below 50% that a
+    # verdict does not rest on it.
+    short = runs.copy()
+    short.loc[short["method"] == "hac", "psnr"] += 0.3  # HAC 24.3-24.7 dB, Predict-GS 24.1-24.45 dB
+    row = bd_table(short, "tandt", "hac", ["predictgs"], defaults=DEFAULTS).iloc[0]
+    assert row["PSNR overlap [% of anchor]"] == pytest.approx(100 * 0.15 / 0.4)
+    assert row["PSNR overlap [% of method]"] == pytest.approx(100 * 0.15 / 0.35)
+    assert not math.isnan(row["BD-rate [%]"])
+    assert row["Note"].startswith("warning: BD-rate rests on a short overlap: the curves share 37% of hac's "
+                                  "quality range and 42% of predictgs's (below 75%; below 50% a verdict treats "
+                                  "it as inconclusive)")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -170,7 +170,8 @@ def test_cli_train_writes_a_run(tiny_scene, scaffold_config, tmp_path, capsys):
                  "--iterations", "12", "--config", str(scaffold_config), "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["iterations"] == 12 and summary["method"] == "scaffold"
-    assert (run_dir / "metrics.json").is_file()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["image_size"] == [40, 30]  # the scale a verdict speaks about (report.scale)
     # Options that do not fit the method are one-line errors.
     assert main(["train", "--method", "scaffold", "--scene", str(tiny_scene), "--out", str(tmp_path / "x"),
                  "--lmbda", "0.001", "--quiet"]) == 2

@@ -138,8 +138,11 @@ def test_default_config_dry_run_lists_every_run(tmp_path):
     runs = len(main_run_keys(config))
     n_benchmarks = len(config["benchmarks"])
     n_scenes = sum(len(scenes(config, b)) for b in config["benchmarks"])
-    assert config["train_seeds"] == [0]  # make reproduce: one training seed, 15 runs, about 13 minutes
-    assert runs == n_scenes * sum(len(s.get("lambdas") or [0]) for s in config["methods"].values()) == 15
+    assert config["train_seeds"] == [0]  # make reproduce: one training seed, 27 runs
+    # four rate points per entropy-coded method, the same four for HAC and Predict-GS (overlapping curves)
+    assert config["methods"]["hac"]["lambdas"] == config["methods"]["predictgs"]["lambdas"]
+    assert all(len(config["methods"][m]["lambdas"]) == 4 for m in ("hac", "predictgs"))
+    assert runs == n_scenes * sum(len(s.get("lambdas") or [0]) for s in config["methods"].values()) == 27
     for rule in RUN_RULES:
         assert counts[rule] == runs, rule
     assert counts["synth_scene"] == counts["scene_info"] == n_scenes
@@ -147,7 +150,7 @@ def test_default_config_dry_run_lists_every_run(tmp_path):
         assert counts[rule] == n_benchmarks, rule
     assert counts["paper_comparison"] == counts["runs_table"] == counts["scene_table"] == 1
     assert counts["main_verdicts"] == 1  # reproduce_tables writes verdicts.md too
-    assert sum(counts.values()) == 104
+    assert sum(counts.values()) == 164
     assert not {"ablation_table", "sweep_plot", "verdicts_table"} & set(counts)
 
 
@@ -159,9 +162,10 @@ def test_dry_run_commands(tmp_path):
     scaffold = re.search(r"args=\(--method scaffold .*?\)", output, re.S).group(0)
     assert "--lmbda" not in scaffold and "--config results/embedded/configs/" in scaffold
     hac = re.search(r"args=\(--method hac .*?\)", output, re.S).group(0)
-    assert re.search(r"--lmbda 0\.00[14]\b", hac)
+    assert re.search(r"--lmbda 0\.(0005|001|002|004)\b", hac)
     # The training seed: its own folder and --seed (the seed of the scene is in the scene's name).
-    assert re.search(r"--out results/embedded/runs/\S+/lambda0\.00[14]/train_seed0 .*--seed 0\b", hac, re.S)
+    assert re.search(r"--out results/embedded/runs/\S+/lambda0\.(0005|001|002|004)/train_seed0 .*--seed 0\b", hac,
+                     re.S)
     encode = re.findall(r"predictgs encode (\S+) -o (\S+) (.*?) >", output)
     assert encode and all(out == f"{run}/scene.pgs" and "--no-eval" in extra for run, out, extra in encode)
     evaluate = re.findall(r"predictgs eval (\S+) --scene (\S+) --device (\S+)", output)
@@ -187,7 +191,7 @@ def test_train_seeds_repeat_every_run(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     counts = job_counts(snakemake(tmp_path, "-n", "reproduce_tables", "--configfile", str(path)))
-    assert counts["train"] == counts["run_summary"] == len(main_run_keys(config)) == 2 * 15
+    assert counts["train"] == counts["run_summary"] == len(main_run_keys(config)) == 2 * 27
     assert counts["synth_scene"] == 3 and counts["train_config"] == 9
 
 
@@ -211,11 +215,11 @@ def test_default_config_dry_run_of_the_verdicts(tmp_path):
     counts = job_counts(snakemake(tmp_path, "-n", "verdicts"))
     gs = main_run_keys(config, seeds, methods={"3dgs": config["extended_methods"]["3dgs"]})
     runs = main_run_keys(config, seeds) | ablation_run_keys(config, seeds) | gs
-    assert len(gs) == 3 * 3 and len(runs) == 3 * 26
+    assert len(gs) == 3 * 3 and len(runs) == 3 * 38  # 27 main, 3 3DGS, 8 more for the ablations
     for rule in RUN_RULES:
         assert counts[rule] == len(runs), rule
     assert counts["verdicts_table"] == counts["verdict_runs_table"] == 1
-    assert sum(counts.values()) == 416
+    assert sum(counts.values()) == 596
     assert not {"benchmark_tables", "main_verdicts", "ablation_table"} & set(counts)
     # After reproduce_tables, its seed-0 runs are reused: the same folders.
     result = snakemake(tmp_path, "-n", "-p", "verdicts")
@@ -242,6 +246,11 @@ def test_paper_config_dry_run(tmp_path):
 def test_paper_config_needs_the_datasets(tmp_path):
     result = snakemake(tmp_path, "-n", "reproduce_tables", "--configfile", str(PAPER_CONFIG),
                        "--config", f"data_dir={tmp_path}/none")
+    assert result.returncode != 0
+    assert f"data_dir '{tmp_path}/none' is not a folder" in result.stdout + result.stderr
+    # a data_dir without the scenes: the missing ones are listed
+    result = snakemake(tmp_path, "-n", "reproduce_tables", "--configfile", str(PAPER_CONFIG),
+                       "--config", f"data_dir={tmp_path}")
     assert result.returncode != 0
     assert "Missing input files" in result.stdout + result.stderr
 
@@ -375,7 +384,7 @@ def validate(config: dict) -> dict:
     return config
 
 
-@pytest.mark.parametrize("path", [DEFAULT_CONFIG, PAPER_CONFIG])
+@pytest.mark.parametrize("path", [DEFAULT_CONFIG, PAPER_CONFIG, REPO / "config" / "real_small.yaml"])
 def test_schema_accepts_the_shipped_configs(path):
     config = validate(read_config(path))
     assert config["threads"]["train"] >= 1
@@ -527,8 +536,12 @@ def test_bdrate_from_fixture_metrics(tmp_path):
     reference = bd_table(load_runs(metrics_files()), "tandt", "hac", ["predictgs"], defaults=DEFAULTS).iloc[0]
     assert row["BD-rate [%]"] == pytest.approx(reference["BD-rate [%]"])
     assert row["BD-PSNR [dB]"] == pytest.approx(reference["BD-PSNR [dB]"])
-    assert row["Method points"] == row["Anchor points"] == 4 and row["Note"] == ""
+    assert row["Method points"] == row["Anchor points"] == 4 and row["Note"] == reference["Note"]
+    assert row["PSNR overlap [% of anchor]"] == pytest.approx(75.0)
     assert pd.read_csv(tmp_path / "bdrate.csv")["BD-rate [%]"].iloc[0] == pytest.approx(row["BD-rate [%]"])
+    markdown = (tmp_path / "bdrate.md").read_text()
+    assert "BD-rate — tandt" in markdown and "PSNR overlap" in markdown
+    assert "add lambdas" not in markdown  # every value was computed: no hint on missing rate points
 
 
 def test_tables_are_also_written_as_latex(tmp_path):
@@ -569,7 +582,7 @@ def test_bdrate_with_too_few_rate_points_writes_why(tmp_path):
 
 def test_bdrate_warns_when_a_curve_is_not_monotone():
     runs = load_runs(metrics_files())
-    assert bd_table(runs, "tandt", "hac", ["predictgs"], defaults=DEFAULTS)["Note"].iloc[0] == ""
+    assert "does not rise" not in bd_table(runs, "tandt", "hac", ["predictgs"], defaults=DEFAULTS)["Note"].iloc[0]
     # Predict-GS's largest rate point loses quality: the value is still computed, with a warning.
     ours = runs["method"] == "predictgs"
     largest = runs[ours].groupby("lmbda")["size_bytes"].mean().idxmax()
@@ -745,7 +758,8 @@ SMALL_CONFIG = {
     "iterations": 10,
     "threads": {"train": 1},
     "synth": {"width": 32, "height": 24, "views": 8},
-    "methods": {"scaffold": {}, "hac": {"lambdas": [0.001, 0.004]}, "predictgs": {"lambdas": [0.0005, 0.004]}},
+    # the same rate points for both, as config/config.yaml: curves that overlap (no warning on the BD-rate)
+    "methods": {"scaffold": {}, "hac": {"lambdas": [0.0005, 0.004]}, "predictgs": {"lambdas": [0.0005, 0.004]}},
     "train_config": {
         "model": {"densify": {"grad_threshold": 0.002}},
         "model_by_method": {"hac": {"context": {"log2_grid": 9}}, "predictgs": {"sfp": {"log2_grid": 9}}},
@@ -776,8 +790,7 @@ def fake_cli(tmp_path) -> dict:
 def test_extended_tables_with_a_stand_in_cli(tmp_path, fake_cli):
     """extended_tables: the main methods with HAC++, Predict-GS on HAC++ and 3DGS; BD-rates against HAC
     and HAC++; 3DGS's size is its PLY; reproduce_tables' own tables keep the main methods only."""
-    config = {**SMALL_CONFIG, "ablations": {}, "methods": {"scaffold": {}, "hac": {"lambdas": [0.001, 0.004]},
-                                                           "predictgs": {"lambdas": [0.0005, 0.004]}},
+    config = {**SMALL_CONFIG, "ablations": {},
               "extended_methods": {"hacpp": {"lambdas": [0.0005, 0.004]},
                                    "predictgs_hacpp": {"lambdas": [0.0005, 0.004]}, "3dgs": {}},
               "bdrate": {"anchor": ["hac", "hacpp"], "methods": ["predictgs", "predictgs_hacpp", "hacpp"]}}
@@ -805,7 +818,10 @@ def test_extended_tables_with_a_stand_in_cli(tmp_path, fake_cli):
     pairs = set(zip(bdrate["Anchor"], bdrate["Method"]))
     assert pairs == {("HAC", "Predict-GS"), ("HAC", "Predict-GS (HAC++)"), ("HAC", "HAC++"),
                      ("HAC++", "Predict-GS"), ("HAC++", "Predict-GS (HAC++)")}
-    assert (bdrate["Note"] == "").all()
+    # every value computed; the BD-rates rest on overlapping PSNR ranges (the stand-in's HAC++ files are
+    # far smaller than HAC's, so some BD-PSNRs rest on a short log-rate overlap and say so)
+    assert not bdrate["Note"].str.contains("not computed|BD-rate rests").any()
+    assert (bdrate["PSNR overlap [% of anchor]"] >= 75).all()
     assert (results / "plots_extended" / "rd_synth_object.png").stat().st_size > 1000
     # reproduce_tables: the main methods only, BD-rate against HAC only
     main = pd.read_csv(results / "tables" / "synth_object" / "table1.csv")
@@ -884,6 +900,11 @@ def test_whole_workflow_with_a_stand_in_cli(tmp_path, fake_cli):
     assert set(per_seed["seed"]) == {0, 1}
     markdown = (results / "verdicts" / "verdicts.md").read_text()
     assert "training seeds 0, 1" in markdown and "embedded scale only" in markdown
+    # the scale each verdict speaks about, from the runs' metrics: a footnote per benchmark, a row per run
+    assert "| synth_object [^synth_object] |" in markdown
+    assert ("\n[^synth_object]: synth_object (standing in for Tanks&Temples): scene synth_object_seed0 at 32x24; "
+            "10 iterations; anchors at the end 1.0k (HAC at λ 0.004: 1.0k); networks — of a file.") in markdown
+    assert "| synth_object | synth_object_seed0 | HAC | default | 0.004 | 2 | 32x24 | 10 | 1000 |" in markdown
 
     again = snakemake(work, "-n", "all", "--configfile", str(work / "config.yaml"), env=fake_cli)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

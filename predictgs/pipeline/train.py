@@ -228,6 +228,7 @@ def run_metrics(trainer: Trainer, spec: RunSpec) -> tuple[dict, dict]:
         "lmbda": spec.train.lmbda if spec.train.lmbda is not None else 0.0,
         "seed": spec.train.seed,
         "iterations": trainer.iteration,
+        "image_size": trainer.scene.summary()["image_size"],  # [width, height] of the views (the most common)
         "psnr": summary["PSNR"],
         "ssim": summary["SSIM"],
         "lpips": summary.get("LPIPS"),

@@ -12,7 +12,7 @@ the workflow takes from the method's configuration (``predictgs.methods.predict_
 
 from __future__ import annotations
 
-from predictgs.report.bdrate import bd_psnr, bd_rate
+from predictgs.report.bdrate import Overlap, bd_psnr, bd_psnr_overlap, bd_rate, bd_rate_overlap
 from predictgs.report.claims import evaluate_claims, load_claims, verdict
 from predictgs.report.paper import PAPER_DIR, compare_with_paper, published_curves, read_paper_table
 from predictgs.report.plots import plot_all_rd, plot_rd, plot_sweep
@@ -32,9 +32,12 @@ from predictgs.report.tables import (
 )
 
 __all__ = [
+    "Overlap",
     "PAPER_DIR",
     "bd_psnr",
+    "bd_psnr_overlap",
     "bd_rate",
+    "bd_rate_overlap",
     "bd_table",
     "benchmark_means",
     "bit_allocation_table",

@@ -7,12 +7,13 @@ Our counterpart is always the same relation on our runs, never our absolute numb
 
 Where a claim is tested. A claim on a paper benchmark (``benchmark: Mip-NeRF360``) is tested on each of
 our benchmarks that is that benchmark or stands in for it (``report.paper``: ``mipnerf360`` or
-``synth_outdoor``); ``benchmark: any`` (the ablations) on every benchmark where all of its arms were run.
+``synth_outdoor``, or a benchmark a workflow configuration declares ``stands_in_for`` it); ``benchmark: any`` (the ablations) on every benchmark where all of its arms were run.
 
 Relations, per training seed s, on dataset means over the scenes that every arm has in seed s:
 
 - ``bd_rate``: BD-rate [%] of ``method`` against ``anchor``, PSNR against size over all their rate points
-  (main runs, pchip; ``report.bdrate``); no effect: 0.
+  (main runs, pchip; ``report.bdrate``); no effect: 0. Its PSNR overlap (the interval both curves cover,
+  as a fraction of each curve's range) is recorded per seed beside it.
 - ``change``: 100 * (m(a) / m(b) - 1) [%]; no effect: 0.
 - ``ratio``: m(a) / m(b); no effect: 1.
 - ``delta``: m(a) - m(b); no effect: 0.
@@ -36,9 +37,14 @@ Verdicts (``verdict``), with no effect z, the claimed side (``expect``) and the 
   contains z but not p: no effect is compatible with our runs and the paper's effect is not;
 - **inconclusive**: otherwise: the interval contains z and p (or the paper gives no value).
 
+A BD-rate verdict that would be **holds** or **does not hold** is **inconclusive** when, in any seed, the
+two curves share less than ``OVERLAP_INCONCLUSIVE`` (50%) of a curve's PSNR range: the estimate then rests
+on a small part of the curves. Below ``OVERLAP_WARNING`` (75%) the reason carries a warning.
+
 An ordering holds when each of its pairs holds, does not hold when one of its pairs does not hold, is
 insufficient data when one pair is, and is inconclusive otherwise; its value is the number of seeds in
-which the whole ordering holds. On a synthetic stand-in a verdict speaks about that benchmark's scale only.
+which the whole ordering holds. On a stand-in a verdict speaks about that benchmark's scale only
+(``report.scale``).
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ import yaml
 
 from predictgs.errors import ReportError
 from predictgs.parse import ParseError, load_yaml_text
-from predictgs.report.bdrate import bd_rate
+from predictgs.report.bdrate import OVERLAP_INCONCLUSIVE, OVERLAP_WARNING, Overlap, bd_rate, bd_rate_overlap
 from predictgs.report.paper import PAPER_DIR, STAND_IN, benchmarks_standing_for, paper_benchmark_of
 from predictgs.report.tables import at_defaults, benchmark_means, feature_bits, method_labels
 
@@ -90,6 +96,8 @@ VERDICT_COLUMNS = [
     "ours_low", "ours_high", "spread", "seeds", "verdict", "reason", "source",
 ]
 PER_SEED_COLUMNS = ["claim", "benchmark", "quantity", "seed", "value", "note"]
+BD_RATE_QUANTITY = "BD-rate [%]"
+OVERLAP_QUANTITY = "PSNR overlap [% of the less covered curve]"  # per seed, beside a BD-rate
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -400,12 +408,13 @@ def relate(relation: str, a: float, b: float) -> float:
     return a / b if relation == "ratio" else 100.0 * (a / b - 1.0)
 
 
-def bd_rate_per_seed(runs: pd.DataFrame, claim: Claim, defaults: Mapping) -> tuple[dict[int, float], dict[int, str]]:
-    """seed -> BD-rate [%] of the claim's method against its anchor (dataset means per rate point), and
-    seed -> why a seed has no value."""
+def bd_rate_per_seed(runs: pd.DataFrame, claim: Claim, defaults: Mapping
+                     ) -> tuple[dict[int, float], dict[int, str], dict[int, Overlap]]:
+    """seed -> BD-rate [%] of the claim's method against its anchor (dataset means per rate point),
+    seed -> why a seed has no value, and seed -> the PSNR overlap of the two curves (seeds with a value)."""
     test = arm_runs(runs, Arm(claim.method), defaults)
     anchor = arm_runs(runs, Arm(claim.anchor), defaults)
-    values, notes = {}, {}
+    values, notes, overlaps = {}, {}, {}
     for seed in sorted(set(test["seed"]) & set(anchor["seed"])):
         curves = [benchmark_means(r[r["seed"] == seed], by=("method", "lmbda")) for r in (anchor, test)]
         try:
@@ -413,7 +422,36 @@ def bd_rate_per_seed(runs: pd.DataFrame, claim: Claim, defaults: Mapping) -> tup
                                    curves[1]["psnr"], anchor_name=claim.anchor, test_name=claim.method)
         except ReportError as error:
             notes[seed] = str(error)
-    return values, notes
+            continue
+        overlaps[seed] = bd_rate_overlap(curves[0]["psnr"], curves[1]["psnr"])
+    return values, notes, overlaps
+
+
+def overlap_rule(outcome: Outcome, overlaps: Mapping[int, Overlap], claim: Claim) -> Outcome:
+    """A BD-rate verdict checked against the curves' overlap in each seed (module docstring): holds / does
+    not hold become inconclusive when a seed's curves share less than 50% of a curve's PSNR range; below
+    75% the reason warns."""
+    if outcome.verdict == INSUFFICIENT:
+        return outcome
+    used = {seed: o for seed, o in sorted(overlaps.items()) if seed in outcome.values}
+    short = {seed: o for seed, o in used.items() if o.inconclusive}
+    warned = {seed: o for seed, o in used.items() if o.warning and not o.inconclusive}
+
+    def listing(selected):
+        return "; ".join(f"seed {seed}: {o.describe(claim.anchor, claim.method)}" for seed, o in selected.items())
+
+    if short:
+        if outcome.verdict != INCONCLUSIVE:
+            outcome.reason += (f" Inconclusive all the same: the BD-rate rests on less than "
+                               f"{OVERLAP_INCONCLUSIVE:.0%} of a curve's PSNR range ({listing(short)}).")
+            outcome.verdict = INCONCLUSIVE
+        else:
+            outcome.reason += (f" The BD-rate rests on less than {OVERLAP_INCONCLUSIVE:.0%} of a curve's PSNR "
+                               f"range ({listing(short)}).")
+    if warned:
+        outcome.reason += (f" Warning: the curves share less than {OVERLAP_WARNING:.0%} of a curve's PSNR range "
+                           f"({listing(warned)}).")
+    return outcome
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -434,10 +472,12 @@ def evaluate_claims(
     *,
     defaults: Mapping,
     seeds: Sequence[int] | None = None,
+    stand_ins: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(verdicts, per-seed values): one verdict row per claim and benchmark (``VERDICT_COLUMNS``), and
     every per-seed value behind them (``PER_SEED_COLUMNS``). ``seeds``: the training seeds the runs were
-    meant to have (a reason names the missing ones); default: those present."""
+    meant to have (a reason names the missing ones); default: those present. ``stand_ins``: our benchmark
+    -> the paper benchmark it stands in for, besides the synthetic ones (``report.paper``)."""
     runs = prepare_runs(runs) if len(runs) else runs
     labels = method_labels(runs) if len(runs) else {}
     benchmarks = sorted(runs["benchmark"].unique()) if len(runs) else []
@@ -451,7 +491,7 @@ def evaluate_claims(
                                           "no benchmark has runs of all its arms", labels))
                 continue
         else:
-            candidates = benchmarks_standing_for(claim.benchmark, benchmarks)
+            candidates = benchmarks_standing_for(claim.benchmark, benchmarks, stand_ins)
             if not candidates:
                 rows.append(_insufficient(claim, "", f"no runs on {claim.benchmark} or a stand-in for it", labels))
                 continue
@@ -560,9 +600,13 @@ def _evaluate(claim: Claim, benchmark: str, runs: pd.DataFrame, defaults: Mappin
                              note=f"not computed: {n}") for s, n in (notes or {}).items())
 
     if claim.relation == "bd_rate":
-        values, notes = bd_rate_per_seed(runs, claim, defaults)
-        record("BD-rate [%]", values, notes)
-        outcome = verdict(values, claim.expect, claim.no_effect, claim.paper, fmt=fmt)
+        values, notes, overlaps = bd_rate_per_seed(runs, claim, defaults)
+        record(BD_RATE_QUANTITY, values, notes)
+        record(OVERLAP_QUANTITY, {seed: 100 * o.fraction for seed, o in overlaps.items()})
+        for entry in per_seed:
+            if entry["quantity"] == OVERLAP_QUANTITY:
+                entry["note"] = overlaps[entry["seed"]].describe(claim.anchor, claim.method)
+        outcome = overlap_rule(verdict(values, claim.expect, claim.no_effect, claim.paper, fmt=fmt), overlaps, claim)
         if notes and outcome.verdict == INSUFFICIENT:
             outcome.reason += " Not computed in seed(s) " + "; ".join(f"{s}: {n}" for s, n in notes.items()) + "."
         return Row(_fill(fields, outcome, fmt, _missing_seeds(outcome, expected)), per_seed)
@@ -649,9 +693,9 @@ def verdict_counts(verdicts: pd.DataFrame) -> dict[str, int]:
     return {name: int((verdicts["verdict"] == name).sum()) for name in VERDICTS}
 
 
-def uses_stand_ins(benchmarks: Iterable[str]) -> bool:
-    """Whether any of our benchmarks is a synthetic stand-in (its verdicts speak about its own scale)."""
-    return any(paper_benchmark_of(b)[1] == STAND_IN for b in benchmarks)
+def uses_stand_ins(benchmarks: Iterable[str], stand_ins: Mapping[str, str] | None = None) -> bool:
+    """Whether any of our benchmarks is a stand-in (its verdicts speak about its own scale)."""
+    return any(paper_benchmark_of(b, stand_ins)[1] == STAND_IN for b in benchmarks)
 
 
 __all__ = [

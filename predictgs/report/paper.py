@@ -120,18 +120,21 @@ def published_curves(paper_benchmark: str, paper_dir: str | Path = PAPER_DIR) ->
     return points.sort_values(["method", "size_mib"], kind="stable").reset_index(drop=True)
 
 
-def paper_benchmark_of(benchmark: str) -> tuple[str | None, str]:
-    """(paper benchmark name, comparison kind) for one of our benchmark names; (None, "") if unmapped."""
+def paper_benchmark_of(benchmark: str, stand_ins: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+    """(paper benchmark name, comparison kind) for one of our benchmark names; (None, "") if unmapped.
+    ``stand_ins``: more stand-ins, our benchmark -> the paper benchmark's name (a workflow configuration's
+    ``stands_in_for``, e.g. real photographs standing in for Mip-NeRF360), besides ``STAND_INS``."""
     if benchmark in PAPER_BENCHMARKS:
         return PAPER_BENCHMARKS[benchmark], DIRECT
-    if benchmark in STAND_INS:
-        return STAND_INS[benchmark], STAND_IN
+    stand_ins = {**STAND_INS, **(stand_ins or {})}
+    if benchmark in stand_ins:
+        return stand_ins[benchmark], STAND_IN
     return None, ""
 
 
-def benchmarks_standing_for(paper_benchmark: str, benchmarks) -> list[str]:
+def benchmarks_standing_for(paper_benchmark: str, benchmarks, stand_ins: Mapping[str, str] | None = None) -> list[str]:
     """Those of ``benchmarks`` (our names) that are ``paper_benchmark`` or stand in for it."""
-    return [b for b in benchmarks if paper_benchmark_of(b)[0] == paper_benchmark]
+    return [b for b in benchmarks if paper_benchmark_of(b, stand_ins)[0] == paper_benchmark]
 
 
 def compare_with_paper(ours: pd.DataFrame, paper_dir: str | Path = PAPER_DIR, *, defaults: Mapping) -> pd.DataFrame:

@@ -59,7 +59,7 @@ import pandas as pd
 from predictgs.errors import ReportError
 from predictgs.io import write_atomic
 from predictgs.parse import load_json_text
-from predictgs.report.bdrate import bd_psnr, bd_rate
+from predictgs.report.bdrate import bd_psnr, bd_psnr_overlap, bd_rate, bd_rate_overlap
 
 MIB = 2**20
 # Table 3's "Feature" categories of estimated_bits (HAC / Scaffold-GS: feat; Predict-GS: residual + sfp).
@@ -178,10 +178,12 @@ DECIMALS = {
     "#Gaussians": 0,
     "BD-rate [%]": 2,
     "BD-PSNR [dB]": 3,
+    "PSNR overlap [% of method]": 0,
+    "PSNR overlap [% of anchor]": 0,
 }
 BDRATE_COLUMNS = [
     "Benchmark", "Method", "Anchor", "Interpolation", "Method points", "Anchor points", "BD-rate [%]",
-    "BD-PSNR [dB]", "Note",
+    "BD-PSNR [dB]", "PSNR overlap [% of method]", "PSNR overlap [% of anchor]", "Note",
 ]
 
 
@@ -245,6 +247,9 @@ def run_row(metrics: Mapping, path: str | Path = "<memory>") -> dict:
     row[REFERENCE_SIZE] = math.nan if reference_size is None else float(reference_size)
     for section, value in (metrics.get("section_bytes") or {}).items():
         row["section_bytes_" + section] = float(value)
+    image_size = metrics.get("image_size")  # [width, height] of the training and test views
+    if isinstance(image_size, (list, tuple)) and len(image_size) == 2:
+        row["image_width"], row["image_height"] = int(image_size[0]), int(image_size[1])
     # The size the tables report: a method may declare it (3DGS: the PLY file the papers report), else
     # the bitstream's.
     real_size = metrics.get("table_size_bytes", metrics.get("size_bytes"))
@@ -559,7 +564,9 @@ def bd_table(
     One row per pair, always: a pair that cannot be computed (a curve missing, too few rate points,
     PSNR ranges that do not overlap) gets NaN and a ``Note`` saying why, so that one missing value never
     stops the other rows; a value resting on a curve whose PSNR does not rise with size gets a warning
-    in ``Note``."""
+    in ``Note``. The PSNR overlap columns give the PSNR interval both curves cover (the one BD-rate
+    averages over) as a percentage of each curve's PSNR range; ``Note`` warns when it, or the log-rate
+    overlap of BD-PSNR, is below 75% of a curve's range (``report.bdrate``)."""
     anchors = [anchor] if isinstance(anchor, str) else list(anchor)
     selected = main_runs(runs[runs["benchmark"] == benchmark], defaults)
     means = benchmark_means(selected) if len(selected) else selected
@@ -576,6 +583,8 @@ def bd_table(
             "Anchor points": len(anchor_curve),
             "BD-rate [%]": math.nan,
             "BD-PSNR [dB]": math.nan,
+            "PSNR overlap [% of method]": math.nan,
+            "PSNR overlap [% of anchor]": math.nan,
             "Note": "",
         }
         if anchor_curve.empty:
@@ -589,16 +598,31 @@ def bd_table(
             try:
                 row["BD-rate [%]"] = bd_rate(*args, **names)
                 row["BD-PSNR [dB]"] = bd_psnr(*args, **names)
-                row["Note"] = "; ".join(
+                psnr_overlap = bd_rate_overlap(anchor_curve["psnr"], test_curve["psnr"])
+                row["PSNR overlap [% of method]"] = 100 * psnr_overlap.test_fraction
+                row["PSNR overlap [% of anchor]"] = 100 * psnr_overlap.anchor_fraction
+                warnings_ = [
                     f"warning: {name}'s PSNR does not rise with size, so this value rests on a non-monotone curve"
                     for name, curve in ((method, test_curve), (anchor, anchor_curve)) if not is_monotone(curve)
-                )
+                ]
+                rate_overlap = bd_psnr_overlap(anchor_curve["size_bytes"], test_curve["size_bytes"])
+                warnings_ += [overlap_warning(o, "BD-rate" if o is psnr_overlap else "BD-PSNR", anchor, method)
+                              for o in (psnr_overlap, rate_overlap) if o.warning]
+                row["Note"] = "; ".join(warnings_)
             except ReportError as error:
                 row["BD-rate [%]"] = row["BD-PSNR [dB]"] = math.nan
                 row["Note"] = f"not computed: {error}"
                 print(f"BD-rate not computed: {error}", file=sys.stderr)
         rows.append(row)
     return pd.DataFrame(rows, columns=BDRATE_COLUMNS)
+
+
+def overlap_warning(overlap, measure: str, anchor: str, method: str) -> str:
+    """The Note of a BD value whose curves share less than 75% of a curve's range."""
+    text = f"warning: {measure} rests on a short overlap: {overlap.describe(anchor, method)} (below 75%"
+    if overlap.inconclusive and measure == "BD-rate":
+        text += "; below 50% a verdict treats it as inconclusive"
+    return text + "): add rate points where the curves meet"
 
 
 def is_monotone(curve: pd.DataFrame) -> bool:

@@ -32,11 +32,11 @@ from predictgs.report.claims import (
     MIN_SEEDS,
     evaluate_claims,
     load_claims,
-    uses_stand_ins,
     verdict_counts,
 )
-from predictgs.report.paper import DIRECT, compare_with_paper, paper_benchmark_of
+from predictgs.report.paper import DIRECT, STAND_IN, STAND_INS, compare_with_paper, paper_benchmark_of
 from predictgs.report.plots import plot_all_rd, plot_sweep
+from predictgs.report.scale import SCALE_DECIMALS, benchmark_footnotes, scale_table
 from predictgs.report.tables import (
     bd_table,
     bit_allocation_table,
@@ -92,6 +92,9 @@ NOTES = {
     "bdrate": [
         "Negative BD-rate: the method needs fewer bytes than the anchor at equal PSNR; positive BD-PSNR: "
         "higher PSNR at equal size. Computed on the dataset means of each rate point, with our files' sizes.",
+        "PSNR overlap: the PSNR interval both curves cover (BD-rate's average is over it) as a percentage of "
+        "each curve's PSNR range; below 75% the value comes with a warning, below 50% the verdicts do not "
+        "decide a claim on it.",
     ],
 }
 ABLATION_TITLES = {
@@ -213,7 +216,7 @@ def write_bdrate(
     runs = load(summaries)
     table = bd_table(runs, benchmark, anchor, list(methods), interpolation, defaults=defaults)
     notes = list(NOTES["bdrate"])
-    if table["Note"].astype(bool).any():
+    if table["Note"].str.startswith("not computed").any():
         notes.append(
             f"BD-rate needs, per curve, at least {2 if interpolation == 'pchip' else 4} rate points and PSNR "
             "ranges that overlap: add lambdas to the methods (config: methods.<method>.lambdas)."
@@ -316,26 +319,33 @@ def write_verdicts(
     defaults: Mapping,
     seeds: Iterable[int] | None = None,
     target: str = "",
+    stand_ins: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Test every claim of ``claims_path`` on the runs: ``verdicts.csv`` (one row per claim and benchmark),
-    ``verdicts.md`` (the same, to read first) and the per-seed values behind them. Missing runs or a single
-    seed give "insufficient data" rows, never an error; an unreadable claims file is an error."""
+    ``verdicts.md`` (the same, to read first, with the scale of the runs in footnotes) and the per-seed
+    values behind them. Missing runs or a single seed give "insufficient data" rows, never an error; an
+    unreadable claims file is an error. ``stand_ins``: our benchmark -> the paper benchmark it stands in
+    for (the workflow configuration's ``stands_in_for``), besides the synthetic ones."""
     claims = load_claims(claims_path, settings=defaults)
     summaries = [Path(p) for p in summaries]
     runs = load_runs(summaries) if summaries else pd.DataFrame(columns=["method", "benchmark", "scene", "lmbda"])
     seeds = None if seeds is None else sorted(int(s) for s in seeds)
-    verdicts, per_seed = evaluate_claims(runs, claims, defaults=defaults, seeds=seeds)
+    verdicts, per_seed = evaluate_claims(runs, claims, defaults=defaults, seeds=seeds, stand_ins=stand_ins)
     write_csv(verdicts, csv_path)
     write_csv(per_seed, per_seed_path)
-    write_atomic(md_path, verdicts_markdown(verdicts, runs, seeds=seeds, target=target, claims_path=claims_path))
+    write_atomic(md_path, verdicts_markdown(verdicts, runs, seeds=seeds, target=target, claims_path=claims_path,
+                                            stand_ins=stand_ins))
     return verdicts
 
 
 def verdicts_markdown(verdicts: pd.DataFrame, runs: pd.DataFrame, *, seeds=None, target: str = "",
-                      claims_path=CLAIMS_FILE) -> str:
+                      claims_path=CLAIMS_FILE, stand_ins: Mapping[str, str] | None = None) -> str:
     counts = verdict_counts(verdicts)
     seed_text = ", ".join(map(str, seeds)) if seeds else "as present in the runs"
     benchmarks = sorted(runs["benchmark"].unique()) if len(runs) else []
+    standing = {b: paper_benchmark_of(b, stand_ins)[0] for b in benchmarks
+                if paper_benchmark_of(b, stand_ins)[1] == STAND_IN}
+    footnotes = benchmark_footnotes(runs, standing) if len(runs) else {}
     lines = [
         "# Verdicts: the paper's claims tested on our runs",
         "",
@@ -344,11 +354,26 @@ def verdicts_markdown(verdicts: pd.DataFrame, runs: pd.DataFrame, *, seeds=None,
         + ", ".join(f"{n} {name}" for name, n in counts.items()) + ").",
         "",
     ]
-    if uses_stand_ins(benchmarks):
+    if any(b in STAND_INS for b in benchmarks):
         lines += [
             "**Embedded benchmark: these verdicts speak about the embedded scale only** (synthetic scenes that "
             "stand in for the paper's datasets, short training runs): whether the relations the paper reports "
             "appear there, not whether they hold on Mip-NeRF360, Tanks&Temples or Deep Blending.",
+            "",
+        ]
+    others = {b: p for b, p in standing.items() if b not in STAND_INS}
+    if others:
+        lines += [
+            "**Stand-ins: these verdicts speak about the scale of these runs only** ("
+            + ", ".join(f"{b} stands in for {p}" for b, p in others.items())
+            + "): whether the relations the paper reports appear on these scenes at this scale, not whether they "
+            "hold on the paper's datasets.",
+            "",
+        ]
+    if footnotes:
+        lines += [
+            "The scale of each benchmark's runs (scenes, resolution, iterations, anchors at the end, the "
+            "networks' share of a file) is in its footnote, and per run in \"Scale of the runs\" below.",
             "",
         ]
     if (seeds is not None and len(seeds) < MIN_SEEDS) or counts[INSUFFICIENT] == len(verdicts):
@@ -359,6 +384,7 @@ def verdicts_markdown(verdicts: pd.DataFrame, runs: pd.DataFrame, *, seeds=None,
         ]
     table = verdicts[list(VERDICT_MD_COLUMNS)].rename(columns=VERDICT_MD_COLUMNS)
     table["Verdict"] = [f"**{v}**" for v in table["Verdict"]]
+    table["Benchmark"] = [f"{b} [^{b}]" if b in footnotes else b for b in table["Benchmark"]]
     lines += [to_markdown(table).rstrip("\n"), ""]
     lines += [
         "How to read it:",
@@ -372,9 +398,26 @@ def verdicts_markdown(verdicts: pd.DataFrame, runs: pd.DataFrame, *, seeds=None,
         "than 2 seeds, or runs missing (named).",
         "- An ordering holds when each adjacent pair holds; its value is the number of seeds in which the whole "
         "ordering holds, followed by each pair's difference.",
+        "- A BD-rate is an average over the PSNR interval both curves cover: when, in a seed, that interval is "
+        "less than 50% of a curve's PSNR range, the verdict is **inconclusive** whatever the values; below 75% "
+        "the reason warns (the overlap per seed: verdicts_per_seed.csv).",
         "- Sources, the relations' definitions and the per-seed values: verdicts.csv and "
         "verdicts_per_seed.csv beside this file; docs/claims.md.",
     ]
+    if len(runs):
+        lines += [
+            "",
+            "## Scale of the runs",
+            "",
+            "One row per run over its training seeds: image size, iterations, anchors at the end (3DGS: "
+            "Gaussians; mean, min and max over the seeds), and the share of the file (the size the tables "
+            "report) taken by the networks (every MLP's weights) and by the hash grids (HAC's context grid, "
+            "Predict-GS's Spatial Feature Pool); estimates where a run was not encoded.",
+            "",
+            to_markdown(scale_table(runs), SCALE_DECIMALS).rstrip("\n"),
+        ]
+    if footnotes:
+        lines += ["", *(f"[^{b}]: {text}" for b, text in footnotes.items())]
     return "\n".join(lines) + "\n"
 
 

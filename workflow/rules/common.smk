@@ -55,8 +55,20 @@ if shutil.which("predictgs") is None and (Path(sys.executable).parent / "predict
 # Scenes
 
 
+def _check_data_dir():
+    """Real benchmarks read their scenes under data_dir: a data_dir that is not a folder is one message
+    (not a list of missing inputs)."""
+    real = [b for b, spec in config["benchmarks"].items() if "family" not in spec]
+    if real and not Path(config["data_dir"]).is_dir():
+        raise WorkflowError(
+            f"data_dir {config['data_dir']!r} is not a folder: give the folder holding the scenes of "
+            f"{', '.join(real)} with --config data_dir=PATH (make verdicts-real DATA_DIR=PATH)"
+        )
+
+
 def _scene_registry():
     """(benchmark, scene) -> dict(path, family, seed); family/seed only for generated scenes."""
+    _check_data_dir()
     scenes = {}
     for benchmark, spec in config["benchmarks"].items():
         if "family" in spec:
@@ -78,6 +90,9 @@ def _scene_registry():
 
 SCENES = _scene_registry()
 SYNTH_SCENES = {scene: info for (_, scene), info in SCENES.items() if info["family"]}
+# Real benchmarks that stand in for one of the paper's in the verdicts (stands_in_for); the synthetic
+# benchmarks' stand-ins are known by name (predictgs/report/paper.py).
+STAND_INS = {b: spec["stands_in_for"] for b, spec in config["benchmarks"].items() if spec.get("stands_in_for")}
 
 
 def scenes_of(benchmark):
@@ -387,6 +402,12 @@ def _check_config():
             raise WorkflowError(f"benchmarks.{benchmark}.lambdas: method(s) {', '.join(unknown)} not in methods")
         if "scaffold" in spec.get("lambdas", {}):
             raise WorkflowError(f"benchmarks.{benchmark}.lambdas: scaffold has no entropy model (no lambdas)")
+    from predictgs.report.paper import PAPER_BENCHMARKS
+
+    own = sorted(set(STAND_INS) & set(PAPER_BENCHMARKS))
+    if own:
+        raise WorkflowError(f"benchmarks.{own[0]}.stands_in_for: {own[0]} is the paper's own "
+                            f"{PAPER_BENCHMARKS[own[0]]} benchmark; only other benchmarks stand in for one")
     if "scaffold" in config["ablations"].get("components", {}).get("methods", []):
         raise WorkflowError("ablations.components.methods: scaffold has no entropy model (no lambdas)")
 

@@ -25,6 +25,7 @@ rule main_verdicts:
         defaults=PREDICTGS_DEFAULTS,
         seeds=TRAIN_SEEDS,
         target="reproduce_tables",
+        stand_ins=STAND_INS,
     conda:
         ENV
     log:
@@ -50,6 +51,7 @@ rule verdicts_table:
         defaults=PREDICTGS_DEFAULTS,
         seeds=VERDICT_SEEDS,
         target="verdicts",
+        stand_ins=STAND_INS,
     conda:
         ENV
     log:

@@ -8,4 +8,5 @@ with logging_to(sm.log[0]):
     write_verdicts(
         sm.input.runs, sm.input.claims, sm.output.csv, sm.output.md, sm.output.per_seed,
         defaults=dict(sm.params.defaults), seeds=list(sm.params.seeds), target=sm.params.target,
+        stand_ins=dict(sm.params.stand_ins),
     )
