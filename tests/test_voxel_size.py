@@ -41,3 +41,21 @@ def test_train_log_and_metrics_say_which_voxel_size_and_why(tiny_scene, tmp_path
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["voxel_size_source"] == source
     log = (tmp_path / "run" / "train.log").read_text()
     assert f"(voxel size {metrics['voxel_size']:.6g}, {source})" in log
+
+
+def test_a_preset_voxel_size_is_reported_as_the_preset_s(tiny_scene, tmp_path):
+    from predictgs.model.anchors import VOXEL_FROM_PRESET
+    from predictgs.presets import PRESETS
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"train": {"lpips": False, "checkpoints": 1}}))
+    metrics = run_training("scaffold", tiny_scene, tmp_path / "run", iterations=2, config_file=config,
+                           preset="tandt", progress=False)
+    assert metrics["voxel_size"] == PRESETS["tandt"].voxel_size
+    assert metrics["voxel_size_source"] == VOXEL_FROM_PRESET
+    assert f"(voxel size {metrics['voxel_size']:.6g}, {VOXEL_FROM_PRESET})" in (tmp_path / "run" / "train.log").read_text()
+    # the same value given by the user is the user's
+    config.write_text(yaml.safe_dump({"train": {"lpips": False, "checkpoints": 1},
+                                      "model": {"voxel_size": PRESETS["tandt"].voxel_size}}))
+    mine = run_training("scaffold", tiny_scene, tmp_path / "run2", iterations=2, config_file=config, progress=False)
+    assert mine["voxel_size_source"] == VOXEL_FROM_CONFIG

@@ -17,6 +17,7 @@ from ..guard import FolderLock, check_train_output, read_marker, write_marker
 from ..io import check_output_dir, write_json
 from ..methods import method_class, method_config
 from ..metric_keys import QUALITY_KEYS
+from ..model.anchors import VOXEL_FROM_CONFIG, VOXEL_FROM_PRESET
 from ..presets import PRESETS, Preset
 from ..runs import (CHECKPOINT, CONFIG, METRICS, PER_VIEW, TRAIN_LOG, RunSpec, check_spec, file_logger,
                     load_checkpoint, read_metrics, read_spec, save_checkpoint, save_spec, scene_name,
@@ -175,6 +176,10 @@ def _train_run(spec: RunSpec, model_config, method: str, scene_path: Path, run_d
     monitor = TrainMonitor(run_dir, notify=notify, tensorboard=tensorboard,
                            image_every=tensorboard_images or max(1, spec.train.iterations // 10))
     trainer = new_trainer(spec, model_config, scene, run_dir, progress=progress, monitor=monitor)
+    chosen = preset_of(spec, options)
+    if (chosen is not None and chosen.voxel_size is not None and trainer.model.voxel_size_source == VOXEL_FROM_CONFIG
+            and trainer.model.voxel_size == chosen.voxel_size):
+        trainer.model.voxel_size_source = VOXEL_FROM_PRESET  # the dataset preset's value, not the user's
     if state is not None:
         try:
             trainer.load_state_dict(state)
@@ -189,7 +194,6 @@ def _train_run(spec: RunSpec, model_config, method: str, scene_path: Path, run_d
     else:
         save_spec(spec, run_dir)
         write_marker(run_dir, "run")
-        chosen = preset_of(spec, options)
         trainer.log.info("new run: %s on %s, %d primitives (voxel size %.6g, %s), device %s, rasterizer %s, "
                          "preset %s", method, scene.path, trainer.model.num_primitives, trainer.model.voxel_size,
                          trainer.model.voxel_size_source or "no voxel grid", trainer.device, trainer.backend,
