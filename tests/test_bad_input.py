@@ -1018,7 +1018,25 @@ def _copies(*makers):
 
 
 def _evaluated_decoded_folder(ctx: Ctx) -> None:
+    """A decoded and evaluated folder of another bitstream (its recorded source differs from {pgs})."""
     shutil.copytree(ctx.base.workflow_run / "decoded", ctx.tmp / "evaluated")
+    config = ctx.tmp / "evaluated" / "config.yaml"
+    info = yaml.safe_load(config.read_text())
+    info["source_crc32"] = (info["source_crc32"] + 1) % 2**32
+    config.write_text(yaml.safe_dump(info))
+
+
+def _same_bitstream_evaluated_folder(ctx: Ctx) -> None:
+    shutil.copytree(ctx.base.workflow_run / "decoded", ctx.tmp / "evaluated")
+
+
+def _evaluation_kept(ctx: Ctx) -> str | None:
+    folder = ctx.tmp / "evaluated"
+    if not (folder / "metrics.json").is_file() or not (folder / "per_view.json").is_file():
+        return "decoding the same bitstream again lost its evaluation"
+    if not (folder / "model.pt").is_file():
+        return "no model.pt was written"
+    return None
 
 
 def _stale_results_removed(ctx: Ctx) -> str | None:
@@ -1070,8 +1088,11 @@ def _output_cases() -> list[Case]:
     add("synth --out a decoded folder", ["synth", "--family", "object", "--out", "{d}", "--width", "16", "--height",
                                          "12", "--views", "4", "--quiet"], decoded, "decoded model folder",
         _nothing_written("decoded/images", "decoded/sparse"))
-    add("decode into an evaluated folder: its metrics go", ["decode", "{pgs}", "-o", "{tmp}/evaluated"],
-        _evaluated_decoded_folder, None, _stale_results_removed, expect_ok=True)
+    add("decode into an evaluated folder of another bitstream: its metrics go",
+        ["decode", "{pgs}", "-o", "{tmp}/evaluated"], _evaluated_decoded_folder, None, _stale_results_removed,
+        expect_ok=True)
+    add("decode the same bitstream again: its evaluation stays", ["decode", "{pgs}", "-o", "{tmp}/evaluated"],
+        _same_bitstream_evaluated_folder, None, _evaluation_kept, expect_ok=True)
     return c
 
 
