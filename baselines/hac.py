@@ -87,6 +87,16 @@ class CodedAnchors:
     centres: dict[str, Tensor]  # HAC's clamp centres (parameter means over all anchors)
 
 
+@dataclass
+class RateSample:
+    """The anchors the rate term is measured on: ``rows`` (indices) or ``weights`` (0/1, [n, 1]), and the
+    share of visible anchors that keep a Gaussian."""
+
+    anchor_rate: Tensor
+    rows: Tensor | None
+    weights: Tensor | None
+
+
 class StepTables(dict):
     """The binarised tables of a training step, by section name, binarised on first use (once per step:
     the lookups and the rate term share them)."""
@@ -184,24 +194,39 @@ class HAC(AnchorMethod):
 
     def entropy_step(self, values: dict[str, Tensor], dist, masks: Tensor, tables: "StepTables"):
         """The entropy phase: the visible anchors' values with the adaptive steps' noise (rendered), and
-        the rate terms. -> (values, terms)."""
-        values, likelihoods = self.context(values, dist, self.parameter_centres())
-        return values, self.rate_terms(likelihoods, masks, tables)
+        the rate terms, measured on a sample of them (:meth:`rate_sample`). -> (values, terms)."""
+        centres = self.parameter_centres()
+        values = self.context.quantise(values, dist, centres)
+        sample = self.rate_sample(masks)
+        likelihoods = self.context.likelihoods(values, dist, centres, rows=sample.rows)
+        return values, self.rate_terms(likelihoods, masks, tables, sample)
 
-    def rate_terms(self, likelihoods: dict[str, Tensor], masks: Tensor, tables: "StepTables") -> dict[str, Tensor]:
-        """HAC's entropy loss: bits per coded value over a random ``entropy_sample_rate`` of the visible
-        anchors that keep a Gaussian, times the share of such anchors, plus the hash bits per anchor
-        parameter (unweighted: the loss applies lambda); and the mask penalty.
-
-        Sampled anchors are selected by weights, not by indexing, so the step needs no host
-        synchronisation; the unsampled ones contribute exact zeros."""
-        c = self.config
+    def rate_sample(self, masks: Tensor, by_rows: bool | None = None) -> "RateSample":
+        """HAC's sample of the rate term: each visible anchor that keeps a Gaussian with probability
+        ``entropy_sample_rate``. On the CPU the sampled rows are indexed, so only their likelihoods are
+        computed (as the reference code does); on CUDA they are selected by weights, so that the step needs
+        no host synchronisation (the unsampled ones contribute exact zeros). ``by_rows`` forces either."""
         keeps_gaussian = masks.sum(dim=(1, 2)) > 0
+        chosen = (torch.rand(keeps_gaussian.shape[0], device=masks.device) <= self.config.entropy_sample_rate) \
+            & keeps_gaussian
         anchor_rate = keeps_gaussian.float().mean().detach()
-        chosen = ((torch.rand(keeps_gaussian.shape[0], device=masks.device) <= c.entropy_sample_rate)
-                  & keeps_gaussian).to(masks.dtype)[:, None]
+        if not (masks.device.type != "cuda" if by_rows is None else by_rows):
+            return RateSample(anchor_rate, rows=None, weights=chosen.to(masks.dtype)[:, None])
+        return RateSample(anchor_rate, rows=torch.nonzero(chosen).squeeze(1), weights=None)
+
+    def rate_terms(self, likelihoods: dict[str, Tensor], masks: Tensor, tables: "StepTables",
+                   sample: "RateSample | None" = None) -> dict[str, Tensor]:
+        """HAC's entropy loss: bits per coded value over the sampled anchors (``likelihoods`` of those rows
+        only when ``sample.rows`` is set, else of every visible anchor, weighted), times the share of
+        anchors that keep a Gaussian, plus the hash bits per anchor parameter (unweighted: the loss applies
+        lambda); and the mask penalty. Without ``sample``, one is drawn by weights (``likelihoods`` of every
+        visible anchor)."""
+        c = self.config
+        sample = self.rate_sample(masks, by_rows=False) if sample is None else sample
         terms = {"mask": c.mask_loss_weight * torch.sigmoid(self.anchors.masks).mean()}
         hash_term = self.hash_bits(tables) / (self.anchors.num_anchors * self.hash_values_per_anchor())
+        if sample.rows is not None:
+            masks = masks.index_select(0, sample.rows)
         offsets_coded = masks.expand(-1, -1, 3).reshape(masks.shape[0], -1)
         total_bits = masks.new_zeros(())
         total_values = masks.new_zeros(())
@@ -209,9 +234,13 @@ class HAC(AnchorMethod):
             bits = -torch.log2(likelihood)
             if group == "offsets":  # offsets of masked Gaussians are not coded
                 bits = bits * offsets_coded
-            total_bits = total_bits + (bits * chosen).sum()
-            total_values = total_values + chosen.sum() * likelihood.shape[1]
-        terms["rate"] = total_bits / total_values.clamp(min=1.0) * anchor_rate + hash_term
+            if sample.weights is None:
+                total_bits = total_bits + bits.sum()
+                total_values = total_values + likelihood.numel()
+            else:
+                total_bits = total_bits + (bits * sample.weights).sum()
+                total_values = total_values + sample.weights.sum() * likelihood.shape[1]
+        terms["rate"] = total_bits / total_values.clamp(min=1.0) * sample.anchor_rate + hash_term
         return terms
 
     def hash_values_per_anchor(self) -> int:

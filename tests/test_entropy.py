@@ -115,3 +115,37 @@ def test_quantisers():
     s = adaptive_step(0.2, adj)
     assert 0 <= float(s[0]) < 1e-6 and math.isclose(float(s[1]), 0.2, rel_tol=1e-6)
     assert math.isclose(float(s[2]), 0.4, rel_tol=1e-6)
+
+
+def test_hac_rate_on_the_sampled_rows_equals_the_weighted_rate():
+    """The CPU measures HAC's rate on the sampled anchors' likelihoods only (indexed, as the reference code
+    does); CUDA weighs every visible anchor's by 0/1. Same rate, same gradients."""
+    import numpy as np
+
+    from baselines.hac import RateSample, StepTables
+    from predictgs.methods import method_class, method_config
+
+    config = method_config("hac", {"context": {"log2_grid": 6, "log2_plane": 6, "hidden_dim": 16}})
+    points = np.random.default_rng(0).uniform(-1, 1, (300, 3)).astype(np.float32)
+    model = method_class("hac").from_points(config, points, extent=2.0, seed=0).train()
+    positions = model.anchor_positions()
+    masks = model.anchors.mask_hard(config.mask_threshold).detach()
+    masks = masks * (torch.arange(300) % 7 != 0).float()[:, None, None]  # some anchors keep no Gaussian
+    chosen = (torch.rand(300, generator=torch.Generator().manual_seed(1)) < 0.2) & (masks.sum(dim=(1, 2)) > 0)
+    anchor_rate = (masks.sum(dim=(1, 2)) > 0).float().mean()
+    results = []
+    for sample in (RateSample(anchor_rate, rows=torch.nonzero(chosen).squeeze(1), weights=None),
+                   RateSample(anchor_rate, rows=None, weights=chosen.float()[:, None])):
+        model.zero_grad()
+        values = model.coded_values(torch.arange(300))
+        tables = StepTables(model.binary_tables())
+        dist = model.context.distributions(model.bounds.normalise(positions), tables["hash"])
+        centres = model.parameter_centres()
+        likelihoods = model.context.likelihoods(values, dist, centres, rows=sample.rows)
+        rate = model.rate_terms(likelihoods, masks, tables, sample)["rate"]
+        rate.backward()
+        results.append((rate.detach(), [p.grad.clone() for p in model.context.mlp_grid.parameters()]))
+    (rows_rate, rows_grads), (weighted_rate, weighted_grads) = results
+    torch.testing.assert_close(rows_rate, weighted_rate, rtol=1e-5, atol=0)
+    for a, b in zip(rows_grads, weighted_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)

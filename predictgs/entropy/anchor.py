@@ -152,17 +152,29 @@ class AnchorEntropyModel(nn.Module):
         """-> (quantised values, likelihoods per element). In training the values get uniform noise of
         the adaptive step (and are rendered so); otherwise they are clamped and rounded. Likelihoods
         have HAC's 1e-6 floor and gradient rule (the rate the model trains with)."""
+        hat = self.quantise(values, dist, centres)
+        return hat, self.likelihoods(hat, dist, centres)
+
+    def quantise(self, values: dict[str, Tensor], dist: Distributions, centres: Mapping[str, Tensor]):
+        """The values with uniform noise of the adaptive step (training), else clamped and rounded."""
         if self.training:
-            hat = self.add_noise(values, dist.step)
-        else:
-            hat = {g: quantize(clamp_around(x, dist.step[g], centres[g]), dist.step[g], "round")
-                   for g, x in values.items()}
+            return self.add_noise(values, dist.step)
+        return {g: quantize(clamp_around(x, dist.step[g], centres[g]), dist.step[g], "round")
+                for g, x in values.items()}
+
+    def likelihoods(self, hat: dict[str, Tensor], dist: Distributions, centres: Mapping[str, Tensor],
+                    rows: Tensor | None = None) -> dict[str, Tensor]:
+        """Per-element likelihoods of quantised values under ``dist`` (HAC's range clamp first); ``rows``:
+        of those anchors only (a rate measured on a sample)."""
         likelihoods = {}
         for group, x in hat.items():
-            step = dist.step[group].expand_as(x)
+            mean, scale, step = dist.mean[group], dist.scale[group], dist.step[group]
+            if rows is not None:
+                x, mean, scale, step = (t.index_select(0, rows) for t in (x, mean, scale, step))
+            step = step.expand_as(x)
             x = clamp_around(x, step, centres[group])
-            likelihoods[group] = gaussian_likelihood(x, dist.mean[group], dist.scale[group], step)
-        return hat, likelihoods
+            likelihoods[group] = gaussian_likelihood(x, mean, scale, step)
+        return likelihoods
 
     def table_bits(self, tables=None) -> Tensor:
         """Bits of the binarised hash tables under one global Bernoulli (HAC's get_binary_vxl_size)."""
