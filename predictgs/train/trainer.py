@@ -77,7 +77,7 @@ class Trainer:
     def _build_optimizer(self) -> None:
         groups = self.model.param_groups()
         self.schedules = {g.name: g.lr for g in groups}
-        self.optimizer = make_adam(groups, fused=self.device.type == "cuda")
+        self.optimizer = make_adam(groups, fused=self.device.type in ("cpu", "cuda"))
 
     def target(self, camera_index: int) -> torch.Tensor:
         camera = self.scene.train_cameras[camera_index]
