@@ -6,8 +6,9 @@ pure-PyTorch reference, in one run on the same machine.
     python benchmarks/bench_train.py --scene ../shared/data/scenes/fern --voxel-size 0.05 --threads 1 2
 
 For each method and thread count two trainers are built from the same scene and seed: ``reference`` (the
-PyTorch rasterizer and hash grid, as before the compiled kernels: ``predictgs.kernels.disabled()``) and
-``compiled`` (``--rasterizer auto`` on the CPU). They are stepped alternately, ``--block`` iterations at a
+training step as it was before the compiled kernels: the PyTorch rasterizer and hash grid
+(``predictgs.kernels.disabled()``), the per-tensor Adam and HAC's rate term over every visible anchor,
+weighted) and ``compiled`` (today's step: ``--rasterizer auto`` on the CPU). They are stepped alternately, ``--block`` iterations at a
 time, each with its own random state, so that both see the same load on a shared machine. Milestones are
 fractions of ``--iterations`` (the paper schedule scaled to the run), so the run passes through the plain,
 noise and entropy phases of HAC. Prints iterations per second per tenth of the run and the ratio; writes
@@ -47,6 +48,27 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@contextlib.contextmanager
+def before_kernels():
+    """The training step as it was before the compiled kernels: the reference rasterizer and hash grid,
+    the per-tensor Adam, and HAC's rate term computed for every visible anchor and weighted by the sample
+    (not only for the sampled rows)."""
+    from unittest import mock
+
+    from baselines.hac import HAC
+    from predictgs.train import trainer as trainer_module
+
+    make_adam = trainer_module.make_adam
+    rate_sample = HAC.rate_sample
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(kernels.disabled())
+        stack.enter_context(mock.patch.object(trainer_module, "make_adam",
+                                              lambda groups, fused=False: make_adam(groups, fused=False)))
+        stack.enter_context(mock.patch.object(HAC, "rate_sample",
+                                              lambda self, masks, by_rows=None: rate_sample(self, masks, False)))
+        yield
+
+
 class Run:
     """One trainer and its own random state, stepped a block at a time."""
 
@@ -67,7 +89,7 @@ class Run:
         self.stats: dict = {}
 
     def context(self):
-        return kernels.disabled() if self.config == "reference" else contextlib.nullcontext()
+        return before_kernels() if self.config == "reference" else contextlib.nullcontext()
 
     def step(self, count: int) -> None:
         torch.set_rng_state(self.rng)

@@ -49,13 +49,14 @@ def test_eval_saves_render_ground_truth_and_error_map(decoded, tmp_path, capsys)
     assert len(names) == 3 * len(cameras)
     model = load_any(root / "decoded").model
     background = torch.as_tensor(scene.background, dtype=torch.float32)
+    backend = json.loads((root / "decoded" / "metrics.json").read_text())["rasterizer"]  # what eval rendered with
     for index, camera in enumerate(cameras):
         stem = f"{index:03d}_{camera.image_name.rsplit('.', 1)[0]}"
         render = np.asarray(Image.open(out / f"{stem}_render.png"))
         gt = np.asarray(Image.open(out / f"{stem}_gt.png"))
         error = np.asarray(Image.open(out / f"{stem}_error.png"))
         assert render.shape == gt.shape == error.shape == (camera.height, camera.width, 3)
-        expected = to_uint8(render_view(model, camera, background, torch.device("cpu"), "reference").image)
+        expected = to_uint8(render_view(model, camera, background, torch.device("cpu"), backend).image)
         assert np.array_equal(render, expected)
         assert np.array_equal(gt, to_uint8(scene.load_image(camera)))
         # the error map is dark where the render is right and bright where it is wrong
