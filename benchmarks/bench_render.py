@@ -44,24 +44,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def make_cloud(num: int, seed: int = 0, dtype=torch.float32) -> dict:
-    """Random Gaussians spread over the view frustum of ``make_camera``."""
+def make_cloud(num: int, device: str = "cpu", seed: int = 0, dtype=torch.float32) -> list[torch.Tensor]:
+    """Random Gaussians spread over the view frustum of ``make_camera`` (means, quats, scales, opacities,
+    colours; leaves that require grad). Also used by compare_gsplat.py."""
     gen = torch.Generator().manual_seed(seed)
     depth = 2.0 + 4.0 * torch.rand(num, generator=gen)
     xy = (torch.rand(num, 2, generator=gen) - 0.5) * 1.2 * depth[:, None]
-    return {
-        "means": torch.cat([xy, depth[:, None]], dim=1),
-        "quats": torch.randn(num, 4, generator=gen),
-        "scales": torch.exp(torch.randn(num, 3, generator=gen) * 0.5 - 4.2),
-        "opacities": torch.rand(num, generator=gen) * 0.9 + 0.05,
-        "colors": torch.rand(num, 3, generator=gen),
-    }
+    means = torch.cat([xy, depth[:, None]], dim=1)
+    quats = torch.randn(num, 4, generator=gen)
+    scales = torch.exp(torch.randn(num, 3, generator=gen) * 0.5 - 4.2)
+    opacities = torch.rand(num, generator=gen) * 0.9 + 0.05
+    colors = torch.rand(num, 3, generator=gen)
+    tensors = [means, quats, scales, opacities, colors]
+    return [t.to(device=device, dtype=dtype).requires_grad_(True) for t in tensors]
 
 
-def make_camera(width: int, height: int, dtype=torch.float32) -> dict:
+def make_camera(width: int, height: int, device: str = "cpu", dtype=torch.float32) -> dict:
     focal = 0.9 * width
-    K = torch.tensor([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=dtype)
-    return dict(viewmat=torch.eye(4, dtype=dtype), K=K, width=width, height=height)
+    K = torch.tensor([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=dtype, device=device)
+    return dict(viewmat=torch.eye(4, dtype=dtype, device=device), K=K, width=width, height=height)
 
 
 def capture_frame(iterations: int) -> dict:
@@ -110,9 +111,9 @@ def load_frame(path: Path) -> dict:
     return frame
 
 
-def time_cases(params: dict, camera: dict, backends: list[str], repeats: int, device: str) -> dict:
+def time_cases(params: list[torch.Tensor], camera: dict, backends: list[str], repeats: int, device: str) -> dict:
     """Median and minimum fwd+bwd seconds per backend, the backends called alternately."""
-    tensors = [params[name].to(device).requires_grad_(True) for name in TENSORS]
+    tensors = [t.detach().to(device).requires_grad_(True) for t in params]
     camera = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in camera.items()}
 
     def step(backend):
@@ -136,6 +137,11 @@ def time_cases(params: dict, camera: dict, backends: list[str], repeats: int, de
                 torch.cuda.synchronize()
             times[backend].append(time.perf_counter() - start)
     return {b: {"median_s": statistics.median(t), "min_s": min(t), "visible": visible[b]} for b, t in times.items()}
+
+
+def time_forward_backward(params: list[torch.Tensor], camera: dict, backend: str, repeats: int) -> dict:
+    """One backend's fwd+bwd seconds (median, min) and visible count. Also used by compare_gsplat.py."""
+    return time_cases(params, camera, [backend], repeats, params[0].device.type)[backend]
 
 
 def parse_case(text: str) -> tuple[int, int, int]:
@@ -186,7 +192,7 @@ def main(argv=None) -> int:
             torch.save(frame, args.save_frame)
         camera = frame["camera"]
         cases.append((f"training frame: {frame['means'].shape[0]} @ {camera['width']}x{camera['height']}",
-                      {name: frame[name] for name in TENSORS}, camera))
+                      [frame[name] for name in TENSORS], camera))
 
     rows = []
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -202,7 +208,7 @@ def main(argv=None) -> int:
                 base = figures.get("reference", {}).get("median_s")
                 for backend, fig in figures.items():
                     row = dict(device=device if device == "cpu" else torch.cuda.get_device_name(device),
-                               case=name, backend=backend, threads=threads, gaussians=int(params["means"].shape[0]),
+                               case=name, backend=backend, threads=threads, gaussians=int(params[0].shape[0]),
                                width=camera["width"], height=camera["height"], **fig)
                     if base is not None:
                         row["speedup_vs_reference"] = base / fig["median_s"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -35,17 +34,9 @@ from predictgs.data import load_scene
 from predictgs.data.synth import generate_scene
 from predictgs.pipeline.train import build_spec, new_trainer
 
+from bench_render import cpu_model  # benchmarks/, the folder of this script, is on sys.path
+
 CONFIGS = ("reference", "compiled")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @contextlib.contextmanager
