@@ -214,3 +214,26 @@ def test_auto_falls_back_to_the_reference_with_one_warning(monkeypatch):
     from predictgs.errors import ConfigError
     with pytest.raises(ConfigError, match="compiled CPU rasterizer cannot be built"):
         resolve_backend("compiled", "cpu")
+
+
+def test_the_build_reads_its_sources_from_a_path_that_does_not_depend_on_the_checkout(tmp_path, monkeypatch):
+    """Two checkouts (a worktree, a fresh clone) share torch's extension cache: the build files must name
+    the same source paths for both, or each would rebuild the module whenever the other had loaded it."""
+    import shutil
+
+    other = tmp_path / "other_checkout" / "csrc"
+    shutil.copytree(kernels.CSRC, other)
+    build_dir = tmp_path / "build"
+    first = kernels._staged_sources(build_dir)
+    stamps = {p: p.stat().st_mtime_ns for p in (build_dir / "src").iterdir()}
+    name = kernels._build_name()
+    monkeypatch.setattr(kernels, "CSRC", other)
+    assert kernels._build_name() == name
+    assert kernels._staged_sources(build_dir) == first  # the same paths, under the build folder
+    assert {p: p.stat().st_mtime_ns for p in (build_dir / "src").iterdir()} == stamps  # nothing rewritten
+    assert sorted(p.name for p in (build_dir / "src").iterdir()) == sorted(p.name for p in other.iterdir())
+    # a changed header is another module (the name covers every file the build reads)
+    (other / "simd_math.h").write_text((other / "simd_math.h").read_text() + "\n// changed\n")
+    assert kernels._build_name() != name
+    kernels._staged_sources(build_dir)
+    assert (build_dir / "src" / "simd_math.h").read_text().endswith("// changed\n")

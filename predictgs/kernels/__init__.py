@@ -42,13 +42,35 @@ def _cflags() -> tuple[str, ...]:
     return CFLAGS + tuple(os.environ.get("PREDICTGS_KERNEL_CFLAGS", "").split())
 
 
+def _source_files() -> list[Path]:
+    """Every file the build reads: the sources and the headers they include."""
+    return sorted(p for p in CSRC.iterdir() if p.suffix in (".cpp", ".h"))
+
+
 def _build_name() -> str:
     digest = hashlib.sha256()
-    for name in SOURCES:
-        digest.update(name.encode())
-        digest.update((CSRC / name).read_bytes())
+    for path in _source_files():
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     digest.update(" ".join(_cflags() + LDFLAGS).encode())
     return f"predictgs_cpu_{digest.hexdigest()[:12]}"
+
+
+def _staged_sources(build_dir: Path) -> list[str]:
+    """The sources copied into ``build_dir/src`` (written only where missing or different), so that the
+    build reads them from a path that does not depend on where predictgs is installed: torch's build files
+    name the source paths, and two checkouts sharing one cache (worktrees, cluster nodes, a fresh clone
+    beside a working copy) would otherwise rebuild the module each time the other one loads it."""
+    staged = build_dir / "src"
+    staged.mkdir(parents=True, exist_ok=True)
+    for path in _source_files():
+        target = staged / path.name
+        data = path.read_bytes()
+        if not target.is_file() or target.read_bytes() != data:
+            partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            partial.write_bytes(data)
+            os.replace(partial, target)
+    return [str(staged / name) for name in SOURCES]
 
 
 def _build():
@@ -58,12 +80,12 @@ def _build():
     from torch.utils import cpp_extension
 
     name = _build_name()
-    built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
-    if not built.exists():
+    build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+    if not (build_dir / f"{name}.so").exists():
         print("predictgs: building the compiled CPU kernels (once per machine and version, about a minute)",
               file=sys.stderr, flush=True)
-    return cpp_extension.load(name=name, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=list(_cflags()),
-                              extra_ldflags=list(LDFLAGS), verbose=False)
+    return cpp_extension.load(name=name, sources=_staged_sources(build_dir), extra_cflags=list(_cflags()),
+                              extra_ldflags=list(LDFLAGS), build_directory=str(build_dir), verbose=False)
 
 
 @contextlib.contextmanager
