@@ -217,8 +217,9 @@ def test_auto_falls_back_to_the_reference_with_one_warning(monkeypatch):
 
 
 def test_the_build_reads_its_sources_from_a_path_that_does_not_depend_on_the_checkout(tmp_path, monkeypatch):
-    """Two checkouts (a worktree, a fresh clone) share torch's extension cache: the build files must name
-    the same source paths for both, or each would rebuild the module whenever the other had loaded it."""
+    """Two checkouts (worktrees of one environment) share torch's extension cache: the build files must name
+    the same source paths for both, or each would rebuild the module whenever the other had loaded it.
+    Two environments (another torch) get a module each."""
     import shutil
 
     other = tmp_path / "other_checkout" / "csrc"
@@ -232,6 +233,12 @@ def test_the_build_reads_its_sources_from_a_path_that_does_not_depend_on_the_che
     assert kernels._staged_sources(build_dir) == first  # the same paths, under the build folder
     assert {p: p.stat().st_mtime_ns for p in (build_dir / "src").iterdir()} == stamps  # nothing rewritten
     assert sorted(p.name for p in (build_dir / "src").iterdir()) == sorted(p.name for p in other.iterdir())
+    import torch
+
+    monkeypatch.setattr(torch, "__file__", str(tmp_path / "another_env" / "torch" / "__init__.py"))
+    assert kernels._build_name() != name
+    monkeypatch.undo()
+    monkeypatch.setattr(kernels, "CSRC", other)
     # a changed header is another module (the name covers every file the build reads)
     (other / "simd_math.h").write_text((other / "simd_math.h").read_text() + "\n// changed\n")
     assert kernels._build_name() != name

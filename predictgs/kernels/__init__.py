@@ -53,6 +53,11 @@ def _build_name() -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     digest.update(" ".join(_cflags() + LDFLAGS).encode())
+    # the torch it is built against (its headers and libraries are in the build commands): two
+    # environments sharing the cache get a module each instead of rebuilding one by turns
+    import torch
+
+    digest.update(f"{torch.__version__} {Path(torch.__file__).resolve().parent}".encode())
     return f"predictgs_cpu_{digest.hexdigest()[:12]}"
 
 
