@@ -210,9 +210,11 @@ class HAC(AnchorMethod):
         chosen = (torch.rand(keeps_gaussian.shape[0], device=masks.device) <= self.config.entropy_sample_rate) \
             & keeps_gaussian
         anchor_rate = keeps_gaussian.float().mean().detach()
-        if not (masks.device.type != "cuda" if by_rows is None else by_rows):
-            return RateSample(anchor_rate, rows=None, weights=chosen.to(masks.dtype)[:, None])
-        return RateSample(anchor_rate, rows=torch.nonzero(chosen).squeeze(1), weights=None)
+        if by_rows is None:
+            by_rows = masks.device.type != "cuda"
+        if by_rows:
+            return RateSample(anchor_rate, rows=torch.nonzero(chosen).squeeze(1), weights=None)
+        return RateSample(anchor_rate, rows=None, weights=chosen.to(masks.dtype)[:, None])
 
     def rate_terms(self, likelihoods: dict[str, Tensor], masks: Tensor, tables: "StepTables",
                    sample: "RateSample | None" = None) -> dict[str, Tensor]:

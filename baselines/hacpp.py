@@ -140,7 +140,7 @@ class HACppParts:
         values = self.context.add_noise(values, dist.step)
         return values, self.rate_terms(None, masks, tables)
 
-    def rate_terms(self, likelihoods, masks, tables, sample=None) -> dict[str, Tensor]:
+    def rate_terms(self, likelihoods, masks, tables) -> dict[str, Tensor]:
         c = self.config
         n = self.anchors.num_anchors
         count = max(1, round(c.entropy_sample_rate * n))
