@@ -157,7 +157,7 @@ def scene(tmp_path_factory):
 def runs(scene, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     results = {}
-    for method in ("hac", "predictgs", "predictgs_no_pt", "predictgs_sfp_only"):
+    for method in ("hac", "predictgs", "predictgs_sfp_only"):
         model = dict(MODEL)
         if method.startswith("predictgs"):
             model["sfp"] = SMALL_TABLES
@@ -177,7 +177,10 @@ def test_predictgs_trains(runs):
 
 @pytest.mark.slow
 def test_residual_compensation_beats_prediction_alone(runs):
-    assert runs["predictgs_no_pt"]["psnr"] > runs["predictgs_sfp_only"]["psnr"]
+    # The same schedule with and without the residual branch (Table 4, "SFP only"). Measured at this scale:
+    # 1.0-2.1 dB apart (compiled or reference rasterizer, 1 or 2 threads). Comparing predictgs_no_pt here, as
+    # this test once did, mixed two changes (no downsampling and the residual): 0.4-0.8 dB either way.
+    assert runs["predictgs"]["psnr"] > runs["predictgs_sfp_only"]["psnr"] + 0.3
 
 
 @pytest.mark.slow
