@@ -73,6 +73,12 @@ def _kill_at(command: list[str], delay: float, log: Path, started=None) -> bool:
             return True
 
 
+def _appears(path: Path):
+    """True once the file exists (it did not when this was called)."""
+    assert not path.exists()
+    return path.exists
+
+
 def _log_grows(path: Path):
     """True once the file is longer than now: the trainer has started (it logs a new or resumed run)."""
     size = path.stat().st_size if path.exists() else -1
@@ -153,10 +159,17 @@ def test_killed_training_resumes_to_the_uninterrupted_result(reference, tmp_path
     run_dir, log = tmp_path / "run", tmp_path / "log.txt"
     command = _cli(*reference["train"], run_dir)
     interrupted = []  # iterations of the checkpoints the killed runs left
-    for _ in range(TRAIN_KILLS):
-        # a moment within the training loop: after the trainer logged its start, before its end
-        delay = rng.uniform(0.05, 0.9) * reference["train_seconds"]
-        if _kill_at(command, delay, log, started=_log_grows(run_dir / "train.log")):
+    for kill in range(TRAIN_KILLS):
+        if kill == 0:
+            # once, just after the first checkpoint: a kill that surely lands mid-training, however fast the
+            # training runs on this machine (random moments alone landed before the first checkpoint and
+            # after the last one on a fast, loaded machine)
+            delay = rng.uniform(0.0, 0.05) * reference["train_seconds"]
+            started = _appears(run_dir / "checkpoint.pt")
+        else:  # a moment within the training loop: after the trainer logged its start, before its end
+            delay = rng.uniform(0.05, 0.9) * reference["train_seconds"]
+            started = _log_grows(run_dir / "train.log")
+        if _kill_at(command, delay, log, started=started):
             checkpoint = run_dir / "checkpoint.pt"
             interrupted.append(load_checkpoint(checkpoint)["iteration"] if checkpoint.exists() else 0)
         if run_dir.exists():
