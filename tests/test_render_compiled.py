@@ -125,6 +125,33 @@ def test_the_same_bits_whatever_the_thread_count():
             assert torch.equal(a, b)
 
 
+LANE_CASES = {
+    "random cloud": (lambda: cloud(3000, seed=0), (96, 72, 80.0)),
+    "odd size, border": (lambda: cloud(1500, seed=1, spread=2.0, log_scale=-2.5), (37, 29, 30.0)),
+    "heavy overlap": (lambda: cloud(4000, seed=4, log_scale=-2.0, opacity=(0.6, 0.99)), (64, 48, 50.0)),
+    "huge gaussians": (lambda: cloud(300, seed=3, log_scale=-0.5), (70, 50, 50.0)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LANE_CASES))
+def test_lane_passes_agree_with_the_generic_passes(case):
+    """float RGB takes the vector-lane tile passes (simd_lanes.h); the generic per-pixel passes (every other dtype
+    and channel count) are their oracle: the same forward bits (each lane does the scalar operations in
+    the same order), gradients summed in another order."""
+    make, (width, height, focal) = LANE_CASES[case]
+    params, cam = make(), camera(width, height, focal)
+    module = kernels.load()
+    try:
+        module.set_vectorised(False)
+        generic, generic_grads = render_with_grads(params, cam, "compiled")
+    finally:
+        module.set_vectorised(True)
+    lanes, lane_grads = render_with_grads(params, cam, "compiled")
+    assert torch.equal(lanes.image, generic.image) and torch.equal(lanes.alpha, generic.alpha)
+    for a, b in zip(lane_grads, generic_grads):
+        assert ((a - b).norm() / b.norm()).item() <= 1e-5
+
+
 def test_float64_gradcheck_of_the_compiled_stages():
     params = [t.double() for t in cloud(6, seed=8, log_scale=-1.6)]
     cam = camera(12, 10, 10.0, dtype=torch.float64)
@@ -244,3 +271,23 @@ def test_the_build_reads_its_sources_from_a_path_that_does_not_depend_on_the_che
     assert kernels._build_name() != name
     kernels._staged_sources(build_dir)
     assert (build_dir / "src" / "simd_math.h").read_text().endswith("// changed\n")
+
+
+def test_avx2_only_where_the_cpu_has_it_and_named_in_the_module(monkeypatch):
+    """-mavx2 (8 vector lanes instead of 4) is added where torch reports AVX2 on x86-64, and the flags are
+    part of the module's name: a machine without AVX2 sharing the cache never loads a module built with it."""
+    import platform
+
+    monkeypatch.delenv("PREDICTGS_KERNEL_ISA", raising=False)
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    names = {}
+    for capability in ("DEFAULT", "AVX2", "AVX512"):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        names[capability] = kernels._build_name()
+        assert ("-mavx2" in kernels._cflags()) == (capability != "DEFAULT")
+    assert names["DEFAULT"] != names["AVX2"] == names["AVX512"]
+    monkeypatch.setenv("PREDICTGS_KERNEL_ISA", "baseline")
+    assert "-mavx2" not in kernels._cflags() and kernels._build_name() == names["DEFAULT"]
+    monkeypatch.delenv("PREDICTGS_KERNEL_ISA")
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert "-mavx2" not in kernels._cflags()

@@ -57,23 +57,23 @@ class _Composite(torch.autograd.Function):
                 width: int, height: int):
         module = kernels.load()
         tile_start, entry_gaussian, _, _, rects = bins
-        rgb, final_t, last = module.rasterize_forward(means2d, conics, opacities, colors, tile_start,
-                                                      entry_gaussian, rects, width, height)
-        ctx.save_for_backward(means2d, conics, opacities, colors, final_t, last)
+        rgb, final_t, last, box = module.rasterize_forward(means2d, conics, opacities, colors, tile_start,
+                                                           entry_gaussian, rects, width, height)
+        ctx.save_for_backward(means2d, conics, opacities, colors, final_t, last, box)
         ctx.bins, ctx.size = bins, (width, height)
         ctx.mark_non_differentiable(last)
         return rgb, final_t, last
 
     @staticmethod
     def backward(ctx, grad_rgb: Tensor, grad_t: Tensor, _grad_last):
-        means2d, conics, opacities, colors, final_t, last = ctx.saved_tensors
+        means2d, conics, opacities, colors, final_t, last, box = ctx.saved_tensors
         tile_start, entry_gaussian, entry_slot, gauss_slot_start, rects = ctx.bins
         width, height = ctx.size
         if grad_rgb is None:
             grad_rgb = colors.new_zeros(colors.shape[1], height, width)
         grad_t = torch.zeros_like(final_t) if grad_t is None else grad_t
         grads = kernels.load().rasterize_backward(means2d, conics, opacities, colors, tile_start, entry_gaussian,
-                                                  entry_slot, gauss_slot_start, rects, final_t, last,
+                                                  entry_slot, gauss_slot_start, rects, final_t, last, box,
                                                   grad_rgb.contiguous(), grad_t.contiguous(), width, height)
         return (*grads, None, None, None)
 

@@ -13,8 +13,10 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
                                               torch::Tensor colors, torch::Tensor tile_start,
                                               torch::Tensor entry_gaussian, torch::Tensor entry_slot,
                                               torch::Tensor gauss_slot_start, torch::Tensor rects,
-                                              torch::Tensor final_t, torch::Tensor last, torch::Tensor grad_rgb,
-                                              torch::Tensor grad_t, int64_t width, int64_t height);
+                                              torch::Tensor final_t, torch::Tensor last, torch::Tensor box,
+                                              torch::Tensor grad_rgb, torch::Tensor grad_t, int64_t width,
+                                              int64_t height);
+void set_vectorised(bool on);
 
 std::vector<torch::Tensor> project_forward(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
                                            torch::Tensor viewmat, torch::Tensor K, int64_t width, int64_t height,
@@ -40,4 +42,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bin_gaussians", &bin_gaussians, "bin projected Gaussians into 16x16 tiles, front to back");
   m.def("rasterize_forward", &rasterize_forward, "composite the tiles front to back");
   m.def("rasterize_backward", &rasterize_backward, "gradients of the compositing, deterministic");
+  m.def("set_vectorised", &set_vectorised, "use the vector-lane tile passes for float RGB (default) or not");
 }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "simd_math.h"
+#include "simd_lanes.h"
 
 namespace {
 
@@ -185,7 +186,7 @@ inline Splat<T> splat(int64_t g, const T* mean, const T* conic, const T* opac, c
 template <typename T, int NC>
 void forward_tile(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, int64_t channels_rt,
                   const int64_t* tstart, const int32_t* eg, const int32_t* rect, const T* mean, const T* conic,
-                  const T* opac, const T* col, T* rgb_out, T* t_out, int32_t* last_out) {
+                  const T* opac, const T* col, T* rgb_out, T* t_out, int32_t* last_out, int32_t* box_out) {
   const int64_t channels = NC > 0 ? NC : channels_rt;
   const int64_t x_base = (tile % tiles_x) * TILE, y_base = (tile / tiles_x) * TILE;
   const int64_t tw = std::min(TILE, width - x_base), th = std::min(TILE, height - y_base);
@@ -206,12 +207,15 @@ void forward_tile(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, 
   for (int64_t k = begin; k < end && remaining > 0; ++k) {
     const Splat<T> s = splat(eg[k], mean, conic, opac, col, channels, rect, x_base, y_base, tw, th);
     const int32_t index = static_cast<int32_t>(k - begin);
+    // The box of the pixels this entry is composited into (those the backward pass revisits for it)
+    int64_t box_x0 = TILE, box_x1 = -1, box_y0 = TILE, box_y1 = -1;
     for (int64_t y = s.y0; y <= s.y1; ++y) {
       if (alive_in_row[y - y_base] == 0) continue;
       const T dy = static_cast<T>(y) + half - s.my;
       const int64_t row = (y - y_base) * TILE - x_base;
       int32_t stopped = 0;
-#pragma omp simd reduction(+ : stopped)
+      int64_t row_x0 = TILE, row_x1 = -1;
+#pragma omp simd reduction(+ : stopped) reduction(min : row_x0) reduction(max : row_x1)
       for (int64_t x = s.x0; x <= s.x1; ++x) {
         const int64_t p = row + x;
         const T dx = static_cast<T>(x) + half - s.mx;
@@ -232,10 +236,17 @@ void forward_tile(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, 
         count[p] = add ? index + 1 : (stop ? index : count[p]);
         live[p] = stop ? 0 : live[p];
         stopped += stop ? 1 : 0;
+        row_x0 = add && x - x_base < row_x0 ? x - x_base : row_x0;
+        row_x1 = add && x - x_base > row_x1 ? x - x_base : row_x1;
+      }
+      if (row_x1 >= 0) {
+        box_x0 = std::min(box_x0, row_x0); box_x1 = std::max(box_x1, row_x1);
+        box_y0 = std::min(box_y0, y - y_base); box_y1 = y - y_base;
       }
       remaining -= stopped;
       alive_in_row[y - y_base] -= stopped;
     }
+    box_out[k] = static_cast<int32_t>(box_x0 | (box_x1 & 31) << 5 | box_y0 << 10 | (box_y1 & 31) << 15);
   }
   for (int64_t ly = 0; ly < th; ++ly)
     for (int64_t lx = 0; lx < tw; ++lx) {
@@ -247,6 +258,242 @@ void forward_tile(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, 
 }
 
 }  // namespace
+
+// -- vector-lane versions for float and three colour channels (training and evaluation) --------------------
+// The same passes as forward_tile / backward_tile (their oracle in the parity tests), with every row covered
+// by blocks of kLanes pixels (one register of predictgs::fvec, simd_lanes.h: 4 floats on baseline x86-64,
+// 8 with AVX) and the pixels outside the splat's rectangle masked. The tile buffers have rows of V_ROW =
+// TILE + 8 entries so that a block starting anywhere in a row stays in it; the padding pixels are never
+// drawn. Forward results are the same bits as forward_tile's; in the backward pass each gradient is summed
+// per lane over the rows, then over the lanes in order (a fixed order, independent of the thread count;
+// it depends on kLanes, i.e. on whether the build targets AVX).
+namespace {
+
+constexpr int64_t V_ROW = TILE + 8;
+constexpr int64_t V_PIXELS = TILE * V_ROW;
+
+using predictgs::fvec;
+using predictgs::ivec;
+
+void forward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, const int64_t* tstart,
+                     const int32_t* eg, const int32_t* rect, const float* mean, const float* conic,
+                     const float* opac, const float* col, float* rgb_out, float* t_out, int32_t* last_out,
+                     int32_t* box_out) {
+  using namespace predictgs;
+  const int64_t x_base = (tile % tiles_x) * TILE, y_base = (tile / tiles_x) * TILE;
+  const int64_t tw = std::min(TILE, width - x_base), th = std::min(TILE, height - y_base);
+  alignas(64) float trans[V_PIXELS];
+  alignas(64) float acc[3 * V_PIXELS];
+  alignas(64) int32_t count[V_PIXELS];
+  alignas(64) int32_t live[V_PIXELS];
+  for (int64_t p = 0; p < V_PIXELS; ++p) { trans[p] = 1; count[p] = 0; live[p] = 0; }
+  for (int64_t p = 0; p < 3 * V_PIXELS; ++p) acc[p] = 0;
+  for (int64_t ly = 0; ly < th; ++ly)
+    for (int64_t lx = 0; lx < tw; ++lx) live[ly * V_ROW + lx] = 1;
+  int32_t alive_in_row[TILE];
+  for (int64_t ly = 0; ly < TILE; ++ly) alive_in_row[ly] = ly < th ? static_cast<int32_t>(tw) : 0;
+  const fvec alpha_max = splat_f(float(ALPHA_MAX)), alpha_min = splat_f(float(ALPHA_MIN));
+  const fvec t_min = splat_f(float(TRANSMITTANCE_MIN)), power_min = splat_f(float(POWER_MIN));
+  const fvec zero = splat_f(0.0f);
+  const float half = 0.5f;
+  const ivec lanes = lane_index();
+  int64_t remaining = tw * th;
+  const int64_t begin = tstart[tile], end = tstart[tile + 1];
+  for (int64_t k = begin; k < end && remaining > 0; ++k) {
+    const Splat<float> s = splat(eg[k], mean, conic, opac, col, 3, rect, x_base, y_base, tw, th);
+    const int32_t index = static_cast<int32_t>(k - begin);
+    const ivec index_v = splat_i(index), next_index_v = splat_i(index + 1);
+    const fvec mx = splat_f(s.mx), ca = splat_f(s.ca), cb = splat_f(s.cb), cc = splat_f(s.cc), o = splat_f(s.o);
+    const fvec c0 = splat_f(s.color[0]), c1 = splat_f(s.color[1]), c2 = splat_f(s.color[2]);
+    int64_t box_x0 = TILE, box_x1 = -1, box_y0 = TILE, box_y1 = -1;
+    for (int64_t y = s.y0; y <= s.y1; ++y) {
+      const int64_t ly = y - y_base;
+      if (alive_in_row[ly] == 0) continue;
+      const fvec dy = splat_f(static_cast<float>(y) + half - s.my);
+      ivec stopped_v = splat_i(0), row_min_v = splat_i(TILE), row_max_v = splat_i(-1);
+      for (int64_t xb = s.x0; xb <= s.x1; xb += kLanes) {
+        const int64_t p = ly * V_ROW + (xb - x_base);
+        const ivec x = splat_i(static_cast<int32_t>(xb)) + lanes;
+        const fvec dx = __builtin_convertvector(x, fvec) + half - mx;
+        const fvec power = -half * (ca * dx * dx + cc * dy * dy) - cb * dx * dy;
+        const fvec raw = o * exp_v(power);
+        const fvec alpha = select_v(raw < alpha_max, raw, alpha_max);
+        const fvec t = load_v(trans + p);
+        const fvec next_t = t * (1 - alpha);
+        const ivec drawn = (x <= splat_i(static_cast<int32_t>(s.x1))) & (load_v(live + p) != 0) & (power <= zero) &
+                         (power >= power_min) & (alpha >= alpha_min);
+        const ivec stop = drawn & (next_t < t_min);  // the Inria kernel stops before this Gaussian
+        const ivec add = drawn & ~stop;
+        const fvec weight = alpha * t;
+        float* a = acc + p;
+        store_v(a, select_v(add, load_v(a) + weight * c0, load_v(a)));
+        store_v(a + V_PIXELS, select_v(add, load_v(a + V_PIXELS) + weight * c1, load_v(a + V_PIXELS)));
+        store_v(a + 2 * V_PIXELS, select_v(add, load_v(a + 2 * V_PIXELS) + weight * c2, load_v(a + 2 * V_PIXELS)));
+        store_v(trans + p, select_v(add, next_t, t));
+        store_v(count + p, select_v(add, next_index_v, select_v(stop, index_v, load_v(count + p))));
+        store_v(live + p, select_v(stop, splat_i(0), load_v(live + p)));
+        stopped_v -= stop;  // true lanes are -1
+        const ivec lx = x - static_cast<int32_t>(x_base);
+        row_min_v = min_v(row_min_v, select_v(add, lx, splat_i(TILE)));
+        row_max_v = max_v(row_max_v, select_v(add, lx, splat_i(-1)));
+      }
+      const int32_t stopped = hsum(stopped_v);
+      const int64_t row_x0 = hmin(row_min_v), row_x1 = hmax(row_max_v);
+      if (row_x1 >= 0) {
+        box_x0 = std::min(box_x0, row_x0); box_x1 = std::max(box_x1, row_x1);
+        box_y0 = std::min(box_y0, ly); box_y1 = ly;
+      }
+      remaining -= stopped;
+      alive_in_row[ly] -= stopped;
+    }
+    box_out[k] = static_cast<int32_t>(box_x0 | (box_x1 & 31) << 5 | box_y0 << 10 | (box_y1 & 31) << 15);
+  }
+  for (int64_t ly = 0; ly < th; ++ly)
+    for (int64_t lx = 0; lx < tw; ++lx) {
+      const int64_t p = ly * V_ROW + lx, pixel = (y_base + ly) * width + (x_base + lx);
+      t_out[pixel] = trans[p];
+      last_out[pixel] = count[p];
+      for (int64_t ch = 0; ch < 3; ++ch) rgb_out[ch * height * width + pixel] = acc[ch * V_PIXELS + p];
+    }
+}
+
+void backward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, const int64_t* tstart,
+                      const int32_t* eg, const int64_t* es, const int32_t* rect, const float* mean,
+                      const float* conic, const float* opac, const float* col, const float* t_fin,
+                      const int32_t* last_in, const int32_t* box_in, const float* v_rgb, const float* v_t,
+                      float* slot_out) {
+  using namespace predictgs;
+  constexpr int64_t stride = 9;
+  const int64_t x_base = (tile % tiles_x) * TILE, y_base = (tile / tiles_x) * TILE;
+  const int64_t tw = std::min(TILE, width - x_base), th = std::min(TILE, height - y_base);
+  alignas(64) float trans[V_PIXELS];
+  alignas(64) float t_final[V_PIXELS];
+  alignas(64) float v_trans[V_PIXELS];
+  alignas(64) float behind[3 * V_PIXELS];
+  alignas(64) float v[3 * V_PIXELS];
+  alignas(64) int32_t count[V_PIXELS];
+  for (int64_t p = 0; p < V_PIXELS; ++p) { trans[p] = 1; t_final[p] = 1; v_trans[p] = 0; count[p] = 0; }
+  for (int64_t p = 0; p < 3 * V_PIXELS; ++p) { behind[p] = 0; v[p] = 0; }
+  int32_t deepest = 0;
+  int32_t row_deepest[TILE] = {};
+  for (int64_t ly = 0; ly < th; ++ly)
+    for (int64_t lx = 0; lx < tw; ++lx) {
+      const int64_t p = ly * V_ROW + lx, pixel = (y_base + ly) * width + (x_base + lx);
+      trans[p] = t_final[p] = t_fin[pixel];
+      v_trans[p] = v_t[pixel];
+      count[p] = last_in[pixel];
+      deepest = std::max(deepest, count[p]);
+      row_deepest[ly] = std::max(row_deepest[ly], count[p]);
+      for (int64_t ch = 0; ch < 3; ++ch) v[ch * V_PIXELS + p] = v_rgb[ch * height * width + pixel];
+    }
+  const fvec alpha_max = splat_f(float(ALPHA_MAX)), alpha_min = splat_f(float(ALPHA_MIN));
+  const fvec power_min = splat_f(float(POWER_MIN)), zero = splat_f(0.0f);
+  const float half = 0.5f;
+  const ivec lanes = lane_index();
+  const int64_t begin = tstart[tile], end = tstart[tile + 1];
+  for (int64_t k = begin + deepest; k < end; ++k)  // entries behind every pixel's last: no gradient
+    std::fill(slot_out + es[k] * stride, slot_out + (es[k] + 1) * stride, 0.0f);
+  for (int64_t k = begin + deepest - 1; k >= begin; --k) {
+    float* out = slot_out + es[k] * stride;
+    const int32_t packed = box_in[k];
+    const int64_t bx0 = packed & 31, bx1 = (packed >> 5) & 31, by0 = (packed >> 10) & 31, by1 = (packed >> 15) & 31;
+    if (bx1 == 31 || by1 == 31) {  // composited into no pixel: no gradient
+      std::fill(out, out + stride, 0.0f);
+      continue;
+    }
+    const Splat<float> s = splat(eg[k], mean, conic, opac, col, 3, rect, x_base, y_base, tw, th);
+    const int32_t index = static_cast<int32_t>(k - begin);
+    const ivec index_v = splat_i(index);
+    const fvec mx = splat_f(s.mx), ca = splat_f(s.ca), cb = splat_f(s.cb), cc = splat_f(s.cc), o = splat_f(s.o);
+    const fvec c0 = splat_f(s.color[0]), c1 = splat_f(s.color[1]), c2 = splat_f(s.color[2]);
+    const ivec x_last = splat_i(static_cast<int32_t>(x_base + bx1));
+    fvec g_mx = zero, g_my = zero, g_ca = zero, g_cb = zero, g_cc = zero, g_o = zero, g_c0 = zero, g_c1 = zero,
+       g_c2 = zero;
+    // only the pixels the forward pass composited this entry into can be drawn here
+    for (int64_t ly = by0; ly <= by1; ++ly) {
+      if (index >= row_deepest[ly]) continue;
+      const fvec dy = splat_f(static_cast<float>(y_base + ly) + half - s.my);
+      for (int64_t lxb = bx0; lxb <= bx1; lxb += kLanes) {
+        const int64_t p = ly * V_ROW + lxb;
+        const ivec x = splat_i(static_cast<int32_t>(x_base + lxb)) + lanes;
+        const fvec dx = __builtin_convertvector(x, fvec) + half - mx;
+        const fvec power = -half * (ca * dx * dx + cc * dy * dy) - cb * dx * dy;
+        const fvec vis = exp_v(power);
+        const fvec raw = o * vis;
+        const fvec alpha = select_v(raw < alpha_max, raw, alpha_max);
+        const ivec drawn = (x <= x_last) & (index_v < load_v(count + p)) & (power <= zero) & (power >= power_min) &
+                         (alpha >= alpha_min);
+        const fvec keep = 1 - alpha;
+        const fvec tr = load_v(trans + p);
+        const fvec t_here = tr / keep;  // transmittance in front of this Gaussian
+        const fvec weight = alpha * t_here;
+        fvec d_alpha = -load_v(t_final + p) / keep * load_v(v_trans + p);
+        const fvec v0 = load_v(v + p), v1 = load_v(v + V_PIXELS + p), v2 = load_v(v + 2 * V_PIXELS + p);
+        const fvec b0 = load_v(behind + p), b1 = load_v(behind + V_PIXELS + p), b2 = load_v(behind + 2 * V_PIXELS + p);
+        d_alpha += (c0 * t_here - b0 / keep) * v0;
+        d_alpha += (c1 * t_here - b1 / keep) * v1;
+        d_alpha += (c2 * t_here - b2 / keep) * v2;
+        store_v(behind + p, select_v(drawn, b0 + c0 * weight, b0));
+        store_v(behind + V_PIXELS + p, select_v(drawn, b1 + c1 * weight, b1));
+        store_v(behind + 2 * V_PIXELS + p, select_v(drawn, b2 + c2 * weight, b2));
+        g_c0 += select_v(drawn, weight * v0, zero);
+        g_c1 += select_v(drawn, weight * v1, zero);
+        g_c2 += select_v(drawn, weight * v2, zero);
+        store_v(trans + p, select_v(drawn, t_here, tr));
+        // clamp(max=0.99) passes no gradient where it clamps
+        const ivec through = drawn & (raw <= alpha_max);
+        const fvec d_power = select_v(through, d_alpha * alpha, zero);
+        g_o += select_v(through, d_alpha * vis, zero);
+        g_mx += select_v(through, d_power * (ca * dx + cb * dy), zero);
+        g_my += select_v(through, d_power * (cb * dx + cc * dy), zero);
+        g_ca += select_v(through, d_power * (-half * dx * dx), zero);
+        g_cb += select_v(through, d_power * (-dx * dy), zero);
+        g_cc += select_v(through, d_power * (-half * dy * dy), zero);
+      }
+    }
+    out[0] = sum_v(g_mx); out[1] = sum_v(g_my); out[2] = sum_v(g_ca); out[3] = sum_v(g_cb); out[4] = sum_v(g_cc);
+    out[5] = sum_v(g_o); out[6] = sum_v(g_c0); out[7] = sum_v(g_c1); out[8] = sum_v(g_c2);
+  }
+}
+
+}  // namespace
+
+// The vector-lane tile passes are used for float and three channels unless turned off (parity tests compare
+// them with the generic passes in one process).
+namespace {
+bool vectorised = true;
+
+// forward_lanes / backward_lanes: the vector-lane pass where there is one (float), else false (the generic
+// pass)
+template <typename T>
+bool forward_lanes(int64_t, int64_t, int64_t, int64_t, const int64_t*, const int32_t*, const int32_t*, const T*,
+                const T*, const T*, const T*, T*, T*, int32_t*, int32_t*) {
+  return false;
+}
+bool forward_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, const int64_t* tstart,
+                const int32_t* eg, const int32_t* rect, const float* mean, const float* conic, const float* opac,
+                const float* col, float* rgb_out, float* t_out, int32_t* last_out, int32_t* box_out) {
+  forward_tile_lanes(tile, tiles_x, width, height, tstart, eg, rect, mean, conic, opac, col, rgb_out, t_out, last_out,
+                  box_out);
+  return true;
+}
+template <typename T>
+bool backward_lanes(int64_t, int64_t, int64_t, int64_t, const int64_t*, const int32_t*, const int64_t*,
+                 const int32_t*, const T*, const T*, const T*, const T*, const T*, const int32_t*, const int32_t*,
+                 const T*, const T*, T*) {
+  return false;
+}
+bool backward_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, const int64_t* tstart,
+                 const int32_t* eg, const int64_t* es, const int32_t* rect, const float* mean, const float* conic,
+                 const float* opac, const float* col, const float* t_fin, const int32_t* last_in,
+                 const int32_t* box_in, const float* v_rgb, const float* v_t, float* slot_out) {
+  backward_tile_lanes(tile, tiles_x, width, height, tstart, eg, es, rect, mean, conic, opac, col, t_fin, last_in,
+                      box_in, v_rgb, v_t, slot_out);
+  return true;
+}
+}  // namespace
+
+void set_vectorised(bool on) { vectorised = on; }
 
 // Returns rgb [C,H,W] (without background), final transmittance [H,W], and per pixel the number of list
 // entries of its tile that the backward pass must revisit (int32 [H,W]).
@@ -262,10 +509,14 @@ std::vector<torch::Tensor> rasterize_forward(torch::Tensor means2d, torch::Tenso
   auto rgb = torch::empty({channels, height, width}, colors.options());
   auto final_t = torch::empty({height, width}, colors.options());
   auto last = torch::empty({height, width}, torch::kInt32);
+  // per list entry, the box (tile coordinates, packed) of the pixels it was composited into; written for the
+  // entries the pass reached, which include every entry the backward pass visits
+  auto box = torch::empty({entry_gaussian.numel()}, torch::kInt32);
   const int64_t* tstart = tile_start.data_ptr<int64_t>();
   const int32_t* eg = entry_gaussian.data_ptr<int32_t>();
   const int32_t* rect = rects.data_ptr<int32_t>();
   int32_t* last_out = last.data_ptr<int32_t>();
+  int32_t* box_out = box.data_ptr<int32_t>();
   AT_DISPATCH_FLOATING_TYPES(colors.scalar_type(), "rasterize_forward", [&] {
     const scalar_t* mean = means2d.data_ptr<scalar_t>();
     const scalar_t* conic = conics.data_ptr<scalar_t>();
@@ -274,15 +525,19 @@ std::vector<torch::Tensor> rasterize_forward(torch::Tensor means2d, torch::Tenso
     scalar_t* rgb_out = rgb.data_ptr<scalar_t>();
     scalar_t* t_out = final_t.data_ptr<scalar_t>();
     parallel_interleaved(tiles_x * tiles_y, [&](int64_t tile) {
+      if (channels == 3 && vectorised &&
+          forward_lanes(tile, tiles_x, width, height, tstart, eg, rect, mean, conic, opac, col, rgb_out, t_out,
+                     last_out, box_out))
+        return;
       if (channels == 3)
         forward_tile<scalar_t, 3>(tile, tiles_x, width, height, channels, tstart, eg, rect, mean, conic, opac, col,
-                                  rgb_out, t_out, last_out);
+                                  rgb_out, t_out, last_out, box_out);
       else
         forward_tile<scalar_t, 0>(tile, tiles_x, width, height, channels, tstart, eg, rect, mean, conic, opac, col,
-                                  rgb_out, t_out, last_out);
+                                  rgb_out, t_out, last_out, box_out);
     });
   });
-  return {rgb, final_t, last};
+  return {rgb, final_t, last, box};
 }
 
 // -- backward -----------------------------------------------------------------------------------------------
@@ -294,7 +549,7 @@ template <typename T, int NC>
 void backward_tile(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, int64_t channels_rt,
                    const int64_t* tstart, const int32_t* eg, const int64_t* es, const int32_t* rect, const T* mean,
                    const T* conic, const T* opac, const T* col, const T* t_fin, const int32_t* last_in,
-                   const T* v_rgb, const T* v_t, T* slot_out) {
+                   const int32_t* box_in, const T* v_rgb, const T* v_t, T* slot_out) {
   const int64_t channels = NC > 0 ? NC : channels_rt;
   const int64_t stride = 6 + channels;
   const int64_t x_base = (tile % tiles_x) * TILE, y_base = (tile / tiles_x) * TILE;
@@ -324,7 +579,15 @@ void backward_tile(int64_t tile, int64_t tiles_x, int64_t width, int64_t height,
   for (int64_t k = begin + deepest; k < end; ++k)  // entries behind every pixel's last: no gradient
     std::fill(slot_out + es[k] * stride, slot_out + (es[k] + 1) * stride, T(0));
   for (int64_t k = begin + deepest - 1; k >= begin; --k) {
-    const Splat<T> s = splat(eg[k], mean, conic, opac, col, channels, rect, x_base, y_base, tw, th);
+    const int32_t packed = box_in[k];
+    const int64_t bx0 = packed & 31, bx1 = (packed >> 5) & 31, by0 = (packed >> 10) & 31, by1 = (packed >> 15) & 31;
+    if (bx1 == 31 || by1 == 31) {  // composited into no pixel: no gradient
+      std::fill(slot_out + es[k] * stride, slot_out + (es[k] + 1) * stride, T(0));
+      continue;
+    }
+    Splat<T> s = splat(eg[k], mean, conic, opac, col, channels, rect, x_base, y_base, tw, th);
+    // only the pixels the forward pass composited this entry into can be drawn here
+    s.x0 = x_base + bx0; s.x1 = x_base + bx1; s.y0 = y_base + by0; s.y1 = y_base + by1;
     const int32_t index = static_cast<int32_t>(k - begin);
     T g_mx = 0, g_my = 0, g_ca = 0, g_cb = 0, g_cc = 0, g_o = 0, g_c0 = 0, g_c1 = 0, g_c2 = 0;
     std::fill(grad.begin(), grad.end(), T(0));
@@ -411,9 +674,13 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
                                               torch::Tensor colors, torch::Tensor tile_start,
                                               torch::Tensor entry_gaussian, torch::Tensor entry_slot,
                                               torch::Tensor gauss_slot_start, torch::Tensor rects,
-                                              torch::Tensor final_t, torch::Tensor last, torch::Tensor grad_rgb,
-                                              torch::Tensor grad_t, int64_t width, int64_t height) {
+                                              torch::Tensor final_t, torch::Tensor last, torch::Tensor box,
+                                              torch::Tensor grad_rgb, torch::Tensor grad_t, int64_t width,
+                                              int64_t height) {
   check_input(grad_rgb, "grad_rgb", 3);
+  check_input(box, "box", 1);
+  TORCH_CHECK(box.numel() == entry_gaussian.numel() && box.scalar_type() == torch::kInt32,
+              "box does not match the tile lists");
   check_input(grad_t, "grad_t", 2);
   const int64_t n = means2d.size(0), channels = colors.size(1);
   const int64_t stride = 6 + channels;
@@ -426,6 +693,7 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
   const int64_t* gslot = gauss_slot_start.data_ptr<int64_t>();
   const int32_t* rect = rects.data_ptr<int32_t>();
   const int32_t* last_in = last.data_ptr<int32_t>();
+  const int32_t* box_in = box.data_ptr<int32_t>();
   auto grad_means = torch::zeros({n, 2}, colors.options());
   auto grad_conics = torch::zeros({n, 3}, colors.options());
   auto grad_opac = torch::zeros({n}, colors.options());
@@ -441,12 +709,16 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
     const scalar_t* v_t = grad_t.data_ptr<scalar_t>();
     scalar_t* slot_out = slots.data_ptr<scalar_t>();
     parallel_interleaved(tiles_x * tiles_y, [&](int64_t tile) {
+      if (channels == 3 && vectorised &&
+          backward_lanes(tile, tiles_x, width, height, tstart, eg, es, rect, mean, conic, opac, col, t_fin, last_in,
+                      box_in, v_rgb, v_t, slot_out))
+        return;
       if (channels == 3)
         backward_tile<scalar_t, 3>(tile, tiles_x, width, height, channels, tstart, eg, es, rect, mean, conic, opac,
-                                   col, t_fin, last_in, v_rgb, v_t, slot_out);
+                                   col, t_fin, last_in, box_in, v_rgb, v_t, slot_out);
       else
         backward_tile<scalar_t, 0>(tile, tiles_x, width, height, channels, tstart, eg, es, rect, mean, conic, opac,
-                                   col, t_fin, last_in, v_rgb, v_t, slot_out);
+                                   col, t_fin, last_in, box_in, v_rgb, v_t, slot_out);
     });
 
     // Sum each Gaussian's slots in slot order: the same order whatever the number of threads.
