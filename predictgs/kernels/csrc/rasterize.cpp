@@ -276,9 +276,9 @@ using predictgs::fvec;
 using predictgs::ivec;
 
 void forward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, const int64_t* tstart,
-                     const int32_t* eg, const int32_t* rect, const float* mean, const float* conic,
-                     const float* opac, const float* col, float* rgb_out, float* t_out, int32_t* last_out,
-                     int32_t* box_out) {
+                        const int32_t* eg, const int32_t* rect, const float* mean, const float* conic,
+                        const float* opac, const float* col, float* rgb_out, float* t_out, int32_t* last_out,
+                        int32_t* box_out) {
   using namespace predictgs;
   const int64_t x_base = (tile % tiles_x) * TILE, y_base = (tile / tiles_x) * TILE;
   const int64_t tw = std::min(TILE, width - x_base), th = std::min(TILE, height - y_base);
@@ -358,10 +358,10 @@ void forward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t he
 }
 
 void backward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, const int64_t* tstart,
-                      const int32_t* eg, const int64_t* es, const int32_t* rect, const float* mean,
-                      const float* conic, const float* opac, const float* col, const float* t_fin,
-                      const int32_t* last_in, const int32_t* box_in, const float* v_rgb, const float* v_t,
-                      float* slot_out) {
+                         const int32_t* eg, const int64_t* es, const int32_t* rect, const float* mean,
+                         const float* conic, const float* opac, const float* col, const float* t_fin,
+                         const int32_t* last_in, const int32_t* box_in, const float* v_rgb, const float* v_t,
+                         float* slot_out) {
   using namespace predictgs;
   constexpr int64_t stride = 9;
   const int64_t x_base = (tile % tiles_x) * TILE, y_base = (tile / tiles_x) * TILE;
@@ -467,26 +467,26 @@ bool vectorised = true;
 // pass)
 template <typename T>
 bool forward_lanes(int64_t, int64_t, int64_t, int64_t, const int64_t*, const int32_t*, const int32_t*, const T*,
-                const T*, const T*, const T*, T*, T*, int32_t*, int32_t*) {
+                   const T*, const T*, const T*, T*, T*, int32_t*, int32_t*) {
   return false;
 }
 bool forward_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, const int64_t* tstart,
-                const int32_t* eg, const int32_t* rect, const float* mean, const float* conic, const float* opac,
-                const float* col, float* rgb_out, float* t_out, int32_t* last_out, int32_t* box_out) {
+                   const int32_t* eg, const int32_t* rect, const float* mean, const float* conic, const float* opac,
+                   const float* col, float* rgb_out, float* t_out, int32_t* last_out, int32_t* box_out) {
   forward_tile_lanes(tile, tiles_x, width, height, tstart, eg, rect, mean, conic, opac, col, rgb_out, t_out, last_out,
-                  box_out);
+                     box_out);
   return true;
 }
 template <typename T>
 bool backward_lanes(int64_t, int64_t, int64_t, int64_t, const int64_t*, const int32_t*, const int64_t*,
-                 const int32_t*, const T*, const T*, const T*, const T*, const T*, const int32_t*, const int32_t*,
-                 const T*, const T*, T*) {
+                    const int32_t*, const T*, const T*, const T*, const T*, const T*, const int32_t*, const int32_t*,
+                    const T*, const T*, T*) {
   return false;
 }
 bool backward_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, const int64_t* tstart,
-                 const int32_t* eg, const int64_t* es, const int32_t* rect, const float* mean, const float* conic,
-                 const float* opac, const float* col, const float* t_fin, const int32_t* last_in,
-                 const int32_t* box_in, const float* v_rgb, const float* v_t, float* slot_out) {
+                    const int32_t* eg, const int64_t* es, const int32_t* rect, const float* mean, const float* conic,
+                    const float* opac, const float* col, const float* t_fin, const int32_t* last_in,
+                    const int32_t* box_in, const float* v_rgb, const float* v_t, float* slot_out) {
   backward_tile_lanes(tile, tiles_x, width, height, tstart, eg, es, rect, mean, conic, opac, col, t_fin, last_in,
                       box_in, v_rgb, v_t, slot_out);
   return true;
@@ -527,7 +527,7 @@ std::vector<torch::Tensor> rasterize_forward(torch::Tensor means2d, torch::Tenso
     parallel_interleaved(tiles_x * tiles_y, [&](int64_t tile) {
       if (channels == 3 && vectorised &&
           forward_lanes(tile, tiles_x, width, height, tstart, eg, rect, mean, conic, opac, col, rgb_out, t_out,
-                     last_out, box_out))
+                        last_out, box_out))
         return;
       if (channels == 3)
         forward_tile<scalar_t, 3>(tile, tiles_x, width, height, channels, tstart, eg, rect, mean, conic, opac, col,
@@ -711,7 +711,7 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
     parallel_interleaved(tiles_x * tiles_y, [&](int64_t tile) {
       if (channels == 3 && vectorised &&
           backward_lanes(tile, tiles_x, width, height, tstart, eg, es, rect, mean, conic, opac, col, t_fin, last_in,
-                      box_in, v_rgb, v_t, slot_out))
+                         box_in, v_rgb, v_t, slot_out))
         return;
       if (channels == 3)
         backward_tile<scalar_t, 3>(tile, tiles_x, width, height, channels, tstart, eg, es, rect, mean, conic, opac,
