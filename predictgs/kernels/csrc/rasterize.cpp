@@ -181,6 +181,58 @@ inline Splat<T> splat(int64_t g, const T* mean, const T* conic, const T* opac, c
                   std::max<int64_t>(r[1], y_base), std::min<int64_t>(r[3], y_base + th - 1)};
 }
 
+// The box (tile coordinates, inclusive) of the pixels a list entry was composited into, packed in 20 bits:
+// the forward passes write it per entry, the backward passes revisit only those pixels. x1 = 31 (from -1)
+// marks an entry composited into no pixel.
+struct Box {
+  int64_t x0, x1, y0, y1;
+  bool empty() const { return x1 == 31 || y1 == 31; }
+};
+
+inline int32_t pack_box(int64_t x0, int64_t x1, int64_t y0, int64_t y1) {
+  return static_cast<int32_t>(x0 | (x1 & 31) << 5 | y0 << 10 | (y1 & 31) << 15);
+}
+
+inline Box unpack_box(int32_t packed) {
+  return Box{packed & 31, (packed >> 5) & 31, (packed >> 10) & 31, (packed >> 15) & 31};
+}
+
+// A tile's composited results out of its buffer (pixel (lx, ly) at ly * row + lx, channel planes `plane`
+// apart) into the images.
+template <typename T>
+void store_tile(int64_t row, int64_t plane, int64_t channels, int64_t x_base, int64_t y_base, int64_t tw, int64_t th,
+                int64_t width, int64_t height, const T* trans, const int32_t* count, const T* acc, T* rgb_out,
+                T* t_out, int32_t* last_out) {
+  for (int64_t ly = 0; ly < th; ++ly)
+    for (int64_t lx = 0; lx < tw; ++lx) {
+      const int64_t p = ly * row + lx, pixel = (y_base + ly) * width + (x_base + lx);
+      t_out[pixel] = trans[p];
+      last_out[pixel] = count[p];
+      for (int64_t ch = 0; ch < channels; ++ch) rgb_out[ch * height * width + pixel] = acc[ch * plane + p];
+    }
+}
+
+// What the backward pass of a tile starts from, into its buffer (laid out as for store_tile): the final
+// transmittance (also the running one), the incoming gradients, each pixel's entry count and the deepest
+// count per row; returns the deepest count of the tile.
+template <typename T>
+int32_t load_tile(int64_t row, int64_t plane, int64_t channels, int64_t x_base, int64_t y_base, int64_t tw, int64_t th,
+                  int64_t width, int64_t height, const T* t_fin, const T* v_t, const int32_t* last_in,
+                  const T* v_rgb, T* trans, T* t_final, T* v_trans, int32_t* count, T* v, int32_t* row_deepest) {
+  int32_t deepest = 0;
+  for (int64_t ly = 0; ly < th; ++ly)
+    for (int64_t lx = 0; lx < tw; ++lx) {
+      const int64_t p = ly * row + lx, pixel = (y_base + ly) * width + (x_base + lx);
+      trans[p] = t_final[p] = t_fin[pixel];
+      v_trans[p] = v_t[pixel];
+      count[p] = last_in[pixel];
+      deepest = std::max(deepest, count[p]);
+      row_deepest[ly] = std::max(row_deepest[ly], count[p]);
+      for (int64_t ch = 0; ch < channels; ++ch) v[ch * plane + p] = v_rgb[ch * height * width + pixel];
+    }
+  return deepest;
+}
+
 // NC: the number of colour channels when known at compile time (3), else 0 and `channels` at run time.
 // The pixel loops are branch-free (selects instead of ifs) so that the compiler vectorises them.
 template <typename T, int NC>
@@ -246,15 +298,10 @@ void forward_tile(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, 
       remaining -= stopped;
       alive_in_row[y - y_base] -= stopped;
     }
-    box_out[k] = static_cast<int32_t>(box_x0 | (box_x1 & 31) << 5 | box_y0 << 10 | (box_y1 & 31) << 15);
+    box_out[k] = pack_box(box_x0, box_x1, box_y0, box_y1);
   }
-  for (int64_t ly = 0; ly < th; ++ly)
-    for (int64_t lx = 0; lx < tw; ++lx) {
-      const int64_t p = ly * TILE + lx, pixel = (y_base + ly) * width + (x_base + lx);
-      t_out[pixel] = trans[p];
-      last_out[pixel] = count[p];
-      for (int64_t ch = 0; ch < channels; ++ch) rgb_out[ch * height * width + pixel] = accp[ch * TILE_PIXELS + p];
-    }
+  store_tile(TILE, TILE_PIXELS, channels, x_base, y_base, tw, th, width, height, trans, count, accp, rgb_out, t_out,
+             last_out);
 }
 
 }  // namespace
@@ -346,15 +393,9 @@ void forward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t he
       remaining -= stopped;
       alive_in_row[ly] -= stopped;
     }
-    box_out[k] = static_cast<int32_t>(box_x0 | (box_x1 & 31) << 5 | box_y0 << 10 | (box_y1 & 31) << 15);
+    box_out[k] = pack_box(box_x0, box_x1, box_y0, box_y1);
   }
-  for (int64_t ly = 0; ly < th; ++ly)
-    for (int64_t lx = 0; lx < tw; ++lx) {
-      const int64_t p = ly * V_ROW + lx, pixel = (y_base + ly) * width + (x_base + lx);
-      t_out[pixel] = trans[p];
-      last_out[pixel] = count[p];
-      for (int64_t ch = 0; ch < 3; ++ch) rgb_out[ch * height * width + pixel] = acc[ch * V_PIXELS + p];
-    }
+  store_tile(V_ROW, V_PIXELS, 3, x_base, y_base, tw, th, width, height, trans, count, acc, rgb_out, t_out, last_out);
 }
 
 void backward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, const int64_t* tstart,
@@ -374,18 +415,9 @@ void backward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t h
   alignas(64) int32_t count[V_PIXELS];
   for (int64_t p = 0; p < V_PIXELS; ++p) { trans[p] = 1; t_final[p] = 1; v_trans[p] = 0; count[p] = 0; }
   for (int64_t p = 0; p < 3 * V_PIXELS; ++p) { behind[p] = 0; v[p] = 0; }
-  int32_t deepest = 0;
   int32_t row_deepest[TILE] = {};
-  for (int64_t ly = 0; ly < th; ++ly)
-    for (int64_t lx = 0; lx < tw; ++lx) {
-      const int64_t p = ly * V_ROW + lx, pixel = (y_base + ly) * width + (x_base + lx);
-      trans[p] = t_final[p] = t_fin[pixel];
-      v_trans[p] = v_t[pixel];
-      count[p] = last_in[pixel];
-      deepest = std::max(deepest, count[p]);
-      row_deepest[ly] = std::max(row_deepest[ly], count[p]);
-      for (int64_t ch = 0; ch < 3; ++ch) v[ch * V_PIXELS + p] = v_rgb[ch * height * width + pixel];
-    }
+  const int32_t deepest = load_tile(V_ROW, V_PIXELS, 3, x_base, y_base, tw, th, width, height, t_fin, v_t, last_in,
+                                    v_rgb, trans, t_final, v_trans, count, v, row_deepest);
   const fvec alpha_max = splat_f(float(ALPHA_MAX)), alpha_min = splat_f(float(ALPHA_MIN));
   const fvec power_min = splat_f(float(POWER_MIN)), zero = splat_f(0.0f);
   const float half = 0.5f;
@@ -395,9 +427,8 @@ void backward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t h
     std::fill(slot_out + es[k] * stride, slot_out + (es[k] + 1) * stride, 0.0f);
   for (int64_t k = begin + deepest - 1; k >= begin; --k) {
     float* out = slot_out + es[k] * stride;
-    const int32_t packed = box_in[k];
-    const int64_t bx0 = packed & 31, bx1 = (packed >> 5) & 31, by0 = (packed >> 10) & 31, by1 = (packed >> 15) & 31;
-    if (bx1 == 31 || by1 == 31) {  // composited into no pixel: no gradient
+    const Box box = unpack_box(box_in[k]);
+    if (box.empty()) {  // composited into no pixel: no gradient
       std::fill(out, out + stride, 0.0f);
       continue;
     }
@@ -406,14 +437,14 @@ void backward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t h
     const ivec index_v = splat_i(index);
     const fvec mx = splat_f(s.mx), ca = splat_f(s.ca), cb = splat_f(s.cb), cc = splat_f(s.cc), o = splat_f(s.o);
     const fvec c0 = splat_f(s.color[0]), c1 = splat_f(s.color[1]), c2 = splat_f(s.color[2]);
-    const ivec x_last = splat_i(static_cast<int32_t>(x_base + bx1));
+    const ivec x_last = splat_i(static_cast<int32_t>(x_base + box.x1));
     fvec g_mx = zero, g_my = zero, g_ca = zero, g_cb = zero, g_cc = zero, g_o = zero, g_c0 = zero, g_c1 = zero,
        g_c2 = zero;
     // only the pixels the forward pass composited this entry into can be drawn here
-    for (int64_t ly = by0; ly <= by1; ++ly) {
+    for (int64_t ly = box.y0; ly <= box.y1; ++ly) {
       if (index >= row_deepest[ly]) continue;
       const fvec dy = splat_f(static_cast<float>(y_base + ly) + half - s.my);
-      for (int64_t lxb = bx0; lxb <= bx1; lxb += kLanes) {
+      for (int64_t lxb = box.x0; lxb <= box.x1; lxb += kLanes) {
         const int64_t p = ly * V_ROW + lxb;
         const ivec x = splat_i(static_cast<int32_t>(x_base + lxb)) + lanes;
         const fvec dx = __builtin_convertvector(x, fvec) + half - mx;
@@ -561,33 +592,23 @@ void backward_tile(int64_t tile, int64_t tiles_x, int64_t width, int64_t height,
   std::vector<T> behind(channels * TILE_PIXELS, T(0)), v(channels * TILE_PIXELS, T(0)), grad(stride);
   T* behindp = behind.data();
   T* vp = v.data();
-  int32_t deepest = 0;
   int32_t row_deepest[TILE] = {};  // rows none of whose pixels reach an entry are skipped
   for (int64_t p = 0; p < TILE_PIXELS; ++p) { trans[p] = 1; t_final[p] = 1; v_trans[p] = 0; count[p] = 0; }
-  for (int64_t ly = 0; ly < th; ++ly)
-    for (int64_t lx = 0; lx < tw; ++lx) {
-      const int64_t p = ly * TILE + lx, pixel = (y_base + ly) * width + (x_base + lx);
-      trans[p] = t_final[p] = t_fin[pixel];
-      v_trans[p] = v_t[pixel];
-      count[p] = last_in[pixel];
-      deepest = std::max(deepest, count[p]);
-      row_deepest[ly] = std::max(row_deepest[ly], count[p]);
-      for (int64_t ch = 0; ch < channels; ++ch) vp[ch * TILE_PIXELS + p] = v_rgb[ch * height * width + pixel];
-    }
+  const int32_t deepest = load_tile(TILE, TILE_PIXELS, channels, x_base, y_base, tw, th, width, height, t_fin, v_t,
+                                    last_in, v_rgb, trans, t_final, v_trans, count, vp, row_deepest);
   const T alpha_max = T(ALPHA_MAX), alpha_min = T(ALPHA_MIN), power_min = T(POWER_MIN), half = T(0.5);
   const int64_t begin = tstart[tile], end = tstart[tile + 1];
   for (int64_t k = begin + deepest; k < end; ++k)  // entries behind every pixel's last: no gradient
     std::fill(slot_out + es[k] * stride, slot_out + (es[k] + 1) * stride, T(0));
   for (int64_t k = begin + deepest - 1; k >= begin; --k) {
-    const int32_t packed = box_in[k];
-    const int64_t bx0 = packed & 31, bx1 = (packed >> 5) & 31, by0 = (packed >> 10) & 31, by1 = (packed >> 15) & 31;
-    if (bx1 == 31 || by1 == 31) {  // composited into no pixel: no gradient
+    const Box box = unpack_box(box_in[k]);
+    if (box.empty()) {  // composited into no pixel: no gradient
       std::fill(slot_out + es[k] * stride, slot_out + (es[k] + 1) * stride, T(0));
       continue;
     }
     Splat<T> s = splat(eg[k], mean, conic, opac, col, channels, rect, x_base, y_base, tw, th);
     // only the pixels the forward pass composited this entry into can be drawn here
-    s.x0 = x_base + bx0; s.x1 = x_base + bx1; s.y0 = y_base + by0; s.y1 = y_base + by1;
+    s.x0 = x_base + box.x0; s.x1 = x_base + box.x1; s.y0 = y_base + box.y0; s.y1 = y_base + box.y1;
     const int32_t index = static_cast<int32_t>(k - begin);
     T g_mx = 0, g_my = 0, g_ca = 0, g_cb = 0, g_cc = 0, g_o = 0, g_c0 = 0, g_c1 = 0, g_c2 = 0;
     std::fill(grad.begin(), grad.end(), T(0));

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "simd_math.h"
+
 // The helpers below are inline and used inside this extension only: the vector ABI warning (a 32-byte
 // vector passed by value without AVX) does not concern them.
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -81,27 +83,8 @@ inline fvec select_v(ivec mask, fvec a, fvec b) {
 }
 inline ivec select_v(ivec mask, ivec a, ivec b) { return (a & mask) | (b & ~mask); }
 
-// exp_approx of simd_math.h, lane by lane: the same operations in the same order.
-inline fvec exp_v(fvec x) {
-  x = select_v(x < splat_f(-87.0f), splat_f(-87.0f), x);
-  x = select_v(x > splat_f(88.0f), splat_f(88.0f), x);
-  const ivec i = __builtin_convertvector(x * 1.44269504088896341f + 128.5f, ivec) - 128;
-  const fvec n = __builtin_convertvector(i, fvec);
-  fvec r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  const fvec r2 = r * r;
-  fvec p = splat_f(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r2 + r + 1.0f;
-  const ivec bits = (i + 127) << 23;
-  fvec scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
-}
+// exp_approx of simd_math.h, lane by lane: the same definition (exp_poly).
+inline fvec exp_v(fvec x) { return exp_poly<fvec, ivec>(x); }
 
 inline float sum_v(fvec v) {  // lanes in order: a fixed summation order
   float s = 0.0f;
