@@ -232,6 +232,26 @@ def test_binning_is_front_to_back_and_covers_every_drawn_pixel():
     assert slot_start[-1] == entries.numel()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_depth_order_is_the_stable_argsort_of_the_drawn_depths(dtype):
+    """The radix sort that orders the drawn Gaussians gives exactly torch's stable argsort: ties by index,
+    -0 equal to +0, infinities at the ends, NaN last; empty and single inputs."""
+    module = kernels.load()
+    gen = torch.Generator().manual_seed(3)
+    for n in (0, 1, 7, 5000):
+        depths = torch.rand(n, generator=gen, dtype=dtype) * 10 - 1
+        radii = torch.randint(-1, 3, (n,), generator=gen, dtype=torch.int32)
+        if n > 100:
+            depths[::7] = depths[3]
+            depths[::11] = -0.0
+            depths[::13] = 0.0
+            depths[5], depths[6], depths[8], depths[9] = float("nan"), float("inf"), -float("inf"), 1e-30
+            radii[5:10] = 1
+        drawn = torch.nonzero(radii > 0).squeeze(1)
+        expected = drawn.index_select(0, torch.argsort(depths.index_select(0, drawn), stable=True))
+        assert torch.equal(module.depth_order(depths, radii), expected)
+
+
 def test_auto_falls_back_to_the_reference_with_one_warning(monkeypatch):
     monkeypatch.setattr(kernels, "_module", None)
     monkeypatch.setattr(kernels, "_reason", "RuntimeError: no compiler")

@@ -81,12 +81,10 @@ class _Composite(torch.autograd.Function):
 def bin_gaussians(proj: Projection, opacities: Tensor, width: int, height: int) -> tuple:
     """The tile lists of the drawn Gaussians (radius > 0), front to back (stable in the index)."""
     with torch.no_grad():
-        visible = torch.nonzero(proj.radii > 0).squeeze(1)
-        order = visible.index_select(0, torch.argsort(proj.depths.detach().index_select(0, visible), stable=True))
-        return tuple(kernels.load().bin_gaussians(proj.means2d.detach().contiguous(),
-                                                  proj.conics.detach().contiguous(),
-                                                  opacities.detach().contiguous(), order.contiguous(), width,
-                                                  height))
+        module = kernels.load()
+        order = module.depth_order(proj.depths.detach().contiguous(), proj.radii.to(torch.int32).contiguous())
+        return tuple(module.bin_gaussians(proj.means2d.detach().contiguous(), proj.conics.detach().contiguous(),
+                                          opacities.detach().contiguous(), order, width, height))
 
 
 def rasterize_compiled(proj: Projection, opacities: Tensor, colors: Tensor, background: Tensor, width: int,

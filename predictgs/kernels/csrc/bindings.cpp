@@ -3,6 +3,7 @@
 
 #include <vector>
 
+torch::Tensor depth_order(torch::Tensor depths, torch::Tensor radii);
 std::vector<torch::Tensor> bin_gaussians(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
                                          torch::Tensor order, int64_t width, int64_t height);
 std::vector<torch::Tensor> rasterize_forward(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
@@ -39,6 +40,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("hashgrid_backward", &hashgrid_backward, "table gradient of the lookup, deterministic");
   m.def("project_forward", &project_forward, "EWA projection of 3D Gaussians into one camera");
   m.def("project_backward", &project_backward, "gradients of the projection");
+  m.def("depth_order", &depth_order, "the drawn Gaussians front to back (a stable radix sort of the depths)");
   m.def("bin_gaussians", &bin_gaussians, "bin projected Gaussians into 16x16 tiles, front to back");
   m.def("rasterize_forward", &rasterize_forward, "composite the tiles front to back");
   m.def("rasterize_backward", &rasterize_backward, "gradients of the compositing, deterministic");

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -55,6 +56,61 @@ void check_input(const torch::Tensor& t, const char* name, int64_t dims) {
 }  // namespace
 
 // -- binning ------------------------------------------------------------------------------------------------
+// depth_order: the drawn Gaussians (radius > 0) front to back, as `argsort(depths[drawn], stable=True)` of
+// the drawn indices gives them (ties by index), by a least-significant-digit radix sort of the depths' bits
+// (8 bits per pass, passes whose digit is the same for every key skipped): O(M), no comparisons. The keys
+// map float order to unsigned order (sign bit set for positives, all bits flipped for negatives; -0 as +0,
+// NaN last, as torch.argsort places them).
+torch::Tensor depth_order(torch::Tensor depths, torch::Tensor radii) {
+  check_input(depths, "depths", 1);
+  check_input(radii, "radii", 1);
+  TORCH_CHECK(radii.scalar_type() == torch::kInt32 && radii.size(0) == depths.size(0),
+              "radii must be int32 with one value per depth");
+  const int64_t n = depths.size(0);
+  const int32_t* rad = radii.data_ptr<int32_t>();
+  std::vector<int64_t> index;
+  index.reserve(n);
+  for (int64_t i = 0; i < n; ++i)
+    if (rad[i] > 0) index.push_back(i);
+  const int64_t m = static_cast<int64_t>(index.size());
+  std::vector<uint64_t> key(m);
+  int key_bits = 32;
+  AT_DISPATCH_FLOATING_TYPES(depths.scalar_type(), "depth_order", [&] {
+    using U = std::conditional_t<sizeof(scalar_t) == 8, uint64_t, uint32_t>;
+    constexpr int width_bits = 8 * sizeof(U);
+    key_bits = width_bits;
+    const scalar_t* d = depths.data_ptr<scalar_t>();
+    for (int64_t j = 0; j < m; ++j) {
+      const scalar_t value = d[index[j]] == 0 ? scalar_t(0) : d[index[j]];  // -0 sorts as +0
+      U bits;
+      std::memcpy(&bits, &value, sizeof(U));
+      const U sign = U(1) << (width_bits - 1);
+      bits = std::isnan(value) ? ~U(0) : ((bits & sign) ? ~bits : bits | sign);
+      key[j] = bits;
+    }
+  });
+  std::vector<uint64_t> key_tmp(m);
+  std::vector<int64_t> index_tmp(m);
+  for (int shift = 0; shift < key_bits; shift += 8) {
+    int64_t count[257] = {};
+    for (int64_t j = 0; j < m; ++j) ++count[((key[j] >> shift) & 255) + 1];
+    bool single = false;
+    for (int b = 1; b <= 256; ++b) single |= count[b] == m;
+    if (single) continue;  // every key has this digit: the pass would not move anything
+    for (int b = 0; b < 256; ++b) count[b + 1] += count[b];
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t to = count[(key[j] >> shift) & 255]++;
+      key_tmp[to] = key[j];
+      index_tmp[to] = index[j];
+    }
+    key.swap(key_tmp);
+    index.swap(index_tmp);
+  }
+  auto order = torch::empty({m}, torch::kInt64);
+  std::copy(index.begin(), index.end(), order.data_ptr<int64_t>());
+  return order;
+}
+
 // order: int64 [M] the Gaussians to draw (radius > 0), sorted front to back (stable: ties by index).
 // Returns (tile_start int64 [T+1], entry_gaussian int32 [K], entry_slot int64 [K], gauss_slot_start int64
 // [N+1], rects int32 [N,4] = x0, y0, x1, y1 inclusive pixel bounds, empty when x1 < x0).
@@ -352,12 +408,15 @@ void forward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t he
     const ivec index_v = splat_i(index), next_index_v = splat_i(index + 1);
     const fvec mx = splat_f(s.mx), ca = splat_f(s.ca), cb = splat_f(s.cb), cc = splat_f(s.cc), o = splat_f(s.o);
     const fvec c0 = splat_f(s.color[0]), c1 = splat_f(s.color[1]), c2 = splat_f(s.color[2]);
-    int64_t box_x0 = TILE, box_x1 = -1, box_y0 = TILE, box_y1 = -1;
+    // the box's columns: per lane over all rows, reduced once per entry; its rows: any lane added
+    int64_t box_y0 = TILE, box_y1 = -1;
+    ivec col_min_v = splat_i(TILE), col_max_v = splat_i(-1);
     for (int64_t y = s.y0; y <= s.y1; ++y) {
       const int64_t ly = y - y_base;
       if (alive_in_row[ly] == 0) continue;
       const fvec dy = splat_f(static_cast<float>(y) + half - s.my);
-      ivec stopped_v = splat_i(0), row_min_v = splat_i(TILE), row_max_v = splat_i(-1);
+      int32_t stopped = 0;
+      ivec added_v = splat_i(0);
       for (int64_t xb = s.x0; xb <= s.x1; xb += kLanes) {
         const int64_t p = ly * V_ROW + (xb - x_base);
         const ivec x = splat_i(static_cast<int32_t>(xb)) + lanes;
@@ -379,21 +438,21 @@ void forward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t he
         store_v(trans + p, select_v(add, next_t, t));
         store_v(count + p, select_v(add, next_index_v, select_v(stop, index_v, load_v(count + p))));
         store_v(live + p, select_v(stop, splat_i(0), load_v(live + p)));
-        stopped_v -= stop;  // true lanes are -1
+        const uint32_t stop_bits = lane_bits(stop);
+        if (stop_bits != 0) stopped += __builtin_popcount(stop_bits);  // rare: a pixel saturates
+        added_v |= add;
         const ivec lx = x - static_cast<int32_t>(x_base);
-        row_min_v = min_v(row_min_v, select_v(add, lx, splat_i(TILE)));
-        row_max_v = max_v(row_max_v, select_v(add, lx, splat_i(-1)));
+        col_min_v = min_v(col_min_v, select_v(add, lx, splat_i(TILE)));
+        col_max_v = max_v(col_max_v, select_v(add, lx, splat_i(-1)));
       }
-      const int32_t stopped = hsum(stopped_v);
-      const int64_t row_x0 = hmin(row_min_v), row_x1 = hmax(row_max_v);
-      if (row_x1 >= 0) {
-        box_x0 = std::min(box_x0, row_x0); box_x1 = std::max(box_x1, row_x1);
+      if (lane_bits(added_v) != 0) {
         box_y0 = std::min(box_y0, ly); box_y1 = ly;
       }
       remaining -= stopped;
       alive_in_row[ly] -= stopped;
     }
-    box_out[k] = pack_box(box_x0, box_x1, box_y0, box_y1);
+    box_out[k] = box_y1 >= 0 ? pack_box(hmin(col_min_v), hmax(col_max_v), box_y0, box_y1)
+                             : pack_box(TILE, -1, TILE, -1);
   }
   store_tile(V_ROW, V_PIXELS, 3, x_base, y_base, tw, th, width, height, trans, count, acc, rgb_out, t_out, last_out);
 }

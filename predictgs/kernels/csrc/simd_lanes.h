@@ -12,6 +12,9 @@
 
 #include <cstdint>
 #include <cstring>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include "simd_math.h"
 
@@ -52,10 +55,17 @@ inline int32_t hmax(ivec v) {
   for (int l = 1; l < kLanes; ++l) m = v[l] > m ? v[l] : m;
   return m;
 }
-inline int32_t hsum(ivec v) {
-  int32_t s = 0;
-  for (int l = 0; l < kLanes; ++l) s += v[l];
-  return s;
+// One bit per lane of a mask (lanes -1 or 0), lane l in bit l: a single instruction on x86.
+inline uint32_t lane_bits(ivec mask) {
+#if defined(__AVX__)
+  return static_cast<uint32_t>(__builtin_ia32_movmskps256(reinterpret_cast<__v8sf>(mask)));
+#elif defined(__SSE2__)
+  return static_cast<uint32_t>(__builtin_ia32_movmskps(reinterpret_cast<__v4sf>(mask)));
+#else
+  uint32_t bits = 0;
+  for (int l = 0; l < kLanes; ++l) bits |= static_cast<uint32_t>(mask[l] != 0) << l;
+  return bits;
+#endif
 }
 
 inline fvec load_v(const float* p) {
@@ -86,10 +96,18 @@ inline ivec select_v(ivec mask, ivec a, ivec b) { return (a & mask) | (b & ~mask
 // exp_approx of simd_math.h, lane by lane: the same definition (exp_poly).
 inline fvec exp_v(fvec x) { return exp_poly<fvec, ivec>(x); }
 
-inline float sum_v(fvec v) {  // lanes in order: a fixed summation order
-  float s = 0.0f;
-  for (int l = 0; l < kLanes; ++l) s += v[l];
-  return s;
+// Sum of the lanes by halving (lane l plus lane l + kLanes/2, then again): a fixed summation order, three
+// shuffles and adds instead of a chain of kLanes scalar additions.
+inline float sum_v(fvec v) {
+  typedef float f4 __attribute__((vector_size(16)));
+#if defined(__AVX__)
+  f4 s = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+#else
+  f4 s = v;
+#endif
+  s = s + __builtin_shufflevector(s, s, 2, 3, 0, 1);
+  s = s + __builtin_shufflevector(s, s, 1, 0, 3, 2);
+  return s[0];
 }
 
 }  // namespace predictgs
