@@ -189,6 +189,34 @@ def test_projection_equals_the_reference_projection():
                                        atol=1e-6 if dtype == torch.float32 else 1e-12)
 
 
+def test_projection_lanes_give_the_scalar_code_bits():
+    """float32 projections run kLanes Gaussians at a time in vector lanes and the rest of each chunk in the
+    scalar code; both must give the same bits for the same Gaussian (conditions as lane masks, no FMA).
+    Groups of 7 Gaussians (fewer than any lane count) take the scalar code only."""
+    module = kernels.load()
+    params = cloud(700, seed=21, spread=3.0)
+    means, quats, scales = (p.contiguous() for p in params[:3])
+    means[:40, 2] = 0.1  # behind the near plane
+    means[40:50, 2] = -1.0
+    quats[50:60] = 0.0  # the norm's clamp
+    means[60, 0], means[61, 1] = float("inf"), float("nan")
+    scales[70:90] *= 100.0  # huge
+    cam = camera(64, 48, 50.0)
+    args = (cam["viewmat"], cam["K"], 64, 48, 0.2, 0.3)
+    gen = torch.Generator().manual_seed(2)
+    v_means2d, v_depths, v_conics = torch.randn(700, 2, generator=gen), torch.randn(700, generator=gen), \
+        torch.randn(700, 3, generator=gen)
+    lanes = module.project_forward(means, quats, scales, *args)
+    lanes_grad = module.project_backward(means, quats, scales, *args, v_means2d, v_depths, v_conics)
+    for start in range(0, 700, 7):
+        part = slice(start, start + 7)
+        scalar = module.project_forward(means[part], quats[part], scales[part], *args)
+        scalar_grad = module.project_backward(means[part], quats[part], scales[part], *args, v_means2d[part],
+                                              v_depths[part], v_conics[part])
+        for a, b in zip(lanes + lanes_grad, scalar + scalar_grad):
+            assert torch.equal(a[part].nan_to_num(1.0, 2.0, 3.0), b.nan_to_num(1.0, 2.0, 3.0)), start
+
+
 def test_a_camera_that_requires_grad_takes_the_reference_projection():
     params = cloud(300, seed=10)
     cam = camera(32, 24, 30.0)

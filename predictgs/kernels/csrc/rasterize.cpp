@@ -149,7 +149,9 @@ std::vector<torch::Tensor> bin_gaussians(torch::Tensor means2d, torch::Tensor co
         const double a = conic[3 * g], b = conic[3 * g + 1], c = conic[3 * g + 2];
         const double det = a * c - b * b;
         if (!(det > 0.0) || !std::isfinite(det)) continue;
-        const double d2 = std::min(9.0, 2.0 * std::log(std::max(o * 255.0, 1.0))) * (1.0 + 1e-4) + 1e-4;
+        // (2 ln(255 o) >= 9 from 255 o >= e^4.5 = 90.017: no logarithm needed above 90.1)
+        const double d2 = (o * 255.0 >= 90.1 ? 9.0 : std::min(9.0, 2.0 * std::log(std::max(o * 255.0, 1.0)))) *
+                              (1.0 + 1e-4) + 1e-4;
         const double ex = std::sqrt(d2 * c / det) * (1.0 + 1e-4) + 1e-3;
         const double ey = std::sqrt(d2 * a / det) * (1.0 + 1e-4) + 1e-3;
         const double mx = mean[2 * g], my = mean[2 * g + 1];
