@@ -11,6 +11,7 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -47,18 +48,18 @@ Levels read_levels(const torch::Tensor& resolution, const torch::Tensor& offset,
   return lv;
 }
 
-// Rows and renormalised weights of the 2^d corners of point x at level l. Returns false for points outside
-// the box (no contribution).
-template <typename T>
+// Rows and renormalised weights of the 2^D corners of point x at level l. Returns false for points outside
+// the box (no contribution). D is a template parameter so that the corner loops unroll.
+template <typename T, int D>
 inline bool corners(const Levels& lv, int64_t l, const T* x, bool inside, int64_t* rows, T* weight) {
-  const int64_t d = lv.dims, n_corners = int64_t(1) << d;
+  constexpr int n_corners = 1 << D;
   if (!inside) return false;
   const int64_t R = lv.resolution[l];
   const T res = static_cast<T>(R);
   int64_t corner[MAX_DIMS][2];
   T w_axis[MAX_DIMS][2];
   bool border[MAX_DIMS][2];
-  for (int64_t a = 0; a < d; ++a) {
+  for (int a = 0; a < D; ++a) {
     const T pos = x[a] * (res - T(2)) + T(0.5);
     const T base = std::floor(pos);
     const T frac = pos - base;
@@ -71,18 +72,22 @@ inline bool corners(const Levels& lv, int64_t l, const T* x, bool inside, int64_
   }
   const bool dense = lv.dense[l] != 0;
   const int64_t mask = lv.mask[l];
+  const int64_t* mult = lv.multiplier + l * D;
+  // per axis and side: the row term (dense: c R^axis, hashed: c prime_axis, both under the mask)
+  int32_t term[MAX_DIMS][2];
+  for (int a = 0; a < D; ++a)
+    for (int h = 0; h < 2; ++h)
+      term[a][h] = static_cast<int32_t>((std::max<int64_t>(corner[a][h], 0) * mult[a]) & mask);
   T total = 0;
-  for (int64_t c = 0; c < n_corners; ++c) {
+  for (int c = 0; c < n_corners; ++c) {
     T w = w_axis[0][c & 1];
     bool excluded = border[0][c & 1];
-    int64_t term0 = (std::max<int64_t>(corner[0][c & 1], 0) * lv.multiplier[l * d]) & mask;
-    int32_t row = static_cast<int32_t>(term0);
-    for (int64_t a = 1; a < d; ++a) {
+    int32_t row = term[0][c & 1];
+    for (int a = 1; a < D; ++a) {
       const int h = (c >> a) & 1;
       w = w * w_axis[a][h];
       excluded = excluded || border[a][h];
-      const int32_t term = static_cast<int32_t>((std::max<int64_t>(corner[a][h], 0) * lv.multiplier[l * d + a]) & mask);
-      row = dense ? row + term : (row ^ term);
+      row = dense ? row + term[a][h] : (row ^ term[a][h]);
     }
     w = excluded ? T(0) : w;
     weight[c] = w;
@@ -90,16 +95,120 @@ inline bool corners(const Levels& lv, int64_t l, const T* x, bool inside, int64_
     rows[c] = static_cast<int64_t>(row) + lv.offset[l];
   }
   const T norm = total > 0 ? total : T(1e-9);
-  for (int64_t c = 0; c < n_corners; ++c) weight[c] = weight[c] / norm;
+  for (int c = 0; c < n_corners; ++c) weight[c] = weight[c] / norm;
   return true;
 }
 
-template <typename T>
-inline bool point_inside(const T* x, int64_t d) {
+template <typename T, int D>
+inline bool point_inside(const T* x) {
   bool inside = true;
-  for (int64_t a = 0; a < d; ++a) inside = inside && x[a] >= 0 && x[a] <= 1;
+  for (int a = 0; a < D; ++a) inside = inside && x[a] >= 0 && x[a] <= 1;
   return inside;
 }
+
+// The lookup of points [begin, end) (F features per level; 0: `features` at run time). A point's corners are
+// found for every level first and their rows prefetched, then the features summed: the tables (megabytes)
+// do not fit the caches, and the rows of all levels are then fetched from memory at once.
+constexpr int64_t PREFETCH_LEVELS = 32;
+
+template <typename T, int D, int F>
+void forward_points(const Levels& lv, const T* xp, int64_t x_stride, const int64_t* col, const T* tab,
+                    int64_t features_rt, T* o, int64_t out_width, int64_t out_col, int64_t begin, int64_t end) {
+  constexpr int n_corners = 1 << D;
+  const int64_t features = F > 0 ? F : features_rt;
+  int64_t rows[PREFETCH_LEVELS][MAX_CORNERS];
+  T weight[PREFETCH_LEVELS][MAX_CORNERS], pt[MAX_DIMS];
+  bool found[PREFETCH_LEVELS];
+  for (int64_t i = begin; i < end; ++i) {
+    for (int a = 0; a < D; ++a) pt[a] = xp[i * x_stride + col[a]];
+    const bool inside = point_inside<T, D>(pt);
+    T* dst = o + i * out_width + out_col;
+    for (int64_t l0 = 0; l0 < lv.count; l0 += PREFETCH_LEVELS) {
+      const int64_t l1 = std::min(lv.count, l0 + PREFETCH_LEVELS);
+      for (int64_t l = l0; l < l1; ++l) {
+        found[l - l0] = corners<T, D>(lv, l, pt, inside, rows[l - l0], weight[l - l0]);
+        if (found[l - l0])
+          for (int c = 0; c < n_corners; ++c) __builtin_prefetch(tab + rows[l - l0][c] * features);
+      }
+      for (int64_t l = l0; l < l1; ++l) {
+        T* f_out = dst + l * features;
+        if (!found[l - l0]) {
+          for (int64_t f = 0; f < features; ++f) f_out[f] = 0;
+          continue;
+        }
+        const int64_t* r = rows[l - l0];
+        const T* w = weight[l - l0];
+        for (int64_t f = 0; f < features; ++f) {
+          T s = 0;
+          for (int c = 0; c < n_corners; ++c) s += w[c] * tab[r[c] * features + f];
+          f_out[f] = s;
+        }
+      }
+    }
+  }
+}
+
+// The table gradient of levels [begin, end): every point in index order, its corners in order. Points go in
+// batches whose corners are found and whose rows are prefetched before the batch's sums (in the same order).
+constexpr int64_t PREFETCH_POINTS = 16;
+
+template <typename T, int D, int F>
+void backward_levels(const Levels& lv, const T* xp, int64_t n, int64_t x_stride, const int64_t* col, const T* g,
+                     int64_t features_rt, int64_t out_width, int64_t out_col, T* gt, int64_t begin, int64_t end) {
+  constexpr int n_corners = 1 << D;
+  const int64_t features = F > 0 ? F : features_rt;
+  int64_t rows[PREFETCH_POINTS][MAX_CORNERS];
+  T weight[PREFETCH_POINTS][MAX_CORNERS], pt[MAX_DIMS];
+  bool found[PREFETCH_POINTS];
+  for (int64_t l = begin; l < end; ++l)
+    for (int64_t i0 = 0; i0 < n; i0 += PREFETCH_POINTS) {
+      const int64_t i1 = std::min(n, i0 + PREFETCH_POINTS);
+      for (int64_t i = i0; i < i1; ++i) {
+        for (int a = 0; a < D; ++a) pt[a] = xp[i * x_stride + col[a]];
+        found[i - i0] = corners<T, D>(lv, l, pt, point_inside<T, D>(pt), rows[i - i0], weight[i - i0]);
+        if (found[i - i0])
+          for (int c = 0; c < n_corners; ++c) __builtin_prefetch(gt + rows[i - i0][c] * features, 1);
+      }
+      for (int64_t i = i0; i < i1; ++i) {
+        if (!found[i - i0]) continue;
+        const T* g_in = g + i * out_width + out_col + l * features;
+        for (int c = 0; c < n_corners; ++c)
+          for (int64_t f = 0; f < features; ++f) gt[rows[i - i0][c] * features + f] += weight[i - i0][c] * g_in[f];
+      }
+    }
+}
+
+// The grid's dimensions and features as template arguments of `Kernel<T, D, F>::run(args...)` (4 features,
+// HAC's, unrolled; others at run time).
+template <template <typename, int, int> class Kernel, typename T, typename... Args>
+void dispatch_shape(int64_t dims, int64_t features, Args&&... args) {
+  const bool four = features == 4;
+  switch (dims) {
+    case 1: four ? Kernel<T, 1, 4>::run(args...) : Kernel<T, 1, 0>::run(args...); break;
+    case 2: four ? Kernel<T, 2, 4>::run(args...) : Kernel<T, 2, 0>::run(args...); break;
+    default: four ? Kernel<T, 3, 4>::run(args...) : Kernel<T, 3, 0>::run(args...); break;
+  }
+}
+
+template <typename T, int D, int F>
+struct ForwardKernel {
+  static void run(const Levels& lv, const T* xp, int64_t n, int64_t x_stride, const int64_t* col, const T* tab,
+                  int64_t features, T* o, int64_t out_width, int64_t out_col) {
+    at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+      forward_points<T, D, F>(lv, xp, x_stride, col, tab, features, o, out_width, out_col, begin, end);
+    });
+  }
+};
+
+template <typename T, int D, int F>
+struct BackwardKernel {
+  static void run(const Levels& lv, const T* xp, int64_t n, int64_t x_stride, const int64_t* col, const T* g,
+                  int64_t features, int64_t out_width, int64_t out_col, T* gt) {
+    at::parallel_for(0, lv.count, 1, [&](int64_t begin, int64_t end) {
+      backward_levels<T, D, F>(lv, xp, n, x_stride, col, g, features, out_width, out_col, gt, begin, end);
+    });
+  }
+};
 
 }  // namespace
 
@@ -121,28 +230,8 @@ void hashgrid_forward(torch::Tensor x, torch::Tensor columns, torch::Tensor tabl
     const T* xp = x.data_ptr<T>();
     const T* tab = table.data_ptr<T>();
     T* o = out.data_ptr<T>();
-    at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
-      int64_t rows[MAX_CORNERS];
-      T weight[MAX_CORNERS], pt[MAX_DIMS];
-      const int64_t n_corners = int64_t(1) << lv.dims;
-      for (int64_t i = begin; i < end; ++i) {
-        for (int64_t a = 0; a < lv.dims; ++a) pt[a] = xp[i * x_stride + col[a]];
-        const bool inside = point_inside(pt, lv.dims);
-        T* dst = o + i * out_width + out_col;
-        for (int64_t l = 0; l < lv.count; ++l) {
-          T* f_out = dst + l * features;
-          if (!corners(lv, l, pt, inside, rows, weight)) {
-            for (int64_t f = 0; f < features; ++f) f_out[f] = 0;
-            continue;
-          }
-          for (int64_t f = 0; f < features; ++f) {
-            T s = 0;
-            for (int64_t c = 0; c < n_corners; ++c) s += weight[c] * tab[rows[c] * features + f];
-            f_out[f] = s;
-          }
-        }
-      }
-    });
+    dispatch_shape<ForwardKernel, T>(lv.dims, features, lv, xp, n, x_stride, col, tab, features, o, out_width,
+                                     out_col);
   });
 }
 
@@ -160,18 +249,7 @@ void hashgrid_backward(torch::Tensor x, torch::Tensor columns, torch::Tensor gra
     const T* xp = x.data_ptr<T>();
     const T* g = grad_out.data_ptr<T>();
     T* gt = grad_table.data_ptr<T>();
-    at::parallel_for(0, lv.count, 1, [&](int64_t begin, int64_t end) {
-      int64_t rows[MAX_CORNERS];
-      T weight[MAX_CORNERS], pt[MAX_DIMS];
-      const int64_t n_corners = int64_t(1) << lv.dims;
-      for (int64_t l = begin; l < end; ++l)
-        for (int64_t i = 0; i < n; ++i) {
-          for (int64_t a = 0; a < lv.dims; ++a) pt[a] = xp[i * x_stride + col[a]];
-          if (!corners(lv, l, pt, point_inside(pt, lv.dims), rows, weight)) continue;
-          const T* g_in = g + i * out_width + out_col + l * features;
-          for (int64_t c = 0; c < n_corners; ++c)
-            for (int64_t f = 0; f < features; ++f) gt[rows[c] * features + f] += weight[c] * g_in[f];
-        }
-    });
+    dispatch_shape<BackwardKernel, T>(lv.dims, features, lv, xp, n, x_stride, col, g, features, out_width,
+                                      out_col, gt);
   });
 }
