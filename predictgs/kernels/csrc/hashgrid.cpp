@@ -240,7 +240,8 @@ void hashgrid_forward(torch::Tensor x, torch::Tensor columns, torch::Tensor tabl
 void hashgrid_backward(torch::Tensor x, torch::Tensor columns, torch::Tensor grad_out, int64_t out_col,
                        torch::Tensor resolution, torch::Tensor offset, torch::Tensor multiplier, torch::Tensor mask,
                        torch::Tensor dense, torch::Tensor grad_table) {
-  TORCH_CHECK(x.is_contiguous() && grad_out.is_contiguous() && grad_table.is_contiguous(), "tensors must be contiguous");
+  TORCH_CHECK(x.is_contiguous() && grad_out.is_contiguous() && grad_table.is_contiguous(),
+              "tensors must be contiguous");
   const Levels lv = read_levels(resolution, offset, multiplier, mask, dense);
   const int64_t n = x.size(0), x_stride = x.size(1), features = grad_table.size(1), out_width = grad_out.size(1);
   const int64_t* col = columns.data_ptr<int64_t>();
