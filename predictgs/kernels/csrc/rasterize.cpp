@@ -370,7 +370,7 @@ void forward_tile(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, 
 // 8 with AVX) and the pixels outside the splat's rectangle masked. The tile buffers have rows of V_ROW =
 // TILE + 8 entries so that a block starting anywhere in a row stays in it; the padding pixels are never
 // drawn. Forward results are the same bits as forward_tile's; in the backward pass each gradient is summed
-// per lane over the rows, then over the lanes by halving (sum_v: a fixed order, independent of the thread count;
+// per lane over the rows, then over the lanes in order (a fixed order, independent of the thread count;
 // it depends on kLanes, i.e. on whether the build targets AVX).
 namespace {
 

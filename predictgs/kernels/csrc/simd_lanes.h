@@ -96,18 +96,10 @@ inline ivec select_v(ivec mask, ivec a, ivec b) { return (a & mask) | (b & ~mask
 // exp_approx of simd_math.h, lane by lane: the same definition (exp_poly).
 inline fvec exp_v(fvec x) { return exp_poly<fvec, ivec>(x); }
 
-// Sum of the lanes by halving (lane l plus lane l + kLanes/2, then again): a fixed summation order, three
-// shuffles and adds instead of a chain of kLanes scalar additions.
-inline float sum_v(fvec v) {
-  typedef float f4 __attribute__((vector_size(16)));
-#if defined(__AVX__)
-  f4 s = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
-#else
-  f4 s = v;
-#endif
-  s = s + __builtin_shufflevector(s, s, 2, 3, 0, 1);
-  s = s + __builtin_shufflevector(s, s, 1, 0, 3, 2);
-  return s[0];
+inline float sum_v(fvec v) {  // lanes in order: a fixed summation order
+  float s = 0.0f;
+  for (int l = 0; l < kLanes; ++l) s += v[l];
+  return s;
 }
 
 }  // namespace predictgs
