@@ -368,8 +368,7 @@ std::vector<torch::Tensor> project_forward(torch::Tensor means, torch::Tensor qu
     int32_t* rad = radii.data_ptr<int32_t>();
     const S near = S(near_plane), eps = S(eps2d);
     at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
-      int64_t i = begin;
-      i = forward_blocks(cam, m, q, s, near, eps, width, height, m2, dep, con, rad, i, end);
+      int64_t i = forward_blocks(cam, m, q, s, near, eps, width, height, m2, dep, con, rad, begin, end);
       for (; i < end; ++i) {
         Forward<S> out;
         forward_one(cam, m + 3 * i, q + 4 * i, s + 3 * i, near, eps, width, height, out);
@@ -406,8 +405,7 @@ std::vector<torch::Tensor> project_backward(torch::Tensor means, torch::Tensor q
     S* gs = v_scales.data_ptr<S>();
     const S near = S(near_plane), eps = S(eps2d);
     at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
-      int64_t i = begin;
-      i = backward_blocks(cam, m, q, s, near, eps, vm2, vdep, vcon, gm, gq, gs, i, end);
+      int64_t i = backward_blocks(cam, m, q, s, near, eps, vm2, vdep, vcon, gm, gq, gs, begin, end);
       for (; i < end; ++i)
         backward_one(cam, m + 3 * i, q + 4 * i, s + 3 * i, near, eps, vm2 + 2 * i, vdep[i], vcon + 3 * i, gm + 3 * i,
                      gq + 4 * i, gs + 3 * i);

@@ -453,8 +453,7 @@ void forward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t he
       remaining -= stopped;
       alive_in_row[ly] -= stopped;
     }
-    box_out[k] = box_y1 >= 0 ? pack_box(hmin(col_min_v), hmax(col_max_v), box_y0, box_y1)
-                             : pack_box(TILE, -1, TILE, -1);
+    box_out[k] = pack_box(hmin(col_min_v), hmax(col_max_v), box_y0, box_y1);  // (TILE, -1) where none added
   }
   store_tile(V_ROW, V_PIXELS, 3, x_base, y_base, tw, th, width, height, trans, count, acc, rgb_out, t_out, last_out);
 }
