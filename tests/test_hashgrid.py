@@ -227,6 +227,52 @@ def test_hash_table_bits_accepts_binarised_tables():
     assert torch.equal(hash_table_bits(enc, tables), hash_table_bits(enc))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hash_table_bits_gives_the_concatenated_formulas_bits(dtype):
+    """hash_table_bits counts the tables in place (no concatenation): its value and the gradient of every
+    table entry, alone and added to the lookup's, are those of binary_bits((cat(tables) + 1) / 2)."""
+    from predictgs.entropy import binary_bits, hash_table_bits
+
+    torch.manual_seed(3)
+    enc = GridPlaneEncoding((6, 40), (7, 70), 9, 9, features_per_level=2).to(dtype)
+    with torch.no_grad():
+        for t in enc.tables():
+            t.params.uniform_(-1.5, 1.2)  # mostly -1: p away from 1/2, entries outside [-1, 1] too
+    x = torch.rand(300, 3, dtype=dtype)
+
+    def grads(bits_of):
+        enc.zero_grad()
+        tables = enc.binarised()
+        bits = bits_of(tables)
+        (enc(x, tables).square().sum() * 1e-3 + bits * 1e-2).backward()
+        return bits.detach(), [t.params.grad.clone() for t in enc.tables()]
+
+    ours, ours_grads = grads(lambda tables: hash_table_bits(enc, tables))
+    formula, formula_grads = grads(lambda tables: binary_bits((tables.flat() + 1) / 2))
+    assert ours.dtype == formula.dtype and torch.equal(ours, formula)
+    assert all(torch.equal(a, b) for a, b in zip(ours_grads, formula_grads))
+    assert any(bool((g != 0).any()) for g in ours_grads) and any(bool((g == 0).any()) for g in ours_grads)
+    # the rate term's gradient alone
+    enc.zero_grad()
+    hash_table_bits(enc).backward()
+    alone = [t.params.grad.clone() for t in enc.tables()]
+    enc.zero_grad()
+    binary_bits((enc.binary_params() + 1) / 2).backward()
+    assert all(torch.equal(a, t.params.grad) for a, t in zip(alone, enc.tables()))
+
+
+def test_binarize_passes_the_gradient_inside_the_unit_interval_only():
+    for dtype in (torch.float32, torch.float64):
+        x = torch.tensor([-2.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 1.5, float("inf")], dtype=dtype,
+                         requires_grad=True)
+        out = binarize(x)
+        assert out.dtype == dtype and out.tolist() == [-1, -1, -1, 1, 1, 1, 1, 1, 1]
+        grad = torch.tensor([1.0, -2.0, 3.0, -4.0, 5.0, -6.0, 7.0, -8.0, 9.0], dtype=dtype)
+        out.backward(grad)
+        assert x.grad.tolist() == [0.0, -2.0, 3.0, -4.0, 5.0, -6.0, 7.0, 0.0, 0.0]
+        assert torch.equal(torch.signbit(x.grad), torch.signbit(grad * (x.detach().abs() <= 1).to(dtype)))
+
+
 def test_modules_move_every_tensor_to_the_device():
     enc = GridPlaneEncoding().to("meta")
     for module in enc.modules():

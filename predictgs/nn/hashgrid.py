@@ -190,12 +190,13 @@ class BinarizeSTE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
-        return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+        one = torch.ones((), dtype=x.dtype, device=x.device)
+        return torch.where(x >= 0, one, -one)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
-        return grad * (x.abs() <= 1).to(grad.dtype)
+        return grad * (x.abs() <= 1)  # the bool mask promotes to 1.0 / 0.0: the same products
 
 
 def binarize(x: Tensor) -> Tensor:
