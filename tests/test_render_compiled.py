@@ -152,6 +152,29 @@ def test_lane_passes_agree_with_the_generic_passes(case):
         assert ((a - b).norm() / b.norm()).item() <= 1e-5
 
 
+PAIR_CASES = {**LANE_CASES, "narrow splats": (lambda: cloud(6000, seed=5, log_scale=-3.9), (90, 70, 80.0))}
+
+
+@pytest.mark.parametrize("case", sorted(PAIR_CASES))
+def test_row_pairs_give_the_one_row_blocks_bits(case):
+    """Splats at most kLanes/2 pixels wide take two rows per vector block; every lane computes its own pixel
+    and each column's gradient sums take the rows in the same order, so images, the per-entry boxes and
+    every gradient are the same bits (signs of zero included) as with one row per block."""
+    make, (width, height, focal) = PAIR_CASES[case]
+    params, cam = make(), camera(width, height, focal)
+    module = kernels.load()
+    try:
+        module.set_row_pairs(False)
+        rows, row_grads = render_with_grads(params, cam, "compiled")
+    finally:
+        module.set_row_pairs(True)
+    pairs, pair_grads = render_with_grads(params, cam, "compiled")
+    assert torch.equal(pairs.image, rows.image) and torch.equal(pairs.alpha, rows.alpha)
+    for a, b in zip(pair_grads, row_grads):
+        assert torch.equal(a, b) and torch.equal(torch.signbit(a), torch.signbit(b))
+    assert any(bool((g != 0).any()) for g in pair_grads)
+
+
 def test_float64_gradcheck_of_the_compiled_stages():
     params = [t.double() for t in cloud(6, seed=8, log_scale=-1.6)]
     cam = camera(12, 10, 10.0, dtype=torch.float64)

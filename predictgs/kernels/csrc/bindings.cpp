@@ -18,6 +18,7 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
                                               torch::Tensor grad_rgb, torch::Tensor grad_t, int64_t width,
                                               int64_t height);
 void set_vectorised(bool on);
+void set_row_pairs(bool on);
 
 std::vector<torch::Tensor> project_forward(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
                                            torch::Tensor viewmat, torch::Tensor K, int64_t width, int64_t height,
@@ -45,4 +46,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rasterize_forward", &rasterize_forward, "composite the tiles front to back");
   m.def("rasterize_backward", &rasterize_backward, "gradients of the compositing, deterministic");
   m.def("set_vectorised", &set_vectorised, "use the vector-lane tile passes for float RGB (default) or not");
+  m.def("set_row_pairs", &set_row_pairs, "vector-lane passes: two rows per block for narrow splats (default) or not");
 }

@@ -380,6 +380,30 @@ constexpr int64_t V_PIXELS = TILE * V_ROW;
 using predictgs::fvec;
 using predictgs::ivec;
 
+// Where a block's lanes live in a tile buffer: a run of kLanes pixels of one row (RunAt), or, for splats at
+// most kHalf pixels wide, the same kHalf columns of two consecutive rows (PairAt: lanes 0..kHalf-1 the upper
+// row, the others the lower). Each lane computes its pixel's operations whichever layout holds it, so the two
+// give the same bits; a pair halves the blocks of the narrow splats that most rows of a frame draw (64% of
+// the rows at 20k random Gaussians, 128x128).
+constexpr int kHalf = predictgs::kLanes / 2;
+bool row_pairs = true;  // off: every block a run of one row (the pairs' oracle in the tests)
+
+struct RunAt {
+  int64_t p;
+  template <typename P>
+  auto load(const P* buffer) const { return predictgs::load_v(buffer + p); }
+  template <typename P, typename V>
+  void store(P* buffer, V v) const { predictgs::store_v(buffer + p, v); }
+};
+
+struct PairAt {
+  int64_t p;
+  template <typename P>
+  auto load(const P* buffer) const { return predictgs::load_halves(buffer + p, buffer + p + V_ROW); }
+  template <typename P, typename V>
+  void store(P* buffer, V v) const { predictgs::store_halves(buffer + p, buffer + p + V_ROW, v); }
+};
+
 void forward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t height, const int64_t* tstart,
                         const int32_t* eg, const int32_t* rect, const float* mean, const float* conic,
                         const float* opac, const float* col, float* rgb_out, float* t_out, int32_t* last_out,
@@ -402,6 +426,8 @@ void forward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t he
   const fvec zero = splat_f(0.0f);
   const float half = 0.5f;
   const ivec lanes = lane_index();
+  const ivec pair_columns = lanes & (kHalf - 1), lower_row = lanes >= kHalf;
+  constexpr uint32_t upper_bits = (1u << kHalf) - 1;
   int64_t remaining = tw * th;
   const int64_t begin = tstart[tile], end = tstart[tile + 1];
   for (int64_t k = begin; k < end && remaining > 0; ++k) {
@@ -410,48 +436,70 @@ void forward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t he
     const ivec index_v = splat_i(index), next_index_v = splat_i(index + 1);
     const fvec mx = splat_f(s.mx), ca = splat_f(s.ca), cb = splat_f(s.cb), cc = splat_f(s.cc), o = splat_f(s.o);
     const fvec c0 = splat_f(s.color[0]), c1 = splat_f(s.color[1]), c2 = splat_f(s.color[2]);
+    const ivec x_last = splat_i(static_cast<int32_t>(s.x1));
     // the box's columns: per lane over all rows, reduced once per entry; its rows: any lane added
     int64_t box_y0 = TILE, box_y1 = -1;
     ivec col_min_v = splat_i(TILE), col_max_v = splat_i(-1);
-    for (int64_t y = s.y0; y <= s.y1; ++y) {
-      const int64_t ly = y - y_base;
-      if (alive_in_row[ly] == 0) continue;
-      const fvec dy = splat_f(static_cast<float>(y) + half - s.my);
-      int32_t stopped = 0;
-      ivec added_v = splat_i(0);
-      for (int64_t xb = s.x0; xb <= s.x1; xb += kLanes) {
-        const int64_t p = ly * V_ROW + (xb - x_base);
-        const ivec x = splat_i(static_cast<int32_t>(xb)) + lanes;
-        const fvec dx = __builtin_convertvector(x, fvec) + half - mx;
-        const fvec power = -half * (ca * dx * dx + cc * dy * dy) - cb * dx * dy;
-        const fvec raw = o * exp_v(power);
-        const fvec alpha = select_v(raw < alpha_max, raw, alpha_max);
-        const fvec t = load_v(trans + p);
-        const fvec next_t = t * (1 - alpha);
-        const ivec drawn = (x <= splat_i(static_cast<int32_t>(s.x1))) & (load_v(live + p) != 0) & (power <= zero) &
-                         (power >= power_min) & (alpha >= alpha_min);
-        const ivec stop = drawn & (next_t < t_min);  // the Inria kernel stops before this Gaussian
-        const ivec add = drawn & ~stop;
-        const fvec weight = alpha * t;
-        float* a = acc + p;
-        store_v(a, select_v(add, load_v(a) + weight * c0, load_v(a)));
-        store_v(a + V_PIXELS, select_v(add, load_v(a + V_PIXELS) + weight * c1, load_v(a + V_PIXELS)));
-        store_v(a + 2 * V_PIXELS, select_v(add, load_v(a + 2 * V_PIXELS) + weight * c2, load_v(a + 2 * V_PIXELS)));
-        store_v(trans + p, select_v(add, next_t, t));
-        store_v(count + p, select_v(add, next_index_v, select_v(stop, index_v, load_v(count + p))));
-        store_v(live + p, select_v(stop, splat_i(0), load_v(live + p)));
-        const uint32_t stop_bits = lane_bits(stop);
-        if (stop_bits != 0) stopped += __builtin_popcount(stop_bits);  // rare: a pixel saturates
-        added_v |= add;
-        const ivec lx = x - static_cast<int32_t>(x_base);
-        col_min_v = min_v(col_min_v, select_v(add, lx, splat_i(TILE)));
-        col_max_v = max_v(col_max_v, select_v(add, lx, splat_i(-1)));
-      }
-      if (lane_bits(added_v) != 0) {
+    // One block: lanes at `at`, columns x, rows' offsets dy. Returns the lanes added (bits), counts the
+    // stopped ones per row half in `stop_bits`.
+    auto composite = [&](const auto& at, ivec x, fvec dy, uint32_t& stop_bits) -> uint32_t {
+      const fvec dx = __builtin_convertvector(x, fvec) + half - mx;
+      const fvec power = -half * (ca * dx * dx + cc * dy * dy) - cb * dx * dy;
+      const fvec raw = o * exp_v(power);
+      const fvec alpha = select_v(raw < alpha_max, raw, alpha_max);
+      const fvec t = at.load(trans);
+      const fvec next_t = t * (1 - alpha);
+      const ivec drawn = (x <= x_last) & (at.load(live) != 0) & (power <= zero) & (power >= power_min) &
+                         (alpha >= alpha_min);
+      const ivec stop = drawn & (next_t < t_min);  // the Inria kernel stops before this Gaussian
+      const ivec add = drawn & ~stop;
+      const fvec weight = alpha * t;
+      const fvec a0 = at.load(acc), a1 = at.load(acc + V_PIXELS), a2 = at.load(acc + 2 * V_PIXELS);
+      at.store(acc, select_v(add, a0 + weight * c0, a0));
+      at.store(acc + V_PIXELS, select_v(add, a1 + weight * c1, a1));
+      at.store(acc + 2 * V_PIXELS, select_v(add, a2 + weight * c2, a2));
+      at.store(trans, select_v(add, next_t, t));
+      at.store(count, select_v(add, next_index_v, select_v(stop, index_v, at.load(count))));
+      at.store(live, select_v(stop, splat_i(0), at.load(live)));
+      stop_bits = lane_bits(stop);
+      const ivec lx = x - static_cast<int32_t>(x_base);
+      col_min_v = min_v(col_min_v, select_v(add, lx, splat_i(TILE)));
+      col_max_v = max_v(col_max_v, select_v(add, lx, splat_i(-1)));
+      return lane_bits(add);
+    };
+    auto add_row = [&](int64_t ly, bool added, int32_t stopped) {
+      if (added) {
         box_y0 = std::min(box_y0, ly); box_y1 = ly;
       }
       remaining -= stopped;
       alive_in_row[ly] -= stopped;
+    };
+    const bool narrow = row_pairs && s.x1 - s.x0 < kHalf;
+    for (int64_t y = s.y0; y <= s.y1; ++y) {
+      const int64_t ly = y - y_base;
+      const fvec dy = splat_f(static_cast<float>(y) + half - s.my);
+      if (narrow && y < s.y1) {  // rows y and y + 1 in one block
+        if (alive_in_row[ly] == 0 && alive_in_row[ly + 1] == 0) { ++y; continue; }
+        const fvec dy_lower = splat_f(static_cast<float>(y + 1) + half - s.my);
+        const ivec x = splat_i(static_cast<int32_t>(s.x0)) + pair_columns;
+        uint32_t stop_bits;
+        const uint32_t added = composite(PairAt{ly * V_ROW + (s.x0 - x_base)}, x, select_v(lower_row, dy_lower, dy),
+                                         stop_bits);
+        add_row(ly, (added & upper_bits) != 0, __builtin_popcount(stop_bits & upper_bits));
+        add_row(ly + 1, (added >> kHalf) != 0, __builtin_popcount(stop_bits >> kHalf));
+        ++y;
+        continue;
+      }
+      if (alive_in_row[ly] == 0) continue;
+      int32_t stopped = 0;
+      uint32_t added = 0;
+      for (int64_t xb = s.x0; xb <= s.x1; xb += kLanes) {
+        uint32_t stop_bits;
+        added |= composite(RunAt{ly * V_ROW + (xb - x_base)}, splat_i(static_cast<int32_t>(xb)) + lanes, dy,
+                           stop_bits);
+        if (stop_bits != 0) stopped += __builtin_popcount(stop_bits);  // rare: a pixel saturates
+      }
+      add_row(ly, added != 0, stopped);
     }
     box_out[k] = pack_box(hmin(col_min_v), hmax(col_max_v), box_y0, box_y1);  // (TILE, -1) where none added
   }
@@ -482,6 +530,7 @@ void backward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t h
   const fvec power_min = splat_f(float(POWER_MIN)), zero = splat_f(0.0f);
   const float half = 0.5f;
   const ivec lanes = lane_index();
+  const ivec pair_columns = lanes & (kHalf - 1), lower_row_lanes = lanes >= kHalf;
   const int64_t begin = tstart[tile], end = tstart[tile + 1];
   for (int64_t k = begin + deepest; k < end; ++k)  // entries behind every pixel's last: no gradient
     std::fill(slot_out + es[k] * stride, slot_out + (es[k] + 1) * stride, 0.0f);
@@ -498,52 +547,84 @@ void backward_tile_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t h
     const fvec mx = splat_f(s.mx), ca = splat_f(s.ca), cb = splat_f(s.cb), cc = splat_f(s.cc), o = splat_f(s.o);
     const fvec c0 = splat_f(s.color[0]), c1 = splat_f(s.color[1]), c2 = splat_f(s.color[2]);
     const ivec x_last = splat_i(static_cast<int32_t>(x_base + box.x1));
-    fvec g_mx = zero, g_my = zero, g_ca = zero, g_cb = zero, g_cc = zero, g_o = zero, g_c0 = zero, g_c1 = zero,
-       g_c2 = zero;
+    // One block: lanes at `at`, columns x, rows' offsets dy; updates the buffers and returns the nine
+    // gradient contributions (mean x, y, conic a, b, c, opacity, colour) of its lanes, zero where not drawn.
+    auto contributions = [&](const auto& at, ivec x, fvec dy, fvec (&g)[9]) {
+      const fvec dx = __builtin_convertvector(x, fvec) + half - mx;
+      const fvec power = -half * (ca * dx * dx + cc * dy * dy) - cb * dx * dy;
+      const fvec vis = exp_v(power);
+      const fvec raw = o * vis;
+      const fvec alpha = select_v(raw < alpha_max, raw, alpha_max);
+      const ivec drawn = (x <= x_last) & (index_v < at.load(count)) & (power <= zero) & (power >= power_min) &
+                         (alpha >= alpha_min);
+      const fvec keep = 1 - alpha;
+      const fvec tr = at.load(trans);
+      const fvec t_here = tr / keep;  // transmittance in front of this Gaussian
+      const fvec weight = alpha * t_here;
+      fvec d_alpha = -at.load(t_final) / keep * at.load(v_trans);
+      const fvec v0 = at.load(v), v1 = at.load(v + V_PIXELS), v2 = at.load(v + 2 * V_PIXELS);
+      const fvec b0 = at.load(behind), b1 = at.load(behind + V_PIXELS), b2 = at.load(behind + 2 * V_PIXELS);
+      d_alpha += (c0 * t_here - b0 / keep) * v0;
+      d_alpha += (c1 * t_here - b1 / keep) * v1;
+      d_alpha += (c2 * t_here - b2 / keep) * v2;
+      at.store(behind, select_v(drawn, b0 + c0 * weight, b0));
+      at.store(behind + V_PIXELS, select_v(drawn, b1 + c1 * weight, b1));
+      at.store(behind + 2 * V_PIXELS, select_v(drawn, b2 + c2 * weight, b2));
+      g[6] = select_v(drawn, weight * v0, zero);
+      g[7] = select_v(drawn, weight * v1, zero);
+      g[8] = select_v(drawn, weight * v2, zero);
+      at.store(trans, select_v(drawn, t_here, tr));
+      // clamp(max=0.99) passes no gradient where it clamps
+      const ivec through = drawn & (raw <= alpha_max);
+      const fvec d_power = select_v(through, d_alpha * alpha, zero);
+      g[5] = select_v(through, d_alpha * vis, zero);
+      g[0] = select_v(through, d_power * (ca * dx + cb * dy), zero);
+      g[1] = select_v(through, d_power * (cb * dx + cc * dy), zero);
+      g[2] = select_v(through, d_power * (-half * dx * dx), zero);
+      g[3] = select_v(through, d_power * (-dx * dy), zero);
+      g[4] = select_v(through, d_power * (-half * dy * dy), zero);
+    };
+    fvec g[9];
+    if (row_pairs && box.x1 - box.x0 < kHalf) {
+      // A narrow box: two rows per block. Each column's sums take the rows in order, as in the wide case
+      // (lane l there holds column l over the rows, lanes past the box add zeros), so that the gradients
+      // are the same bits: per half-register accumulators, the upper row's half added before the lower's.
+      half_f sums[9] = {};
+      const ivec x = splat_i(static_cast<int32_t>(x_base + box.x0)) + pair_columns;
+      for (int64_t ly = box.y0; ly <= box.y1; ++ly) {
+        const bool upper_row = index < row_deepest[ly];
+        const fvec dy = splat_f(static_cast<float>(y_base + ly) + half - s.my);
+        if (ly == box.y1) {  // the last row alone
+          if (!upper_row) break;
+          contributions(RunAt{ly * V_ROW + box.x0}, splat_i(static_cast<int32_t>(x_base + box.x0)) + lanes, dy, g);
+          for (int i = 0; i < 9; ++i) sums[i] += upper_half(g[i]);
+          break;
+        }
+        const bool lower_row = index < row_deepest[ly + 1];
+        if (upper_row || lower_row) {
+          const fvec dy_lower = splat_f(static_cast<float>(y_base + ly + 1) + half - s.my);
+          contributions(PairAt{ly * V_ROW + box.x0}, x, select_v(lower_row_lanes, dy_lower, dy), g);
+          if (upper_row)
+            for (int i = 0; i < 9; ++i) sums[i] += upper_half(g[i]);
+          if (lower_row)
+            for (int i = 0; i < 9; ++i) sums[i] += lower_half(g[i]);
+        }
+        ++ly;
+      }
+      for (int i = 0; i < 9; ++i) out[i] = sum_v(join_halves(sums[i], half_f{}));
+      continue;
+    }
+    fvec sums[9] = {zero, zero, zero, zero, zero, zero, zero, zero, zero};
     // only the pixels the forward pass composited this entry into can be drawn here
     for (int64_t ly = box.y0; ly <= box.y1; ++ly) {
       if (index >= row_deepest[ly]) continue;
       const fvec dy = splat_f(static_cast<float>(y_base + ly) + half - s.my);
       for (int64_t lxb = box.x0; lxb <= box.x1; lxb += kLanes) {
-        const int64_t p = ly * V_ROW + lxb;
-        const ivec x = splat_i(static_cast<int32_t>(x_base + lxb)) + lanes;
-        const fvec dx = __builtin_convertvector(x, fvec) + half - mx;
-        const fvec power = -half * (ca * dx * dx + cc * dy * dy) - cb * dx * dy;
-        const fvec vis = exp_v(power);
-        const fvec raw = o * vis;
-        const fvec alpha = select_v(raw < alpha_max, raw, alpha_max);
-        const ivec drawn = (x <= x_last) & (index_v < load_v(count + p)) & (power <= zero) & (power >= power_min) &
-                         (alpha >= alpha_min);
-        const fvec keep = 1 - alpha;
-        const fvec tr = load_v(trans + p);
-        const fvec t_here = tr / keep;  // transmittance in front of this Gaussian
-        const fvec weight = alpha * t_here;
-        fvec d_alpha = -load_v(t_final + p) / keep * load_v(v_trans + p);
-        const fvec v0 = load_v(v + p), v1 = load_v(v + V_PIXELS + p), v2 = load_v(v + 2 * V_PIXELS + p);
-        const fvec b0 = load_v(behind + p), b1 = load_v(behind + V_PIXELS + p), b2 = load_v(behind + 2 * V_PIXELS + p);
-        d_alpha += (c0 * t_here - b0 / keep) * v0;
-        d_alpha += (c1 * t_here - b1 / keep) * v1;
-        d_alpha += (c2 * t_here - b2 / keep) * v2;
-        store_v(behind + p, select_v(drawn, b0 + c0 * weight, b0));
-        store_v(behind + V_PIXELS + p, select_v(drawn, b1 + c1 * weight, b1));
-        store_v(behind + 2 * V_PIXELS + p, select_v(drawn, b2 + c2 * weight, b2));
-        g_c0 += select_v(drawn, weight * v0, zero);
-        g_c1 += select_v(drawn, weight * v1, zero);
-        g_c2 += select_v(drawn, weight * v2, zero);
-        store_v(trans + p, select_v(drawn, t_here, tr));
-        // clamp(max=0.99) passes no gradient where it clamps
-        const ivec through = drawn & (raw <= alpha_max);
-        const fvec d_power = select_v(through, d_alpha * alpha, zero);
-        g_o += select_v(through, d_alpha * vis, zero);
-        g_mx += select_v(through, d_power * (ca * dx + cb * dy), zero);
-        g_my += select_v(through, d_power * (cb * dx + cc * dy), zero);
-        g_ca += select_v(through, d_power * (-half * dx * dx), zero);
-        g_cb += select_v(through, d_power * (-dx * dy), zero);
-        g_cc += select_v(through, d_power * (-half * dy * dy), zero);
+        contributions(RunAt{ly * V_ROW + lxb}, splat_i(static_cast<int32_t>(x_base + lxb)) + lanes, dy, g);
+        for (int i = 0; i < 9; ++i) sums[i] += g[i];
       }
     }
-    out[0] = sum_v(g_mx); out[1] = sum_v(g_my); out[2] = sum_v(g_ca); out[3] = sum_v(g_cb); out[4] = sum_v(g_cc);
-    out[5] = sum_v(g_o); out[6] = sum_v(g_c0); out[7] = sum_v(g_c1); out[8] = sum_v(g_c2);
+    for (int i = 0; i < 9; ++i) out[i] = sum_v(sums[i]);
   }
 }
 
@@ -585,6 +666,7 @@ bool backward_lanes(int64_t tile, int64_t tiles_x, int64_t width, int64_t height
 }  // namespace
 
 void set_vectorised(bool on) { vectorised = on; }
+void set_row_pairs(bool on) { row_pairs = on; }
 
 // Returns rgb [C,H,W] (without background), final transmittance [H,W], and per pixel the number of list
 // entries of its tile that the backward pass must revisit (int32 [H,W]).

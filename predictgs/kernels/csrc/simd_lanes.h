@@ -81,6 +81,42 @@ inline ivec load_v(const int32_t* p) {
 inline void store_v(float* p, fvec v) { std::memcpy(p, &v, sizeof(v)); }
 inline void store_v(int32_t* p, ivec v) { std::memcpy(p, &v, sizeof(v)); }
 
+// Half registers: two rows of a tile buffer in one register, the upper row (smaller y) in lanes
+// 0..kLanes/2-1 and the lower row in the others; one insert / extract instruction each way.
+#if defined(__AVX__)
+#define PREDICTGS_FIRST_HALF 0, 1, 2, 3
+#define PREDICTGS_SECOND_HALF 4, 5, 6, 7
+#define PREDICTGS_ALL_LANES 0, 1, 2, 3, 4, 5, 6, 7
+#else
+#define PREDICTGS_FIRST_HALF 0, 1
+#define PREDICTGS_SECOND_HALF 2, 3
+#define PREDICTGS_ALL_LANES 0, 1, 2, 3
+#endif
+typedef float half_f __attribute__((vector_size(2 * kLanes)));
+typedef int32_t half_i __attribute__((vector_size(2 * kLanes)));
+
+inline half_f upper_half(fvec v) { return __builtin_shufflevector(v, v, PREDICTGS_FIRST_HALF); }
+inline half_f lower_half(fvec v) { return __builtin_shufflevector(v, v, PREDICTGS_SECOND_HALF); }
+inline half_i upper_half(ivec v) { return __builtin_shufflevector(v, v, PREDICTGS_FIRST_HALF); }
+inline half_i lower_half(ivec v) { return __builtin_shufflevector(v, v, PREDICTGS_SECOND_HALF); }
+inline fvec join_halves(half_f upper, half_f lower) { return __builtin_shufflevector(upper, lower, PREDICTGS_ALL_LANES); }
+inline ivec join_halves(half_i upper, half_i lower) { return __builtin_shufflevector(upper, lower, PREDICTGS_ALL_LANES); }
+
+// The kLanes/2 values at `upper` and the kLanes/2 at `lower` as one register, and back.
+template <typename P>
+inline auto load_halves(const P* upper, const P* lower) {
+  decltype(upper_half(load_v(upper))) a, b;
+  std::memcpy(&a, upper, sizeof(a));
+  std::memcpy(&b, lower, sizeof(b));
+  return join_halves(a, b);
+}
+template <typename P, typename V>
+inline void store_halves(P* upper, P* lower, V v) {
+  const auto a = upper_half(v), b = lower_half(v);
+  std::memcpy(upper, &a, sizeof(a));
+  std::memcpy(lower, &b, sizeof(b));
+}
+
 // Lane-wise select: mask lanes are -1 (true) or 0 (false), as vector comparisons give.
 inline fvec select_v(ivec mask, fvec a, fvec b) {
   ivec ai, bi;
