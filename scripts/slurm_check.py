@@ -551,9 +551,11 @@ def paper_fixture(root: Path, config: dict) -> tuple[Path, list[str]]:
 
 
 def record_gpu_calls(workdir: Path, env: dict, profile_dir: Path, extra: tuple[str, ...] = (),
-                     timeout: float = 180) -> tuple[list[str], str]:
+                     timeout: float = 180, wanted: int | None = None,
+                     log_has: str | None = None) -> tuple[list[str], str]:
     """Run the slurm executor on config/paper.yaml with stand-in SLURM commands until it has submitted the
-    five ready jobs (one per GPU rule + scene_info); returns the recorded sbatch calls and the log."""
+    five ready jobs (one per GPU rule + scene_info), or `wanted` jobs once its log holds `log_has` (a
+    profile the executor refuses for some rules); returns the recorded sbatch calls and the log."""
     config = yaml.safe_load(PAPER_CONFIG.read_text())
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -567,9 +569,11 @@ def record_gpu_calls(workdir: Path, env: dict, profile_dir: Path, extra: tuple[s
                                      "--configfile", str(PAPER_CONFIG), "--config", f"data_dir={data}",
                                      # the fixture's files have no snakemake metadata: judge them by time only
                                      "--rerun-triggers", "mtime", *extra, "--", *targets)
-    wanted = len(targets)
+    wanted = len(targets) if wanted is None else wanted
 
     def recorded():
+        if log_has is not None and (not log_path.exists() or log_has not in log_path.read_text()):
+            return False
         return calls_file.exists() and len(calls_file.read_text().splitlines()) >= wanted
 
     wait_until(recorded, timeout, 0.5, process)

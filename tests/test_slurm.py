@@ -291,12 +291,16 @@ def test_gpu_options_of_the_profile_variants(tmp_path, variant):
             entry.update(gpu=0, slurm_extra="'--gres=gpu:1'")
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
-    calls, log = slurm_check.record_gpu_calls(tmp_path / "run", env, tmp_path / "profile", timeout=60)
     if variant == "slurm_extra":
+        # the executor refuses the GPU rules and submits scene_info only: stop once both have happened
+        refusal = "The --generic-resources-(GRES) option is not allowed in the 'slurm_extra'"
+        calls, log = slurm_check.record_gpu_calls(tmp_path / "run", env, tmp_path / "profile", timeout=60,
+                                                  wanted=1, log_has=refusal)
         rules = {slurm_check.sbatch_options(c)["--comment"].split("_wildcards_")[0] for c in calls}
         assert rules == {"rule_scene_info"}
-        assert "The --generic-resources-(GRES) option is not allowed in the 'slurm_extra'" in log
+        assert refusal in log
         return
+    calls, log = slurm_check.record_gpu_calls(tmp_path / "run", env, tmp_path / "profile", timeout=60)
     expect = "--gpus=a100:1" if variant == "gpu_model" else "--gres=gpu:1"
     seen, problems = slurm_check.check_gpu_calls(calls, profile, 4, expect=expect)
     assert problems == [] and set(slurm_check.GPU_RULES) <= set(seen)
