@@ -99,8 +99,12 @@ inline half_f upper_half(fvec v) { return __builtin_shufflevector(v, v, PREDICTG
 inline half_f lower_half(fvec v) { return __builtin_shufflevector(v, v, PREDICTGS_SECOND_HALF); }
 inline half_i upper_half(ivec v) { return __builtin_shufflevector(v, v, PREDICTGS_FIRST_HALF); }
 inline half_i lower_half(ivec v) { return __builtin_shufflevector(v, v, PREDICTGS_SECOND_HALF); }
-inline fvec join_halves(half_f upper, half_f lower) { return __builtin_shufflevector(upper, lower, PREDICTGS_ALL_LANES); }
-inline ivec join_halves(half_i upper, half_i lower) { return __builtin_shufflevector(upper, lower, PREDICTGS_ALL_LANES); }
+inline fvec join_halves(half_f upper, half_f lower) {
+  return __builtin_shufflevector(upper, lower, PREDICTGS_ALL_LANES);
+}
+inline ivec join_halves(half_i upper, half_i lower) {
+  return __builtin_shufflevector(upper, lower, PREDICTGS_ALL_LANES);
+}
 
 // The kLanes/2 values at `upper` and the kLanes/2 at `lower` as one register, and back.
 template <typename P>
