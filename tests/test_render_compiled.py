@@ -133,20 +133,25 @@ LANE_CASES = {
 }
 
 
+def with_and_without(switch, params, cam):
+    """The compiled render and its gradients with the extension's process-wide `switch` on, and with it off."""
+    setter = getattr(kernels.load(), switch)
+    try:
+        setter(False)
+        off = render_with_grads(params, cam, "compiled")
+    finally:
+        setter(True)
+    return render_with_grads(params, cam, "compiled"), off
+
+
 @pytest.mark.parametrize("case", sorted(LANE_CASES))
 def test_lane_passes_agree_with_the_generic_passes(case):
     """float RGB takes the vector-lane tile passes (simd_lanes.h); the generic per-pixel passes (every other dtype
     and channel count) are their oracle: the same forward bits (each lane does the scalar operations in
     the same order), gradients summed in another order."""
     make, (width, height, focal) = LANE_CASES[case]
-    params, cam = make(), camera(width, height, focal)
-    module = kernels.load()
-    try:
-        module.set_vectorised(False)
-        generic, generic_grads = render_with_grads(params, cam, "compiled")
-    finally:
-        module.set_vectorised(True)
-    lanes, lane_grads = render_with_grads(params, cam, "compiled")
+    (lanes, lane_grads), (generic, generic_grads) = with_and_without("set_vectorised", make(),
+                                                                     camera(width, height, focal))
     assert torch.equal(lanes.image, generic.image) and torch.equal(lanes.alpha, generic.alpha)
     for a, b in zip(lane_grads, generic_grads):
         assert ((a - b).norm() / b.norm()).item() <= 1e-5
@@ -161,14 +166,7 @@ def test_row_pairs_give_the_one_row_blocks_bits(case):
     and each column's gradient sums take the rows in the same order, so images, the per-entry boxes and
     every gradient are the same bits (signs of zero included) as with one row per block."""
     make, (width, height, focal) = PAIR_CASES[case]
-    params, cam = make(), camera(width, height, focal)
-    module = kernels.load()
-    try:
-        module.set_row_pairs(False)
-        rows, row_grads = render_with_grads(params, cam, "compiled")
-    finally:
-        module.set_row_pairs(True)
-    pairs, pair_grads = render_with_grads(params, cam, "compiled")
+    (pairs, pair_grads), (rows, row_grads) = with_and_without("set_row_pairs", make(), camera(width, height, focal))
     assert torch.equal(pairs.image, rows.image) and torch.equal(pairs.alpha, rows.alpha)
     for a, b in zip(pair_grads, row_grads):
         assert torch.equal(a, b) and torch.equal(torch.signbit(a), torch.signbit(b))
