@@ -49,6 +49,12 @@ values and rounded to 24-bit integers: a last-bit difference of ``ndtr`` between
 would have to be ~1e-10 to change a single integer (tests/test_arithmetic.py compares batched and
 one-value evaluations).
 
+Compiled twin. Where the compiled CPU kernels are built (:mod:`predictgs.kernels`), the per-element plan,
+the symbols, the range coding and the decoded values come from ``kernels/csrc/gaussian_coder.cpp``: the same
+float64 operations in the same order and constriction's coder algorithm, so the same bytes and values as
+the PyTorch/constriction path here, which remains for machines without a compiler and as the reference
+(tests/test_codec_compiled.py). About twice as fast per stream (docs/bitstream.md, Speed).
+
 Bounds. A block holds at most MAX_BLOCK_SYMBOLS elements, its rows at most 4 (2 max K + 3) bytes each;
 the message must be exhausted after the last symbol; every length read from the stream is checked against the bytes left (varints at most
 MAX_VARINT_BYTES, escape codes at most 71 bits), decoded values against the int32 range the encoder
@@ -182,6 +188,7 @@ _POW2 = torch.tensor([2.0 ** k for k in range(MAX_SHIFT + 1)], dtype=torch.float
 _FLOOR_BITS = PRECISION_BITS - math.log2(SYMBOL_FLOOR)  # 16: the cost of a symbol at the floor
 _LEVEL_COSTS = [(_FLOOR_BITS, 0.0)] + [(min(_FLOOR_BITS, -math.log2(eps / 2)), -math.log2(1.0 - eps))
                                 for eps in ESCAPE_LEVELS[1:]]
+_LEVEL_COSTS_TENSOR = torch.tensor(_LEVEL_COSTS, dtype=torch.float64)
 
 
 def _float_table(cls: int) -> Tensor:
@@ -320,7 +327,28 @@ def spread_order(scale: Tensor, step: Tensor) -> Tensor:
     return torch.argsort(_CLASS_OF_SPREAD_U8.index_select(0, spread), stable=True)
 
 
+def _blocks(counts: list[int]) -> list:
+    """(class, start, stop) of the blocks: each class's elements in runs of at most MAX_BLOCK_SYMBOLS."""
+    blocks, start = [], 0
+    for c, count in enumerate(counts):
+        for first in range(start, start + count, MAX_BLOCK_SYMBOLS):
+            blocks.append((c, first, min(first + MAX_BLOCK_SYMBOLS, start + count)))
+        start += count
+    return blocks
+
+
 def _plan(mean: Tensor, scale: Tensor, step: Tensor) -> _Plan:
+    module = rangecoder.compiled()
+    if module is not None:  # the same numbers, bit for bit (tests/test_codec_compiled.py)
+        order, cls, row, shift, width, centre, counts = module.gaussian_plan(
+            mean.float(), scale.float(), step.float(), _CLASS_OF_SPREAD_U8, _ROW_BASE, len(CLASSES), LOWEST_SPREAD,
+            HIGHEST_SPREAD, (_EXPONENT_BIAS + LOW_OCTAVE) * SPREADS_PER_OCTAVE, LOW_OCTAVE - COARSE_OCTAVE, MAX_SHIFT,
+            OFFSETS, float(CENTRE_LIMIT))
+        return _Plan(order, cls, row, shift, width, centre, _blocks(counts.tolist()))
+    return _plan_reference(mean, scale, step)
+
+
+def _plan_reference(mean: Tensor, scale: Tensor, step: Tensor) -> _Plan:
     spread, shift = _spread_cells(scale, step)
     cls = _CLASS_OF_SPREAD_U8.index_select(0, spread)
     order = torch.argsort(cls, stable=True)
@@ -340,12 +368,8 @@ def _plan(mean: Tensor, scale: Tensor, step: Tensor) -> _Plan:
         offset = (m - centre - half) / width  # mu relative to bin 0's middle, in bins: [-1/2, 1/2]
     cell = ((offset + 0.5) * OFFSETS).to(torch.int64).clamp_(0, OFFSETS - 1)
     row = _ROW_BASE.index_select(0, spread) + cell
-    blocks, start = [], 0
-    for c, count in enumerate(counts.tolist()):
-        for first in range(start, start + count, MAX_BLOCK_SYMBOLS):
-            blocks.append((c, first, min(first + MAX_BLOCK_SYMBOLS, start + count)))
-        start += count
-    return _Plan(order, cls.index_select(0, order).to(torch.int64), row, shift, width, centre, blocks)
+    return _Plan(order, cls.index_select(0, order).to(torch.int64), row, shift, width, centre,
+                 _blocks(counts.tolist()))
 
 
 class _Coded(NamedTuple):
@@ -370,6 +394,20 @@ class _Coded(NamedTuple):
 
 
 def _code(symbols: Tensor, plan: _Plan) -> _Coded:
+    module = rangecoder.compiled()
+    if module is None:
+        return _code_reference(symbols, plan)
+    symbol, at, levels, _, excess, low, bad = module.gaussian_code(
+        symbols.reshape(-1).to(torch.int64), plan.order, plan.cls, plan.row, plan.shift, plan.width, plan.centre,
+        _CLASS_WIDTH, torch.tensor(plan.blocks, dtype=torch.int64).reshape(-1, 3), _LEVEL_COSTS_TENSOR,
+        _tables().base, VALUE_LIMIT)
+    if int(bad):
+        raise BitstreamError("cannot encode: a quantised value is out of the int32 range")
+    coarse = plan.coarse()
+    return _Coded(symbol, at, levels.tolist(), excess, low if coarse is not None else None, coarse)
+
+
+def _code_reference(symbols: Tensor, plan: _Plan) -> _Coded:
     q = symbols.reshape(-1).index_select(0, plan.order)
     if q.numel() and q.abs().max() >= VALUE_LIMIT:
         raise BitstreamError("cannot encode: a quantised value is out of the int32 range")
@@ -538,11 +576,7 @@ def encode_gaussian(out: ByteWriter, symbols: Tensor, mean: Tensor, scale: Tenso
         raise BitstreamError(f"cannot encode: the entropy model gives invalid distributions ({bad})")
     plan = _plan(mean, scale, step)
     coded = _code(symbols, plan)
-    tables = _tables()
-    encoder = rangecoder.Encoder()
-    encoder.rows(tables.interval_symbols.index_select(0, coded.at).numpy(),
-                 tables.intervals.index_select(0, coded.at).numpy())
-    data = encoder.getvalue()
+    data = rangecoder.encode_intervals(_tables(), coded.at)
     size = _varint_bytes(len(data))
     out.raw(size).raw(bytes(coded.levels)).raw(data)
     headers = len(size) + len(coded.levels)
@@ -608,12 +642,43 @@ def decode_gaussian(reader: ByteReader, mean: Tensor, scale: Tensor, step: Tenso
         raise reader.error(f"the entropy model gives invalid distributions ({bad}); the hash tables or "
                            "MLPs are corrupt")
     plan = _plan(mean, scale, step)
-    tables = _tables()
     size = _read_varint(reader, "message byte count")
     levels = list(reader.take(len(plan.blocks), "escape levels"))
     if max(levels) >= len(ESCAPE_LEVELS):
         raise reader.error(f"unknown escape level {max(levels)}")
-    decoder = rangecoder.Decoder(reader.take(size, "arithmetic-coded message"), reader)
+    message = reader.take(size, "arithmetic-coded message")
+    module = rangecoder.compiled()
+    if module is not None:
+        return _decode_compiled(module, reader, message, plan, levels)
+    return _decode_reference(reader, message, plan, levels)
+
+
+def _decode_compiled(module, reader: ByteReader, message, plan: _Plan, levels: list) -> Tensor:
+    """:func:`_decode_reference`'s numbers with the compiled coder (the same checks, in the same order)."""
+    tables = _tables()
+    k = plan.alphabet()
+    sizes = torch.tensor([stop - start for _, start, stop in plan.blocks], dtype=torch.int64)
+    level = torch.repeat_interleave(torch.tensor(levels, dtype=torch.int64), sizes)
+    starts = plan.row * (2 * k + 4) + tables.base[level, plan.cls]
+    symbol, escapes = rangecoder.decode_rows(message, reader, tables.full, starts, 2 * k + 4)
+    coarse = plan.coarse()
+    low_widths = plan.shift.index_select(0, coarse) if coarse is not None else None
+    excess, low = _read_tail(reader, escapes, low_widths)
+    if coarse is None:
+        coarse = low = torch.zeros(0, dtype=torch.int64)
+    decoded, status = module.gaussian_values(symbol, plan.cls, plan.centre, plan.width, plan.order, _CLASS_WIDTH,
+                                             excess, coarse, low, 2.0 ** (MAX_SHIFT + 1), float(VALUE_LIMIT))
+    if int(status) == 1:
+        raise reader.error("an escaped value is out of range")
+    if int(status) == 2:
+        raise reader.error("a decoded value is out of range")
+    return decoded
+
+
+def _decode_reference(reader: ByteReader, message, plan: _Plan, levels: list) -> Tensor:
+    tables = _tables()
+    n = plan.order.numel()
+    decoder = rangecoder.Decoder(message, reader)
     symbol = torch.empty(n, dtype=torch.int64)
     for (c, start, stop), level in zip(plan.blocks, levels):
         symbol[start:stop] = torch.from_numpy(decoder.rows(tables.rows(level, c, plan.row[start:stop])))

@@ -65,6 +65,46 @@ def interval_rows(below: np.ndarray, above: np.ndarray) -> tuple[np.ndarray, np.
     return probabilities(np.stack([a, b, c], axis=1)), symbols
 
 
+def compiled():
+    """The compiled coder (``predictgs/kernels/csrc/gaussian_coder.cpp``: this coder's algorithm, the same words,
+    and the Gaussian streams' planning), or None where the kernels cannot be built or are disabled
+    (``PREDICTGS_NO_COMPILED=1``, ``predictgs.kernels.disabled()``): then constriction codes them, slower."""
+    from .. import kernels
+
+    return kernels.load()
+
+
+def encode_intervals(tables, at) -> bytes:
+    """One message of the symbols whose intervals are ``[full[at], full[at + 1])`` of the flat integer CDF
+    tables (``tables.full``, int32; ``tables.intervals`` / ``tables.interval_symbols`` hold each entry's
+    3-symbol row for constriction)."""
+    module = compiled()
+    if module is not None:
+        return module.range_encode(tables.full, at).numpy().view(np.uint32).astype("<u4").tobytes()
+    encoder = Encoder()
+    encoder.rows(tables.interval_symbols.index_select(0, at).numpy(), tables.intervals.index_select(0, at).numpy())
+    return encoder.getvalue()
+
+
+def decode_rows(data: bytes | memoryview, reader: ByteReader, table, starts, lengths):
+    """(symbols (int64 tensor), the count of symbols that are the first or the last of their row) of a
+    message written by :func:`encode_intervals`, symbol i read from the integer CDF row
+    ``table[starts[i] : starts[i] + lengths[i]]``; the message must end with the last one. Compiled coder
+    only (see :func:`compiled`)."""
+    import torch
+
+    if len(data) % 4:
+        raise reader.error(f"an arithmetic-coded message of {len(data)} bytes is not a whole number of words")
+    words = torch.from_numpy(np.frombuffer(bytes(data), dtype="<u4").astype(np.uint32).view(np.int32))
+    symbols, status = compiled().range_decode(words, table, starts, lengths)
+    state, edges = status.tolist()
+    if state == 1:
+        raise reader.error("arithmetic-coded message is corrupt (a code point outside every symbol's interval)")
+    if state == 2:
+        raise reader.error("arithmetic-coded message: data left after the last symbol")
+    return symbols, edges
+
+
 class Encoder:
     """One message: symbols under per-symbol rows or one fixed distribution, in order."""
 

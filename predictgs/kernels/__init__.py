@@ -1,9 +1,10 @@
 """Compiled CPU kernels: one door for native code.
 
-The C++ sources in ``csrc/`` (the tile rasterizer, the binarised hash-grid lookup) are built on first use
-with torch's ``cpp_extension`` (a C++ compiler and OpenMP; nothing to install beforehand) into torch's
-extension cache (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), keyed by a hash of the
-sources and flags, so a changed source rebuilds and concurrent first uses wait for one build.
+The C++ sources in ``csrc/`` (the tile rasterizer, the binarised hash-grid lookup, the Gaussian streams'
+coder) are built on first use with torch's ``cpp_extension`` (a C++ compiler and OpenMP; nothing to install
+beforehand) into torch's extension cache (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``),
+keyed by a hash of the sources and flags, so a changed source rebuilds and concurrent first uses wait for one
+build.
 
 :func:`load` returns the module, or None when the build fails; the reason is kept
 (:func:`unavailable_reason`) and reported once as a warning, so that ``auto`` backends fall back to the
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = ("bindings.cpp", "projection.cpp", "rasterize.cpp", "hashgrid.cpp")
+SOURCES = ("bindings.cpp", "projection.cpp", "rasterize.cpp", "hashgrid.cpp", "gaussian_coder.cpp")
 DISABLE_ENV = "PREDICTGS_NO_COMPILED"
 # -O3 without -march: the built module must run on every machine that shares the cache folder (cluster
 # nodes of different generations share a home directory); the one instruction-set flag added where the CPU

@@ -35,6 +35,22 @@ void hashgrid_backward(torch::Tensor x, torch::Tensor columns, torch::Tensor gra
                        torch::Tensor resolution, torch::Tensor offset, torch::Tensor multiplier, torch::Tensor mask,
                        torch::Tensor dense, torch::Tensor grad_table);
 
+std::vector<torch::Tensor> gaussian_plan(torch::Tensor mean, torch::Tensor scale, torch::Tensor step,
+                                         torch::Tensor class_of_spread, torch::Tensor row_base, int64_t num_classes,
+                                         double lowest_spread, double highest_spread, int64_t index_bias,
+                                         int64_t shift_bias, int64_t max_shift, int64_t offsets, double centre_limit);
+std::vector<torch::Tensor> gaussian_code(torch::Tensor symbols, torch::Tensor order, torch::Tensor cls,
+                                         torch::Tensor row, torch::Tensor shift, torch::Tensor width,
+                                         torch::Tensor centre, torch::Tensor class_width, torch::Tensor blocks,
+                                         torch::Tensor level_costs, torch::Tensor base, int64_t value_limit);
+torch::Tensor range_encode(torch::Tensor table, torch::Tensor at);
+std::vector<torch::Tensor> range_decode(torch::Tensor words, torch::Tensor table, torch::Tensor starts,
+                                        torch::Tensor lengths);
+std::vector<torch::Tensor> gaussian_values(torch::Tensor symbol, torch::Tensor cls, torch::Tensor centre,
+                                           torch::Tensor width, torch::Tensor order, torch::Tensor class_width,
+                                           torch::Tensor excess, torch::Tensor coarse, torch::Tensor low,
+                                           double escape_limit, double value_limit);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "predictgs compiled CPU kernels";
   m.def("hashgrid_forward", &hashgrid_forward, "binarised hash-grid lookup");
@@ -47,4 +63,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rasterize_backward", &rasterize_backward, "gradients of the compositing, deterministic");
   m.def("set_vectorised", &set_vectorised, "use the vector-lane tile passes for float RGB (default) or not");
   m.def("set_row_pairs", &set_row_pairs, "vector-lane passes: two rows per block for narrow splats (default) or not");
+  m.def("gaussian_plan", &gaussian_plan, "the Gaussian streams' per-element plan (codec/arithmetic.py _plan)");
+  m.def("gaussian_code", &gaussian_code, "the Gaussian streams' symbols and table entries (codec/arithmetic.py _code)");
+  m.def("range_encode", &range_encode, "range-code symbols given their table intervals (constriction's bytes)");
+  m.def("gaussian_values", &gaussian_values, "the decoded values of a Gaussian stream (codec/arithmetic.py)");
+  m.def("range_decode", &range_decode, "decode a range-coded message row by row (constriction's reading)");
 }
