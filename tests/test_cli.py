@@ -160,3 +160,12 @@ def test_help_names_every_registered_method(capsys):
     out = _squash(_help([], capsys)) + _squash(_help(["train"], capsys))
     for name in registry():
         assert name in out, name
+
+
+def test_python_dash_m_predictgs_is_the_command_line():
+    result = subprocess.run([sys.executable, "-m", "predictgs", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("predictgs ")
+    bad = subprocess.run([sys.executable, "-m", "predictgs", "train", "--method", "nope"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("predictgs train: error:")
