@@ -27,7 +27,7 @@ LAYERS = [
     ("predictgs.train", "predictgs.runs", "predictgs.report"),
     ("predictgs.methods", "baselines", "predictgs.presets"),
     ("predictgs.pipeline", "predictgs.export", "predictgs.render_video"),
-    ("predictgs.cli",),
+    ("predictgs.cli", "predictgs.__main__"),
 ]
 
 
