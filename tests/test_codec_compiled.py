@@ -5,6 +5,7 @@ errors). The rest of the test suite runs the codec with whichever backend is ava
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -47,6 +48,11 @@ def random_intervals(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return below, above
 
 
+def compiled_words(table: torch.Tensor, at: torch.Tensor) -> bytes:
+    """The compiled range encoder's message (the stream's little-endian words)."""
+    return kernels.load().range_encode(table, at).numpy().view(np.uint32).astype("<u4").tobytes()
+
+
 def constriction_words(below: np.ndarray, above: np.ndarray) -> bytes:
     encoder = rangecoder.Encoder()
     weights, symbols = rangecoder.interval_rows(below, above)
@@ -59,8 +65,7 @@ def test_range_encoder_writes_constrictions_words(n, seed):
     below, above = random_intervals(n, seed)
     table = torch.from_numpy(np.stack([below, above], axis=1).reshape(-1).astype(np.int32))
     at = torch.arange(0, 2 * n, 2, dtype=torch.int64)
-    words = kernels.load().range_encode(table, at).numpy().view(np.uint32).astype("<u4").tobytes()
-    assert words == constriction_words(below, above)
+    assert compiled_words(table, at) == constriction_words(below, above)
 
 
 @pytest.mark.parametrize("sequence", ["top", "middle"])
@@ -76,8 +81,7 @@ def test_range_encoder_ends_in_a_pending_carry_as_constriction_does(sequence):
         above = below + 8
     table = torch.from_numpy(np.stack([below, above], axis=1).reshape(-1).astype(np.int32))
     at = torch.arange(0, 2 * n, 2, dtype=torch.int64)
-    words = kernels.load().range_encode(table, at).numpy().view(np.uint32).astype("<u4").tobytes()
-    assert words == constriction_words(below, above)
+    assert compiled_words(table, at) == constriction_words(below, above)
 
 
 def random_rows(rows: int, length: int, seed: int) -> np.ndarray:
@@ -111,7 +115,7 @@ def test_range_decoder_reads_constrictions_messages(length):
     assert edges == int(((symbols == 0) | (symbols == length - 2)).sum())
     # and the compiled encoder writes the same message
     at = torch.from_numpy(which * length + symbols)
-    assert kernels.load().range_encode(table, at).numpy().view(np.uint32).astype("<u4").tobytes() == data
+    assert compiled_words(table, at) == data
     # a message with a word more, a word less or a changed word: the same outcome as constriction's reader
     weights = rangecoder.probabilities(np.diff(cdf, axis=1))
     changed = bytearray(data)
@@ -154,13 +158,15 @@ def streams():
     yield "clamped centres", (symbols, mean * 1e12, scale, step)
 
 
+def backend(compiled: bool):
+    """The codec's compiled twin (where built) or, inside ``kernels.disabled()``, the PyTorch/constriction path."""
+    return contextlib.nullcontext() if compiled else kernels.disabled()
+
+
 def encode_with(symbols, mean, scale, step, compiled: bool):
     out = ByteWriter()
-    if compiled:
+    with backend(compiled):
         length = ac.encode_gaussian(out, symbols, mean, scale, step)
-    else:
-        with kernels.disabled():
-            length = ac.encode_gaussian(out, symbols, mean, scale, step)
     return out.getvalue(), length
 
 
@@ -196,11 +202,8 @@ def test_streams_are_the_same_bytes_and_decode_both_ways(name, stream):
     assert length == ac.gaussian_code_bits(symbols, mean, scale, step)
     for compiled in (True, False):
         reader = ByteReader(data, "stream")
-        if compiled:
+        with backend(compiled):
             decoded = ac.decode_gaussian(reader, mean, scale, step)
-        else:
-            with kernels.disabled():
-                decoded = ac.decode_gaussian(reader, mean, scale, step)
         reader.expect_end()
         assert torch.equal(decoded, symbols)
 
@@ -229,11 +232,8 @@ def test_corrupt_streams_give_the_references_result():
         for compiled in (True, False):
             reader = ByteReader(bytes(corrupt), "stream")
             try:
-                if compiled:
+                with backend(compiled):
                     values = ac.decode_gaussian(reader, mean, scale, step)
-                else:
-                    with kernels.disabled():
-                        values = ac.decode_gaussian(reader, mean, scale, step)
                 results.append(("ok", values.tolist(), reader.offset))
             except BitstreamError:
                 results.append(("error",))

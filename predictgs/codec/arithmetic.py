@@ -397,7 +397,7 @@ def _code(symbols: Tensor, plan: _Plan) -> _Coded:
     module = rangecoder.compiled()
     if module is None:
         return _code_reference(symbols, plan)
-    symbol, at, levels, _, excess, low, bad = module.gaussian_code(
+    symbol, at, levels, excess, low, bad = module.gaussian_code(
         symbols.reshape(-1).to(torch.int64), plan.order, plan.cls, plan.row, plan.shift, plan.width, plan.centre,
         _CLASS_WIDTH, torch.tensor(plan.blocks, dtype=torch.int64).reshape(-1, 3), _LEVEL_COSTS_TENSOR,
         _tables().base, VALUE_LIMIT)
@@ -535,6 +535,14 @@ def _read_tail(reader: ByteReader, escapes: int, low_widths: Tensor | None) -> t
     return excess, _bit_values(bits, prefix_bits + int(suffix_widths.sum()), low_widths)
 
 
+def _read_plan_tail(reader: ByteReader, escapes: int, plan: _Plan) -> tuple[Tensor | None, Tensor, Tensor]:
+    """:func:`_read_tail` of a stream coded with ``plan``: (its elements with raw low bits or None, the
+    escapes' excess, the raw low bits)."""
+    coarse = plan.coarse()
+    low_widths = plan.shift.index_select(0, coarse) if coarse is not None else None
+    return (coarse, *_read_tail(reader, escapes, low_widths))
+
+
 def _varint_bytes(value: int) -> bytes:
     out = bytearray()
     while True:
@@ -661,9 +669,7 @@ def _decode_compiled(module, reader: ByteReader, message, plan: _Plan, levels: l
     level = torch.repeat_interleave(torch.tensor(levels, dtype=torch.int64), sizes)
     starts = plan.row * (2 * k + 4) + tables.base[level, plan.cls]
     symbol, escapes = rangecoder.decode_rows(message, reader, tables.full, starts, 2 * k + 4)
-    coarse = plan.coarse()
-    low_widths = plan.shift.index_select(0, coarse) if coarse is not None else None
-    excess, low = _read_tail(reader, escapes, low_widths)
+    coarse, excess, low = _read_plan_tail(reader, escapes, plan)
     if coarse is None:
         coarse = low = torch.zeros(0, dtype=torch.int64)
     decoded, status = module.gaussian_values(symbol, plan.cls, plan.centre, plan.width, plan.order, _CLASS_WIDTH,
@@ -686,9 +692,7 @@ def _decode_reference(reader: ByteReader, message, plan: _Plan, levels: list) ->
     k = plan.alphabet()
     b = symbol.to(torch.float64) - (k + 1).to(torch.float64)
     escaped = torch.nonzero((symbol == 0) | (symbol == 2 * k + 2)).reshape(-1)
-    coarse = plan.coarse()
-    low_widths = plan.shift.index_select(0, coarse) if coarse is not None else None
-    excess, low = _read_tail(reader, escaped.numel(), low_widths)
+    coarse, excess, low = _read_plan_tail(reader, escaped.numel(), plan)
     if escaped.numel():
         sign = torch.sign(b.index_select(0, escaped))
         b.index_copy_(0, escaped, sign * (excess + (k.index_select(0, escaped) + 1)).to(torch.float64))

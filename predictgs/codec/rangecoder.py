@@ -65,6 +65,13 @@ def interval_rows(below: np.ndarray, above: np.ndarray) -> tuple[np.ndarray, np.
     return probabilities(np.stack([a, b, c], axis=1)), symbols
 
 
+def _words(data: bytes | memoryview, reader: ByteReader) -> np.ndarray:
+    """A message's 32-bit words (little endian in the stream) as native uint32; refused unless whole words."""
+    if len(data) % 4:
+        raise reader.error(f"an arithmetic-coded message of {len(data)} bytes is not a whole number of words")
+    return np.frombuffer(bytes(data), dtype="<u4").astype(np.uint32)
+
+
 def compiled():
     """The compiled coder (``predictgs/kernels/csrc/gaussian_coder.cpp``: this coder's algorithm, the same words,
     and the Gaussian streams' planning), or None where the kernels cannot be built or are disabled
@@ -93,9 +100,7 @@ def decode_rows(data: bytes | memoryview, reader: ByteReader, table, starts, len
     only (see :func:`compiled`)."""
     import torch
 
-    if len(data) % 4:
-        raise reader.error(f"an arithmetic-coded message of {len(data)} bytes is not a whole number of words")
-    words = torch.from_numpy(np.frombuffer(bytes(data), dtype="<u4").astype(np.uint32).view(np.int32))
+    words = torch.from_numpy(_words(data, reader).view(np.int32))
     symbols, status = compiled().range_decode(words, table, starts, lengths)
     state, edges = status.tolist()
     if state == 1:
@@ -130,11 +135,8 @@ class Decoder:
     """The symbols of a message written by :class:`Encoder`, read with the same distributions."""
 
     def __init__(self, data: bytes | memoryview, reader: ByteReader):
-        if len(data) % 4:
-            raise reader.error(f"an arithmetic-coded message of {len(data)} bytes is not a whole number of words")
         self.reader = reader
-        words = np.frombuffer(bytes(data), dtype="<u4").astype(np.uint32)
-        self.coder = constriction.stream.queue.RangeDecoder(words)
+        self.coder = constriction.stream.queue.RangeDecoder(_words(data, reader))
 
     def rows(self, weights: np.ndarray) -> np.ndarray:
         if not len(weights):

@@ -17,7 +17,6 @@
 namespace {
 
 constexpr int kPrecision = 24;
-constexpr uint64_t kWordMask = 0xffffffffull;
 constexpr uint64_t kRenorm = 1ull << 32;  // range below this: shift a word out (State::BITS - Word::BITS)
 
 // constriction's queue::RangeEncoder<u32, u64>: lower and range of the interval, words written, and the
@@ -30,14 +29,19 @@ struct RangeEncoder {
   uint32_t first_inverted = 0;
   std::vector<uint32_t> words;
 
+  // The held-back words of an inverted situation, once the carry is known: the first word (+1 with a carry),
+  // then num_inverted - 1 words of 0 (carry) or all ones.
+  void flush_inverted(std::vector<uint32_t>& out, bool carry) const {
+    out.push_back(carry ? first_inverted + 1u : first_inverted);
+    for (uint64_t i = 1; i < num_inverted; ++i) out.push_back(carry ? 0u : 0xffffffffu);
+  }
+
   inline void encode(uint64_t left, uint64_t probability) {
     const uint64_t scale = range >> kPrecision;
     range = scale * probability;
     const uint64_t new_lower = lower + scale * left;  // wraps
     if (inverted && new_lower + range > new_lower) {  // back to a normal situation: the carry is known
-      const bool carry = new_lower < lower;
-      words.push_back(carry ? first_inverted + 1u : first_inverted);
-      for (uint64_t i = 1; i < num_inverted; ++i) words.push_back(carry ? 0u : 0xffffffffu);
+      flush_inverted(words, new_lower < lower);
       inverted = false;
     }
     lower = new_lower;
@@ -62,11 +66,7 @@ struct RangeEncoder {
     std::vector<uint32_t> out(words);
     if (range == ~0ull) return out;
     const uint64_t point = lower + (kRenorm - 1);
-    if (inverted) {
-      const bool wrapped = point < lower;
-      out.push_back(wrapped ? first_inverted + 1u : first_inverted);
-      for (uint64_t i = 1; i < num_inverted; ++i) out.push_back(wrapped ? 0u : 0xffffffffu);
-    }
+    if (inverted) flush_inverted(out, point < lower);  // the point's addition wrapped: a carry
     const uint32_t point_word = static_cast<uint32_t>(point >> 32);
     const uint32_t upper_word = static_cast<uint32_t>((lower + range) >> 32);
     out.push_back(point_word);
@@ -208,7 +208,7 @@ std::vector<torch::Tensor> gaussian_plan(torch::Tensor mean, torch::Tensor scale
   return {order, cls, row, shift, width, centre, counts};
 }
 
-// _code of arithmetic.py: (symbol, at, levels, escaped, excess, low of every element with shift > 0, bad)
+// _code of arithmetic.py: (symbol, at, levels, excess, low of every element with shift > 0, bad)
 // for int64 ``symbols`` (file order) under a plan. ``blocks`` [B, 3] (class, start, stop) in coding order,
 // ``level_costs`` [L, 2] (cost of an escape, of another symbol), ``base`` [L, classes] the first table entry.
 // ``bad`` is 1 when a symbol is outside +-value_limit (nothing else is then meaningful).
@@ -241,12 +241,12 @@ std::vector<torch::Tensor> gaussian_code(torch::Tensor symbols, torch::Tensor or
   int64_t* s_out = symbol.data_ptr<int64_t>();
   int64_t* at_out = at.data_ptr<int64_t>();
   int64_t* level_out = levels.data_ptr<int64_t>();
-  std::vector<int64_t> escaped, excess, low;
+  std::vector<int64_t> excess, low;
   for (int64_t j = 0; j < n; ++j) {
     const int64_t v = sym_in[o[j]];
     if (v >= value_limit || v <= -value_limit) {
       bad.data_ptr<int64_t>()[0] = 1;
-      return {symbol, at, levels, torch::empty({0}, i64), torch::empty({0}, i64), torch::empty({0}, i64), bad};
+      return {symbol, at, levels, torch::empty({0}, i64), torch::empty({0}, i64), bad};
     }
   }
   for (int64_t blk = 0; blk < num_blocks; ++blk) {
@@ -264,7 +264,6 @@ std::vector<torch::Tensor> gaussian_code(torch::Tensor symbols, torch::Tensor or
       at_out[j] = r_in[j] * (2 * k + 4) + s;
       if (s == 0 || s == 2 * k + 2) {
         ++escapes;
-        escaped.push_back(j);
         excess.push_back(static_cast<int64_t>(std::fabs(bins) - static_cast<double>(k + 1)));
       }
       if (k_in[j] > 0) low.push_back(static_cast<int64_t>(r - bins * w_in[j]));
@@ -288,7 +287,7 @@ std::vector<torch::Tensor> gaussian_code(torch::Tensor symbols, torch::Tensor or
   auto to_tensor = [&](const std::vector<int64_t>& v) {
     return torch::from_blob(const_cast<int64_t*>(v.data()), {static_cast<int64_t>(v.size())}, i64).clone();
   };
-  return {symbol, at, levels, to_tensor(escaped), to_tensor(excess), to_tensor(low), bad};
+  return {symbol, at, levels, to_tensor(excess), to_tensor(low), bad};
 }
 
 // The range-coded message of symbols whose intervals start at table entries ``at`` (each symbol's interval
@@ -354,7 +353,7 @@ std::vector<torch::Tensor> range_decode(torch::Tensor words, torch::Tensor table
 // The values of decode_gaussian (arithmetic.py) in file order, from the decoded symbols (coding order), the
 // escapes' excess (in the order of the escaped elements) and the raw low bits of the elements with shift > 0
 // (``coarse``, coding order). Returns (values, status): 0 ok, 1 an escaped value out of range (|b| w >=
-// 2^escape_bits_limit), 2 a value out of the int32 range (|q| >= value_limit).
+// escape_limit), 2 a value out of the int32 range (|q| >= value_limit).
 std::vector<torch::Tensor> gaussian_values(torch::Tensor symbol, torch::Tensor cls, torch::Tensor centre,
                                            torch::Tensor width, torch::Tensor order, torch::Tensor class_width,
                                            torch::Tensor excess, torch::Tensor coarse, torch::Tensor low,
