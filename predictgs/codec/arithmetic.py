@@ -44,10 +44,9 @@ Exactness. The decoder must build the encoder's integer CDFs, to the bit. The di
 arrive as float32 (see ``predictgs.entropy.anchor`` for how they are made reproducible). The grid cell of an element
 is computed from them with IEEE-exact float64 operations only (division, subtraction, rounding, frexp,
 comparisons; no transcendental function, whose last bit may depend on the code path), so both sides
-pick the same table. The tables are evaluated in float64 (``ndtr``) from exactly representable grid
-values and rounded to 24-bit integers: a last-bit difference of ``ndtr`` between machines or code paths
-would have to be ~1e-10 to change a single integer (tests/test_arithmetic.py compares batched and
-one-value evaluations).
+pick the same table. The tables are evaluated in float64 from exactly representable grid values with
+predictgs's own normal CDF (:mod:`predictgs.codec.normal`: additions and multiplications only, the same bits
+on every machine and in any batch, which torch's ``ndtr`` does not promise) and rounded to 24-bit integers.
 
 Compiled twin. Where the compiled CPU kernels are built (:mod:`predictgs.kernels`), the per-element plan,
 the symbols, the range coding and the decoded values come from ``kernels/csrc/gaussian_coder.cpp``: the same
@@ -73,7 +72,7 @@ import torch
 from torch import Tensor
 
 from ..errors import BitstreamError
-from . import rangecoder
+from . import normal, rangecoder
 from .container import ByteReader, ByteWriter
 from .rangecoder import FLUSH_BYTES, PRECISION, PRECISION_BITS, SYMBOL_FLOOR
 
@@ -202,7 +201,7 @@ def _float_table(cls: int) -> Tensor:
     z = (edges[None, None, :] - offset[None, :, None]) / sigma[:, None, None]
     # Far tails (|z| >= 40: Phi is 0, subnormal or exactly 1) are clamped, and values below 2^-64 set to
     # 0: both round to the same integers, and subnormal numbers would make the arithmetic ~100x slower.
-    inner = torch.special.ndtr(z.clamp_(-40.0, 40.0)).reshape(-1, 2 * k + 2)
+    inner = torch.from_numpy(normal.cdf(z.clamp_(-40.0, 40.0).numpy())).reshape(-1, 2 * k + 2)
     inner = inner.masked_fill(inner < 2.0 ** -64, 0.0)
     rows = inner.shape[0]
     return torch.cat([torch.zeros(rows, 1, dtype=torch.float64), inner,

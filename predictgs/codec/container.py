@@ -30,8 +30,9 @@ from ..parse import ParseError, load_json_text
 # PNG-style magic: a non-ASCII first byte, then CR LF, ^Z and LF, so that text-mode transfers that
 # rewrite line ends or stop at ^Z are detected at once.
 MAGIC = b"\x89PGS\r\n\x1a\n"
-FORMAT_VERSION = 4  # 4: constriction's range coder at 24-bit precision in place of torchac, octree-coded
-# anchor positions; 2: methods write their own sections and header fields, HAC++ and 3DGS (docs/bitstream.md)
+FORMAT_VERSION = 5  # 5: HAC++'s mixture coder uses predictgs's own normal CDF (codec/normal.py), the same on
+# every machine; 4: constriction's range coder at 24-bit precision in place of torchac, octree-coded anchor
+# positions; 2: methods write their own sections and header fields, HAC++ and 3DGS (docs/bitstream.md)
 MAX_METHOD_NAME = 64
 MAX_HEADER_BYTES = 1 << 20
 MAX_SECTIONS = 32

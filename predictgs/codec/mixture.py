@@ -30,20 +30,29 @@ varints (in element order), the raw low bits (MSB first, zero-padded to a byte).
 
 Exactness: both sides compute the parameters in float32 from the same numbers (see
 ``predictgs.entropy.anchor``); the element's shape (k, W) comes from IEEE-exact operations on float64
-(frexp, multiplication and division by powers of two, ceil), the CDF values from float64 normal CDFs on
-the same inputs in the same order on both sides, and the decisions from integer arithmetic.
+(frexp, multiplication and division by powers of two, ceil), the CDF values from predictgs's own normal CDF
+(:mod:`predictgs.codec.normal`: additions and multiplications only, so the same bits on every machine, in
+any batch and thread split, which torch's ``ndtr`` does not promise), and the decisions from integer
+arithmetic.
+
+Compiled twin. Where the compiled CPU kernels are built (:mod:`predictgs.kernels`), the decisions, their
+probabilities and the range coding run in ``kernels/csrc/mixture_coder.cpp``: the same float64 operations in
+the same order and constriction's coder algorithm, so the same bytes and symbols as the numpy/constriction
+path here, which remains for machines without a compiler and as the reference
+(tests/test_mixture_compiled.py). About 2.5-4x faster per element (docs/bitstream.md, Speed).
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from . import rangecoder
+from . import normal, rangecoder
 from .arithmetic import CodeLength, _bit_values, _pack_bits, _read_varint, _unpack, _varint_bytes
 from .container import ByteReader, ByteWriter
 from .rangecoder import FLUSH_BYTES, PRECISION, PRECISION_BITS, SYMBOL_FLOOR
@@ -85,36 +94,49 @@ def _shapes(mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor) -> _Shape
     return _Shape(centre, shift, width.clamp(max=MAX_HALF_WIDTH).to(torch.int64))
 
 
+class _Ordered(NamedTuple):
+    """The elements of a call in coding order (decreasing bisection depth, stable) and their parameters as
+    float64 numpy arrays, for :class:`_Bisection` and the compiled twin alike."""
+
+    index: np.ndarray  # original positions
+    depth: np.ndarray  # D = ceil(log2(W + 1))
+    centre: np.ndarray  # float64 (exact: |c| <= 2^30)
+    width: np.ndarray
+    pow2: np.ndarray  # 2^k
+    step: np.ndarray
+    mean: np.ndarray  # [K, n]
+    scale: np.ndarray
+    weight: np.ndarray
+
+
+def _ordered(mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor, shape: _Shape) -> _Ordered:
+    width = shape.width.numpy()
+    depth = np.frexp(width.astype(np.float64))[1].astype(np.int64)  # ceil(log2(W + 1)): exact
+    o = np.argsort(-depth, kind="stable")
+    return _Ordered(o, depth[o], shape.centre.numpy()[o].astype(np.float64), width[o],
+                    np.left_shift(np.ones(len(o), dtype=np.int64), shape.shift.numpy()[o]), step.double().numpy()[o],
+                    np.ascontiguousarray(mean.double().numpy()[:, o]), np.ascontiguousarray(scale.double().numpy()[:, o]),
+                    np.ascontiguousarray(weight.double().numpy()[:, o]))
+
+
 class _Bisection:
     """The lock-step decisions of all elements of a call (see the module docstring): first "is it the
     centre symbol c = W + 1" (counts exactly C_{c+1} - C_c against the rest), then "above or below c",
     then bisection over [c - 2^D, c) or [c + 1, c + 1 + 2^D), D = ceil(log2(W + 1)) (C_i = 0 for i <= 0
     and 2^24 for i >= L: a decision with no symbol on one side costs ~1e-7 bit), so a non-centre element
     is decided after exactly D more levels. Elements are kept in the order of decreasing D (stable), so
-    that the undecided ones are always a prefix of the arrays. The encoder, the size estimate and the
-    decoder evaluate the normal CDF (torch's, float64) on the same batches, the same elements in the same
-    order, so vectorised and scalar code paths meet the same elements on every side.
+    that the undecided ones are always a prefix of the arrays (the elements come ordered: :func:`_ordered`).
 
-    ``symbols`` (the encoder's) gives :meth:`truth`; the decoder passes None."""
+    ``symbols`` (the encoder's, by original position) gives :meth:`truth`; the decoder passes None."""
 
-    def __init__(self, mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor, shape: _Shape,
-                 symbols: np.ndarray | None = None):
-        width = shape.width.numpy()
-        depth = np.frexp(width.astype(np.float64))[1].astype(np.int64)  # ceil(log2(W + 1)): exact
-        self.order = np.argsort(-depth, kind="stable")
-        o = self.order
-        self.index = o  # the elements of the arrays, by original position
-        self.depth = depth[o]
-        self.centre = shape.centre.numpy()[o].astype(np.float64)  # exact: |c| <= 2^30
-        self.width = width[o]
-        self.pow2 = np.left_shift(np.ones(len(o), dtype=np.int64), shape.shift.numpy()[o])
-        self.step = step.double().numpy()[o]
-        self.mean, self.scale = mean.double().numpy()[:, o], scale.double().numpy()[:, o]
-        self.weight = weight.double().numpy()[:, o]
+    def __init__(self, calls: "_Ordered", symbols: np.ndarray | None = None):
+        self.index, self.depth, self.centre, self.width = calls.index, calls.depth, calls.centre, calls.width
+        self.pow2, self.step = calls.pow2, calls.step
+        self.mean, self.scale, self.weight = calls.mean, calls.scale, calls.weight
         self.size = 2 * self.width + 3  # L
-        self.symbols = None if symbols is None else symbols[o]
-        self.decided = np.zeros(len(o), dtype=np.int64)  # by original position
-        self.phase, self.levels_done, self.count = 0, 0, len(o)
+        self.symbols = None if symbols is None else symbols[calls.index]
+        self.decided = np.zeros(len(calls.index), dtype=np.int64)  # by original position
+        self.phase, self.levels_done, self.count = 0, 0, len(calls.index)
         self._pending = None
 
     def _cdf(self, index: np.ndarray, m: int) -> np.ndarray:
@@ -125,8 +147,7 @@ class _Bisection:
         x = (self.centre[:m] + edge) * self.step[:m]
         total = np.zeros_like(x)
         for component in range(self.mean.shape[0]):
-            z = torch.from_numpy((x - self.mean[component, :m]) / self.scale[component, :m])
-            total += self.weight[component, :m] * torch.special.ndtr(z).numpy()
+            total += self.weight[component, :m] * normal.cdf((x - self.mean[component, :m]) / self.scale[component, :m])
         scaled = np.round(np.clip(total, 0.0, 1.0) * (PRECISION - (size - 1) * SYMBOL_FLOOR).astype(np.float64))
         values = scaled.astype(np.int64) + inside * SYMBOL_FLOOR
         return np.where(index >= size, PRECISION, np.where(index <= 0, 0, values))
@@ -257,7 +278,22 @@ def _code(symbols: Tensor, mean, scale, weight, step, write: bool) -> _Coded:
     u = torch.div(residual, torch.bitwise_left_shift(torch.ones_like(residual), shape.shift), rounding_mode="floor")
     low = residual - u * torch.bitwise_left_shift(torch.ones_like(u), shape.shift)
     symbol = u.clamp(-shape.width - 1, shape.width + 1) + shape.width + 1
-    bisection = _Bisection(mean, scale, weight, step, shape, symbol.numpy())
+    calls = _ordered(mean, scale, weight, step, shape)
+    module = rangecoder.compiled()
+    if module is not None:
+        bits, message = _decisions_compiled(module, calls, symbol.numpy(), write)
+    else:
+        bits, message = _decisions_reference(calls, symbol.numpy(), write)
+    escaped = u[u.abs() > shape.width]
+    escapes = _varints((escaped.abs() - shape.width[u.abs() > shape.width] - 1).numpy()) if escaped.numel() else b""
+    low_bits = int(shape.shift.sum())
+    packed = _pack_bits([(low, shape.shift)]) if low_bits else b""
+    return _Coded(bits, message, escapes, packed, low_bits)
+
+
+def _decisions_reference(calls: _Ordered, symbol: np.ndarray, write: bool) -> tuple[float, bytes | None]:
+    """(code length in bits, the message or None) of the symbols' decisions, in numpy and constriction."""
+    bisection = _Bisection(calls, symbol)
     encoder = rangecoder.Encoder() if write else None
     bits = 0.0
     while (level := bisection.level()) is not None:
@@ -268,11 +304,25 @@ def _code(symbols: Tensor, mean, scale, weight, step, write: bool) -> _Coded:
         if encoder is not None:
             encoder.rows(decision.astype(np.int32), rangecoder.probabilities(_decision_counts(p_zero)))
         bisection.decide(decision)
-    escaped = u[u.abs() > shape.width]
-    escapes = _varints((escaped.abs() - shape.width[u.abs() > shape.width] - 1).numpy()) if escaped.numel() else b""
-    low_bits = int(shape.shift.sum())
-    packed = _pack_bits([(low, shape.shift)]) if low_bits else b""
-    return _Coded(bits, encoder.getvalue() if encoder is not None else None, escapes, packed, low_bits)
+    return bits, encoder.getvalue() if encoder is not None else None
+
+
+@lru_cache(maxsize=1)
+def _normal_table() -> Tensor:
+    return torch.from_numpy(normal.coefficients().copy())
+
+
+def _compiled_arrays(calls: _Ordered) -> tuple:
+    return (*(torch.from_numpy(a) for a in (calls.width, calls.depth, calls.centre, calls.pow2, calls.step,
+                                              calls.mean, calls.scale, calls.weight)),
+            _normal_table(), normal.LIMIT, normal.PIECES_PER_UNIT, SYMBOL_FLOOR)
+
+
+def _decisions_compiled(module, calls: _Ordered, symbol: np.ndarray, write: bool) -> tuple[float, bytes | None]:
+    """:func:`_decisions_reference` in ``kernels/csrc/mixture_coder.cpp``: the same bits and bytes."""
+    words, bits = module.mixture_encode(torch.from_numpy(np.ascontiguousarray(symbol[calls.index])),
+                                        *_compiled_arrays(calls), write)
+    return float(bits), (words.numpy().view(np.uint32).astype("<u4").tobytes() if write else None)
 
 
 def encode_mixture(out: ByteWriter, symbols: Tensor, mean: Tensor, scale: Tensor, weight: Tensor,
@@ -304,6 +354,31 @@ def mixture_code_bits(symbols: Tensor, mean: Tensor, scale: Tensor, weight: Tens
     return _length(_code(symbols, mean, scale, weight, step, write=False))
 
 
+def _decode_reference(calls: _Ordered, message, reader: ByteReader) -> np.ndarray:
+    """The symbols (0 .. 2W + 2, by original position) of a call's decisions, in numpy and constriction."""
+    decoder = rangecoder.Decoder(message, reader)
+    bisection = _Bisection(calls)
+    while (level := bisection.level()) is not None:
+        _, p_zero = level
+        bisection.decide(decoder.rows(rangecoder.probabilities(_decision_counts(p_zero))) == 1)
+    decoder.finish()
+    return bisection.result()
+
+
+def _decode_compiled(module, calls: _Ordered, message, reader: ByteReader) -> np.ndarray:
+    """:func:`_decode_reference` in ``kernels/csrc/mixture_coder.cpp``: the same symbols, the same refusals."""
+    words = torch.from_numpy(rangecoder.message_words(message, reader).view(np.int32))
+    ordered, status = module.mixture_decode(words, *_compiled_arrays(calls))
+    state = int(status[0])
+    if state == 1:
+        raise reader.error("arithmetic-coded message is corrupt (a code point outside both intervals of a decision)")
+    if state == 2:
+        raise reader.error("arithmetic-coded message: data left after the last symbol")
+    decided = np.empty(len(calls.index), dtype=np.int64)
+    decided[calls.index] = ordered.numpy()
+    return decided
+
+
 def decode_mixture(reader: ByteReader, mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor) -> Tensor:
     """The ``n`` symbols (int64) of a call written by :func:`encode_mixture` with the same parameters."""
     n = mean.shape[1]
@@ -312,13 +387,14 @@ def decode_mixture(reader: ByteReader, mean: Tensor, scale: Tensor, weight: Tens
     _check(mean, scale, weight, step, reader)
     shape = _shapes(mean, scale, weight, step)
     size = _read_varint(reader, "message byte count")
-    decoder = rangecoder.Decoder(reader.take(size, "arithmetic-coded message"), reader)
-    bisection = _Bisection(mean, scale, weight, step, shape)
-    while (level := bisection.level()) is not None:
-        _, p_zero = level
-        bisection.decide(decoder.rows(rangecoder.probabilities(_decision_counts(p_zero))) == 1)
-    decoder.finish()
-    u = torch.from_numpy(bisection.result()) - shape.width - 1
+    message = reader.take(size, "arithmetic-coded message")
+    calls = _ordered(mean, scale, weight, step, shape)
+    module = rangecoder.compiled()
+    if module is not None:
+        decided = _decode_compiled(module, calls, message, reader)
+    else:
+        decided = _decode_reference(calls, message, reader)
+    u = torch.from_numpy(decided) - shape.width - 1
     if (u.abs() > shape.width + 1).any():  # a decision into an empty part of an alphabet
         raise reader.error("a decoded symbol lies outside its alphabet")
     escaped = u.abs() > shape.width

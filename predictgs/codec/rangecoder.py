@@ -65,7 +65,7 @@ def interval_rows(below: np.ndarray, above: np.ndarray) -> tuple[np.ndarray, np.
     return probabilities(np.stack([a, b, c], axis=1)), symbols
 
 
-def _words(data: bytes | memoryview, reader: ByteReader) -> np.ndarray:
+def message_words(data: bytes | memoryview, reader: ByteReader) -> np.ndarray:
     """A message's 32-bit words (little endian in the stream) as native uint32; refused unless whole words."""
     if len(data) % 4:
         raise reader.error(f"an arithmetic-coded message of {len(data)} bytes is not a whole number of words")
@@ -100,7 +100,7 @@ def decode_rows(data: bytes | memoryview, reader: ByteReader, table, starts, len
     only (see :func:`compiled`)."""
     import torch
 
-    words = torch.from_numpy(_words(data, reader).view(np.int32))
+    words = torch.from_numpy(message_words(data, reader).view(np.int32))
     symbols, status = compiled().range_decode(words, table, starts, lengths)
     state, edges = status.tolist()
     if state == 1:
@@ -136,7 +136,7 @@ class Decoder:
 
     def __init__(self, data: bytes | memoryview, reader: ByteReader):
         self.reader = reader
-        self.coder = constriction.stream.queue.RangeDecoder(_words(data, reader))
+        self.coder = constriction.stream.queue.RangeDecoder(message_words(data, reader))
 
     def rows(self, weights: np.ndarray) -> np.ndarray:
         if not len(weights):

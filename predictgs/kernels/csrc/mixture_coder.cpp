@@ -1,0 +1,286 @@
+// HAC++'s mixture streams (predictgs/codec/mixture.py), compiled: the lock-step binary decisions of all elements
+// of a call (is it the centre symbol, above or below it, then bisection), their integer probabilities from the
+// mixture's CDF, and the range coder (range_coder.h).
+//
+// Exactness. The CDF values are the reference's bit for bit: the normal CDF of predictgs/codec/normal.py (its
+// coefficient table is passed in; the same piece index, the same Horner steps, additions and multiplications
+// only, no fused multiply-add: the module is built with -ffp-contract=off), the mixture sum and the rounding
+// to integers in the reference's order, round half to even as numpy's round. The decisions are integer
+// arithmetic, in the reference's order (all elements of a level, in the call's coding order, level by level),
+// so the range coder writes constriction's words for the same decisions: tests/test_codec_compiled.py compares
+// symbols, words and code lengths with the numpy/constriction path.
+#include <torch/extension.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "range_coder.h"
+
+namespace {
+
+using predictgs::RangeDecoder;
+using predictgs::RangeEncoder;
+
+constexpr int64_t kTotal = int64_t{1} << predictgs::kPrecision;
+constexpr int kTerms = 10;  // normal.py's DEGREE + 1
+
+// Python's floor division a // b (the reference's numpy //) for |a| < 2^53 and 0 < b <= 2^24, in float64 (no
+// int64 division): the quotient is correctly rounded, and where |a / b| < 2^24 its rounding error (at most
+// 2^-29) is smaller than the distance of a non-integer quotient from the next integer (at least 1 / b >=
+// 2^-24), so the floor is exact. Quotients outside [0, 2^24) (only from a corrupt stream) stay outside after
+// rounding (0 and 2^24 are exact), and the callers clip them to [1, 2^24 - 1] either way.
+inline int64_t floor_div(int64_t a, int64_t b) {
+  return static_cast<int64_t>(std::floor(static_cast<double>(a) / static_cast<double>(b)));
+}
+
+inline int64_t clip_probability(int64_t p) { return p < 1 ? 1 : (p > kTotal - 1 ? kTotal - 1 : p); }
+
+// normal.cdf of normal.py: Phi(z) from the coefficient table [limit * pieces_per_unit + 1, kTerms].
+inline double normal_cdf(double z, const double* table, double limit, double pieces_per_unit) {
+  double t = std::fabs(z);
+  if (!(t < limit)) t = limit;
+  const double piece = std::floor(t * pieces_per_unit);
+  const double u = t - (piece + 0.5) / pieces_per_unit;
+  const double* row = table + static_cast<int64_t>(piece) * kTerms;
+  // Estrin's scheme, normal.py's order: a short dependency chain (the elements' chains overlap in the CPU)
+  const double u2 = u * u, u4 = u2 * u2;
+  const double low = (row[0] + row[1] * u) + (row[2] + row[3] * u) * u2;
+  const double high = (row[4] + row[5] * u) + (row[6] + row[7] * u) * u2;
+  const double q = (low + high * u4) + (row[8] + row[9] * u) * (u4 * u4);
+  return z < 0 ? q : 1.0 - q;
+}
+
+void check_table(const torch::Tensor& table, double limit, int64_t pieces_per_unit) {
+  TORCH_CHECK(table.dtype() == torch::kFloat64 && table.dim() == 2 && table.size(1) == kTerms,
+              "normal CDF: a float64 coefficient table [pieces + 1, 10]");
+  TORCH_CHECK(pieces_per_unit > 0 && static_cast<double>(table.size(0) - 1) == limit * pieces_per_unit,
+              "normal CDF: the table's pieces do not cover the limit");
+}
+
+// The elements of a call in coding order (sorted by decreasing bisection depth) and the mixture's integer CDF.
+struct Mixtures {
+  int64_t n, components;
+  const int64_t* width;  // W: symbols 0 .. 2W + 2 (the centre is W + 1)
+  const int64_t* depth;  // D = ceil(log2(W + 1))
+  const double* centre;
+  const int64_t* pow2;   // 2^k, the coarse bin
+  const double* step;
+  const double* mean;    // [components, n]
+  const double* scale;
+  const double* weight;
+  const double* table;   // normal.py's coefficients [pieces + 1, kTerms]
+  double limit, pieces_per_unit;  // normal.py's LIMIT and PIECES_PER_UNIT
+  int64_t floor_count;   // SYMBOL_FLOOR
+
+  // C_index of element e (Bisection._cdf): 0 from index 0 down, 2^24 from L up.
+  inline int64_t cdf(int64_t e, int64_t index) const {
+    const int64_t size = 2 * width[e] + 3;
+    if (index <= 0) return 0;
+    if (index >= size) return kTotal;
+    const double edge = static_cast<double>((index - 1 - width[e]) * pow2[e]) - 0.5;
+    const double x = (centre[e] + edge) * step[e];
+    double total = 0.0;
+    for (int64_t k = 0; k < components; ++k) {
+      const int64_t at = k * n + e;
+      total += weight[at] * normal_cdf((x - mean[at]) / scale[at], table, limit, pieces_per_unit);
+    }
+    total = total < 0.0 ? 0.0 : (total > 1.0 ? 1.0 : total);
+    const double span = static_cast<double>(kTotal - (size - 1) * floor_count);
+    return static_cast<int64_t>(std::nearbyint(total * span)) + index * floor_count;
+  }
+};
+
+// One binary decision with P(bit 0) = p / 2^24: the encoder's (the symbol's truth, written) or the decoder's.
+// The code length is kept as a product of the chosen probabilities with a separate power of two (one log2 at
+// the end instead of one per decision).
+struct Writer {
+  RangeEncoder encoder;
+  bool write;
+  double product = 1.0;
+  int64_t exponent = 0;
+  inline bool decide(int64_t p_zero, bool truth) {
+    const int64_t chosen = truth ? kTotal - p_zero : p_zero;
+    product *= static_cast<double>(chosen);
+    exponent -= predictgs::kPrecision;
+    if (product > 0x1p512) {
+      int e;
+      product = std::frexp(product, &e);
+      exponent += e;
+    }
+    if (write) encoder.encode(truth ? static_cast<uint64_t>(p_zero) : 0u, static_cast<uint64_t>(chosen));
+    return truth;
+  }
+  double bits() const { return -(std::log2(product) + static_cast<double>(exponent)); }
+};
+
+struct Reader {
+  RangeDecoder decoder;
+  bool corrupt = false;
+  inline bool decide(int64_t p_zero, bool /*truth*/) {
+    if (corrupt) return false;
+    const int32_t row[3] = {0, static_cast<int32_t>(p_zero), static_cast<int32_t>(kTotal)};
+    int64_t symbol = 0;
+    if (!decoder.decode(row, 3, &symbol)) corrupt = true;
+    return symbol == 1;
+  }
+};
+
+// The decisions of _Bisection (mixture.py) in its order; ``symbols`` (the encoder's, in coding order) give the
+// truth, the decoder passes nullptr. Returns the decided symbols in coding order.
+template <typename Decider>
+std::vector<int64_t> bisect(const Mixtures& m, const int64_t* symbols, Decider& decider) {
+  const int64_t n = m.n;
+  std::vector<int64_t> decided(static_cast<size_t>(n));
+  // Each level first evaluates the CDF values of all its elements (independent of one another, so that the
+  // CPU overlaps their polynomial chains), then makes its decisions in order.
+  // Level 0: is it the centre symbol c = W + 1 (bit 0)?
+  std::vector<int64_t> c_at(static_cast<size_t>(n)), c_next(static_cast<size_t>(n));
+  for (int64_t e = 0; e < n; ++e) {
+    c_at[e] = m.cdf(e, m.width[e] + 1);
+    c_next[e] = m.cdf(e, m.width[e] + 2);
+  }
+  std::vector<int64_t> kept;
+  kept.reserve(static_cast<size_t>(n));
+  for (int64_t e = 0; e < n; ++e) {
+    const int64_t c = m.width[e] + 1;
+    if (decider.decide(c_next[e] - c_at[e], symbols != nullptr && symbols[e] != c)) kept.push_back(e);
+    else decided[e] = c;
+  }
+  // Level 1: above (bit 1) or below the centre.
+  const size_t count = kept.size();
+  std::vector<int64_t> lo(count), c_lo(count), c_hi(count), span(count), c_mid(count);
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t e = kept[i], c = m.width[e] + 1;
+    const int64_t left = c_at[e], right = kTotal - c_next[e];
+    const int64_t p_left = clip_probability(floor_div(left * kTotal + (left + right) / 2, left + right));
+    const bool above = decider.decide(p_left, symbols != nullptr && symbols[e] > c);
+    span[i] = int64_t{1} << m.depth[e];
+    lo[i] = above ? c + 1 : c - span[i];
+    c_lo[i] = above ? c_next[e] : 0;
+    c_hi[i] = above ? kTotal : c_at[e];
+  }
+  // Bisection: level j decides the kept elements with D > j (a prefix: the order is by decreasing D).
+  size_t active = count;
+  for (int64_t level = 0;; ++level) {
+    while (active > 0 && m.depth[kept[active - 1]] <= level) --active;
+    if (active == 0) break;
+    for (size_t i = 0; i < active; ++i) c_mid[i] = m.cdf(kept[i], lo[i] + span[i] / 2);
+    for (size_t i = 0; i < active; ++i) {
+      const int64_t mid = lo[i] + span[i] / 2;
+      const int64_t total = c_hi[i] - c_lo[i] > 1 ? c_hi[i] - c_lo[i] : 1;  // 0 only past the alphabet
+      const int64_t p_left = clip_probability(floor_div((c_mid[i] - c_lo[i]) * kTotal + total / 2, total));
+      if (decider.decide(p_left, symbols != nullptr && symbols[kept[i]] >= mid)) {
+        lo[i] = mid;
+        c_lo[i] = c_mid[i];
+      } else {
+        c_hi[i] = c_mid[i];
+      }
+      span[i] /= 2;
+    }
+  }
+  for (size_t i = 0; i < count; ++i) decided[kept[i]] = lo[i];
+  return decided;
+}
+
+Mixtures mixtures(torch::Tensor& width, torch::Tensor& depth, torch::Tensor& centre, torch::Tensor& pow2,
+                  torch::Tensor& step, torch::Tensor& mean, torch::Tensor& scale, torch::Tensor& weight,
+                  torch::Tensor& table, double limit, int64_t pieces_per_unit, int64_t floor_count) {
+  const int64_t n = width.numel();
+  TORCH_CHECK(width.dtype() == torch::kInt64 && depth.dtype() == torch::kInt64 && pow2.dtype() == torch::kInt64,
+              "mixture coder: int64 width, depth and bin");
+  TORCH_CHECK(centre.dtype() == torch::kFloat64 && step.dtype() == torch::kFloat64 &&
+                  mean.dtype() == torch::kFloat64 && scale.dtype() == torch::kFloat64 &&
+                  weight.dtype() == torch::kFloat64,
+              "mixture coder: float64 parameters");
+  TORCH_CHECK(depth.numel() == n && centre.numel() == n && pow2.numel() == n && step.numel() == n,
+              "mixture coder: one width, depth, centre, bin and step per element");
+  TORCH_CHECK(mean.dim() == 2 && mean.size(1) == n && scale.sizes() == mean.sizes() && weight.sizes() == mean.sizes(),
+              "mixture coder: mean, scale and weight [components, n]");
+  check_table(table, limit, pieces_per_unit);
+  for (torch::Tensor* t : {&width, &depth, &centre, &pow2, &step, &mean, &scale, &weight, &table}) *t = t->contiguous();
+  Mixtures m;
+  m.n = n;
+  m.components = mean.size(0);
+  m.width = width.data_ptr<int64_t>();
+  m.depth = depth.data_ptr<int64_t>();
+  m.centre = centre.data_ptr<double>();
+  m.pow2 = pow2.data_ptr<int64_t>();
+  m.step = step.data_ptr<double>();
+  m.mean = mean.data_ptr<double>();
+  m.scale = scale.data_ptr<double>();
+  m.weight = weight.data_ptr<double>();
+  m.table = table.data_ptr<double>();
+  m.floor_count = floor_count;
+  m.limit = limit;
+  m.pieces_per_unit = static_cast<double>(pieces_per_unit);
+  for (int64_t e = 0; e < n; ++e) {
+    TORCH_CHECK(m.width[e] >= 1 && m.depth[e] >= 1 && m.depth[e] < 32 && m.width[e] < (int64_t{1} << m.depth[e]),
+                "mixture coder: width and depth out of range");
+    TORCH_CHECK(m.pow2[e] >= 1, "mixture coder: a bin of less than one step");
+  }
+  return m;
+}
+
+}  // namespace
+
+// encode_mixture's decisions (mixture.py _code): the symbols (0 .. 2W + 2, coding order) under the mixtures,
+// all arrays in coding order. Returns (words, code length in bits as a float64 scalar); with write false no words.
+std::vector<torch::Tensor> mixture_encode(torch::Tensor symbols, torch::Tensor width, torch::Tensor depth,
+                                          torch::Tensor centre, torch::Tensor pow2, torch::Tensor step,
+                                          torch::Tensor mean, torch::Tensor scale, torch::Tensor weight,
+                                          torch::Tensor table, double limit, int64_t pieces_per_unit,
+                                          int64_t floor_count, bool write) {
+  Mixtures m = mixtures(width, depth, centre, pow2, step, mean, scale, weight, table, limit, pieces_per_unit,
+                        floor_count);
+  TORCH_CHECK(symbols.dtype() == torch::kInt64 && symbols.numel() == m.n, "mixture_encode: one int64 symbol each");
+  symbols = symbols.contiguous();
+  const int64_t* s = symbols.data_ptr<int64_t>();
+  for (int64_t e = 0; e < m.n; ++e)
+    TORCH_CHECK(s[e] >= 0 && s[e] <= 2 * m.width[e] + 2, "mixture_encode: a symbol outside its alphabet");
+  Writer writer;
+  writer.write = write;
+  if (write) writer.encoder.words.reserve(static_cast<size_t>(m.n / 8 + 4));
+  bisect(m, s, writer);
+  std::vector<uint32_t> words = write ? writer.encoder.sealed() : std::vector<uint32_t>();
+  torch::Tensor out = torch::empty({static_cast<int64_t>(words.size())}, torch::TensorOptions().dtype(torch::kInt32));
+  if (!words.empty()) std::memcpy(out.data_ptr<int32_t>(), words.data(), words.size() * sizeof(uint32_t));
+  return {out, torch::full({}, writer.bits(), torch::TensorOptions().dtype(torch::kFloat64))};
+}
+
+// decode_mixture's decisions: the symbols (coding order) of a message written by mixture_encode (or by the
+// reference with constriction). Returns (symbols, status): 0 ok, 1 corrupt data (a code point outside both
+// intervals of a decision), 2 data left after the last decision.
+std::vector<torch::Tensor> mixture_decode(torch::Tensor words, torch::Tensor width, torch::Tensor depth,
+                                          torch::Tensor centre, torch::Tensor pow2, torch::Tensor step,
+                                          torch::Tensor mean, torch::Tensor scale, torch::Tensor weight,
+                                          torch::Tensor table, double limit, int64_t pieces_per_unit,
+                                          int64_t floor_count) {
+  Mixtures m = mixtures(width, depth, centre, pow2, step, mean, scale, weight, table, limit, pieces_per_unit,
+                        floor_count);
+  TORCH_CHECK(words.dtype() == torch::kInt32, "mixture_decode: int32 words");
+  words = words.contiguous();
+  Reader reader{RangeDecoder(reinterpret_cast<const uint32_t*>(words.data_ptr<int32_t>()), words.numel())};
+  std::vector<int64_t> decided = bisect(m, nullptr, reader);
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor symbols = torch::empty({m.n}, i64), status = torch::zeros({1}, i64);
+  if (m.n) std::memcpy(symbols.data_ptr<int64_t>(), decided.data(), decided.size() * sizeof(int64_t));
+  if (reader.corrupt) status.data_ptr<int64_t>()[0] = 1;
+  else if (!reader.decoder.maybe_exhausted()) status.data_ptr<int64_t>()[0] = 2;
+  return {symbols, status};
+}
+
+// normal.cdf of normal.py, elementwise over float64 ``z`` (for the tests' bit-for-bit comparison).
+torch::Tensor normal_cdf(torch::Tensor z, torch::Tensor table, double limit, int64_t pieces_per_unit) {
+  TORCH_CHECK(z.dtype() == torch::kFloat64, "normal_cdf: float64 values");
+  check_table(table, limit, pieces_per_unit);
+  z = z.contiguous();
+  table = table.contiguous();
+  torch::Tensor out = torch::empty_like(z);
+  const double* in = z.data_ptr<double>();
+  double* o = out.data_ptr<double>();
+  const double* t = table.data_ptr<double>();
+  for (int64_t i = 0; i < z.numel(); ++i) o[i] = normal_cdf(in[i], t, limit, static_cast<double>(pieces_per_unit));
+  return out;
+}
