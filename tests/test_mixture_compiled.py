@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 import pytest
 import torch
 
@@ -51,17 +50,33 @@ def encode_with(arguments, compiled: bool):
 
 
 @pytest.mark.parametrize("name, arguments", CALLS, ids=IDS)
+def test_shapes_are_the_references_bit_for_bit(name, arguments):
+    """Centre, bin shift and half-width of every element (float32 operations in torch's order)."""
+    _, mean, scale, weight, step = arguments
+    centre, shift, width, status = kernels.load().mixture_shapes(mean, scale, weight, step)
+    reference = mixture._shapes(mean, scale, weight, step)
+    assert int(status[0]) == 0
+    assert torch.equal(centre, reference.centre) and torch.equal(shift, reference.shift)
+    assert torch.equal(width, reference.width)
+
+
+def symbols_of(symbols, shape):
+    """The coded symbol of each element (0 .. 2W + 2), as mixture._code makes it."""
+    residual = symbols - shape.centre
+    u = torch.div(residual, torch.bitwise_left_shift(torch.ones_like(residual), shape.shift), rounding_mode="floor")
+    return u.clamp(-shape.width - 1, shape.width + 1) + shape.width + 1
+
+
+@pytest.mark.parametrize("name, arguments", CALLS, ids=IDS)
 def test_decisions_are_the_references(name, arguments):
     """The decisions' words and code length, directly (with and without writing)."""
     symbols, mean, scale, weight, step = arguments
     shape = mixture._shapes(mean, scale, weight, step)
-    residual = symbols - shape.centre
-    u = torch.div(residual, torch.bitwise_left_shift(torch.ones_like(residual), shape.shift), rounding_mode="floor")
-    symbol = (u.clamp(-shape.width - 1, shape.width + 1) + shape.width + 1).numpy()
+    symbol = symbols_of(symbols, shape)
     ordered = mixture._ordered(mean, scale, weight, step, shape)
     for write in (True, False):
-        bits, message = mixture._decisions_compiled(kernels.load(), ordered, symbol, write)
-        reference_bits, reference_message = mixture._decisions_reference(ordered, symbol, write)
+        bits, message = mixture._decisions_compiled(kernels.load(), mean, scale, weight, step, shape, symbol, write)
+        reference_bits, reference_message = mixture._decisions_reference(ordered, symbol.numpy(), write)
         assert message == reference_message
         assert bits == pytest.approx(reference_bits, rel=1e-12)
 
@@ -111,8 +126,24 @@ def test_corrupt_calls_give_the_references_result():
 def test_the_compiled_coder_refuses_symbols_outside_their_alphabet():
     symbols, mean, scale, weight, step = random_mixtures(50, seed=15)
     shape = mixture._shapes(mean, scale, weight, step)
-    ordered = mixture._ordered(mean, scale, weight, step, shape)
-    bad = np.zeros(50, dtype=np.int64)
+    bad = torch.zeros(50, dtype=torch.int64)
     bad[7] = 2 * int(shape.width[7]) + 3
     with pytest.raises(RuntimeError, match="outside its alphabet"):
-        mixture._decisions_compiled(kernels.load(), ordered, bad, True)
+        mixture._decisions_compiled(kernels.load(), mean, scale, weight, step, shape, bad, True)
+
+
+@pytest.mark.parametrize("field", ["mean", "scale", "weight", "step"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -1.0])
+def test_invalid_distributions_are_refused_as_by_the_reference(field, value):
+    symbols, mean, scale, weight, step = random_mixtures(40, seed=16)
+    arguments = {"mean": mean, "scale": scale, "weight": weight, "step": step}
+    target = arguments[field]
+    target.view(-1)[5] = value
+    valid = value == value and abs(value) != float("inf") and (field in ("mean", "weight") or value > 0)
+    for compiled in (True, False):
+        with backend(compiled):
+            if valid:
+                mixture.encode_mixture(ByteWriter(), symbols, mean, scale, weight, step)
+            else:
+                with pytest.raises(ValueError, match="invalid mixture distributions"):
+                    mixture.encode_mixture(ByteWriter(), symbols, mean, scale, weight, step)

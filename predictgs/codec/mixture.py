@@ -272,18 +272,36 @@ class _Coded(NamedTuple):
     low_bits: int
 
 
+def _compiled(mean, scale, weight, step):
+    """The compiled coder for these parameters (float32, as the entropy models give them), or None."""
+    if not all(t.dtype == torch.float32 for t in (mean, scale, weight, step)):
+        return None
+    return rangecoder.compiled()
+
+
+def _plan(module, mean, scale, weight, step, reader: ByteReader | None = None, check: bool = True) -> _Shape:
+    """:func:`_check` (where ``check``) and :func:`_shapes`, by ``mixture_coder.cpp`` where ``module`` is given
+    (the same numbers: float32 operations in torch's order, then float64)."""
+    if module is not None:
+        centre, shift, width, status = module.mixture_shapes(mean, scale, weight, step)
+        if not int(status[0]):
+            return _Shape(centre, shift, width)
+    if check:
+        _check(mean, scale, weight, step, reader)
+    return _shapes(mean, scale, weight, step)
+
+
 def _code(symbols: Tensor, mean, scale, weight, step, write: bool) -> _Coded:
-    shape = _shapes(mean, scale, weight, step)
+    module = _compiled(mean, scale, weight, step)
+    shape = _plan(module, mean, scale, weight, step, check=write)
     residual = symbols - shape.centre
     u = torch.div(residual, torch.bitwise_left_shift(torch.ones_like(residual), shape.shift), rounding_mode="floor")
     low = residual - u * torch.bitwise_left_shift(torch.ones_like(u), shape.shift)
     symbol = u.clamp(-shape.width - 1, shape.width + 1) + shape.width + 1
-    calls = _ordered(mean, scale, weight, step, shape)
-    module = rangecoder.compiled()
     if module is not None:
-        bits, message = _decisions_compiled(module, calls, symbol.numpy(), write)
+        bits, message = _decisions_compiled(module, mean, scale, weight, step, shape, symbol, write)
     else:
-        bits, message = _decisions_reference(calls, symbol.numpy(), write)
+        bits, message = _decisions_reference(_ordered(mean, scale, weight, step, shape), symbol.numpy(), write)
     escaped = u[u.abs() > shape.width]
     escapes = _varints((escaped.abs() - shape.width[u.abs() > shape.width] - 1).numpy()) if escaped.numel() else b""
     low_bits = int(shape.shift.sum())
@@ -312,16 +330,16 @@ def _normal_table() -> Tensor:
     return torch.from_numpy(normal.coefficients().copy())
 
 
-def _compiled_arrays(calls: _Ordered) -> tuple:
-    return (*(torch.from_numpy(a) for a in (calls.width, calls.depth, calls.centre, calls.pow2, calls.step,
-                                              calls.mean, calls.scale, calls.weight)),
-            _normal_table(), normal.LIMIT, normal.PIECES_PER_UNIT, SYMBOL_FLOOR)
+def _compiled_arguments(mean, scale, weight, step, shape: _Shape) -> tuple:
+    return (mean, scale, weight, step, shape.centre, shape.shift, shape.width, _normal_table(), normal.LIMIT,
+            normal.PIECES_PER_UNIT, SYMBOL_FLOOR)
 
 
-def _decisions_compiled(module, calls: _Ordered, symbol: np.ndarray, write: bool) -> tuple[float, bytes | None]:
-    """:func:`_decisions_reference` in ``kernels/csrc/mixture_coder.cpp``: the same bits and bytes."""
-    words, bits = module.mixture_encode(torch.from_numpy(np.ascontiguousarray(symbol[calls.index])),
-                                        *_compiled_arrays(calls), write)
+def _decisions_compiled(module, mean, scale, weight, step, shape: _Shape, symbol: Tensor,
+                        write: bool) -> tuple[float, bytes | None]:
+    """:func:`_decisions_reference` in ``kernels/csrc/mixture_coder.cpp`` (which orders the elements itself):
+    the same bits and bytes."""
+    words, bits = module.mixture_encode(symbol, *_compiled_arguments(mean, scale, weight, step, shape), write)
     return float(bits), (words.numpy().view(np.uint32).astype("<u4").tobytes() if write else None)
 
 
@@ -331,7 +349,6 @@ def encode_mixture(out: ByteWriter, symbols: Tensor, mean: Tensor, scale: Tensor
     float32, scale floored, weights summing to 1) on the grid ``step`` [n]; returns its code length."""
     if symbols.shape[0] == 0:
         return CodeLength(0.0, 0.0)
-    _check(mean, scale, weight, step)
     coded = _code(symbols, mean, scale, weight, step, write=True)
     out.raw(_varint_bytes(len(coded.message))).raw(coded.message)
     out.raw(_varint_bytes(len(coded.escapes))).raw(coded.escapes).raw(coded.low)
@@ -365,18 +382,16 @@ def _decode_reference(calls: _Ordered, message, reader: ByteReader) -> np.ndarra
     return bisection.result()
 
 
-def _decode_compiled(module, calls: _Ordered, message, reader: ByteReader) -> np.ndarray:
+def _decode_compiled(module, mean, scale, weight, step, shape: _Shape, message, reader: ByteReader) -> np.ndarray:
     """:func:`_decode_reference` in ``kernels/csrc/mixture_coder.cpp``: the same symbols, the same refusals."""
     words = torch.from_numpy(rangecoder.message_words(message, reader).view(np.int32))
-    ordered, status = module.mixture_decode(words, *_compiled_arrays(calls))
+    decided, status = module.mixture_decode(words, *_compiled_arguments(mean, scale, weight, step, shape))
     state = int(status[0])
     if state == 1:
         raise reader.error("arithmetic-coded message is corrupt (a code point outside both intervals of a decision)")
     if state == 2:
         raise reader.error("arithmetic-coded message: data left after the last symbol")
-    decided = np.empty(len(calls.index), dtype=np.int64)
-    decided[calls.index] = ordered.numpy()
-    return decided
+    return decided.numpy()
 
 
 def decode_mixture(reader: ByteReader, mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor) -> Tensor:
@@ -384,16 +399,14 @@ def decode_mixture(reader: ByteReader, mean: Tensor, scale: Tensor, weight: Tens
     n = mean.shape[1]
     if n == 0:
         return torch.zeros(0, dtype=torch.int64)
-    _check(mean, scale, weight, step, reader)
-    shape = _shapes(mean, scale, weight, step)
+    module = _compiled(mean, scale, weight, step)
+    shape = _plan(module, mean, scale, weight, step, reader)
     size = _read_varint(reader, "message byte count")
     message = reader.take(size, "arithmetic-coded message")
-    calls = _ordered(mean, scale, weight, step, shape)
-    module = rangecoder.compiled()
     if module is not None:
-        decided = _decode_compiled(module, calls, message, reader)
+        decided = _decode_compiled(module, mean, scale, weight, step, shape, message, reader)
     else:
-        decided = _decode_reference(calls, message, reader)
+        decided = _decode_reference(_ordered(mean, scale, weight, step, shape), message, reader)
     u = torch.from_numpy(decided) - shape.width - 1
     if (u.abs() > shape.width + 1).any():  # a decision into an empty part of an alphabet
         raise reader.error("a decoded symbol lies outside its alphabet")

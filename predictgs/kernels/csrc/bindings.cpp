@@ -50,16 +50,16 @@ std::vector<torch::Tensor> gaussian_values(torch::Tensor symbol, torch::Tensor c
                                            torch::Tensor width, torch::Tensor order, torch::Tensor class_width,
                                            torch::Tensor excess, torch::Tensor coarse, torch::Tensor low,
                                            double escape_limit, double value_limit);
-std::vector<torch::Tensor> mixture_encode(torch::Tensor symbols, torch::Tensor width, torch::Tensor depth,
-                                          torch::Tensor centre, torch::Tensor pow2, torch::Tensor step,
-                                          torch::Tensor mean, torch::Tensor scale, torch::Tensor weight,
-                                          torch::Tensor table, double limit, int64_t pieces_per_unit,
-                                          int64_t floor_count, bool write);
-std::vector<torch::Tensor> mixture_decode(torch::Tensor words, torch::Tensor width, torch::Tensor depth,
-                                          torch::Tensor centre, torch::Tensor pow2, torch::Tensor step,
-                                          torch::Tensor mean, torch::Tensor scale, torch::Tensor weight,
-                                          torch::Tensor table, double limit, int64_t pieces_per_unit,
-                                          int64_t floor_count);
+std::vector<torch::Tensor> mixture_shapes(torch::Tensor mean, torch::Tensor scale, torch::Tensor weight,
+                                          torch::Tensor step);
+std::vector<torch::Tensor> mixture_encode(torch::Tensor symbols, torch::Tensor mean, torch::Tensor scale,
+                                          torch::Tensor weight, torch::Tensor step, torch::Tensor centre,
+                                          torch::Tensor shift, torch::Tensor width, torch::Tensor table, double limit,
+                                          int64_t pieces_per_unit, int64_t floor_count, bool write);
+std::vector<torch::Tensor> mixture_decode(torch::Tensor words, torch::Tensor mean, torch::Tensor scale,
+                                          torch::Tensor weight, torch::Tensor step, torch::Tensor centre,
+                                          torch::Tensor shift, torch::Tensor width, torch::Tensor table, double limit,
+                                          int64_t pieces_per_unit, int64_t floor_count);
 torch::Tensor normal_cdf(torch::Tensor z, torch::Tensor table, double limit, int64_t pieces_per_unit);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -79,6 +79,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("range_encode", &range_encode, "range-code symbols given their table intervals (constriction's bytes)");
   m.def("gaussian_values", &gaussian_values, "the decoded values of a Gaussian stream (codec/arithmetic.py)");
   m.def("range_decode", &range_decode, "decode a range-coded message row by row (constriction's reading)");
+  m.def("mixture_shapes", &mixture_shapes, "the mixtures' centres, bin shifts and half-widths (codec/mixture.py)");
   m.def("mixture_encode", &mixture_encode, "code HAC++'s mixture symbols by bisection (codec/mixture.py)");
   m.def("mixture_decode", &mixture_decode, "decode HAC++'s mixture symbols (codec/mixture.py)");
   m.def("normal_cdf", &normal_cdf, "the mixture coder's normal CDF (codec/normal.py), elementwise");

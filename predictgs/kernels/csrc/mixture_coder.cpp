@@ -59,17 +59,19 @@ void check_table(const torch::Tensor& table, double limit, int64_t pieces_per_un
               "normal CDF: the table's pieces do not cover the limit");
 }
 
-// The elements of a call in coding order (sorted by decreasing bisection depth) and the mixture's integer CDF.
+// The elements of a call (float32 parameters as the entropy model gives them, by original position), their
+// coding order (decreasing bisection depth, stable: mixture.py _ordered) and the mixture's integer CDF.
 struct Mixtures {
   int64_t n, components;
+  const float* mean;     // [components, n]
+  const float* scale;
+  const float* weight;
+  const float* step;     // [n]
+  const int64_t* centre;
+  const int64_t* shift;  // k: coarse bins of 2^k steps
   const int64_t* width;  // W: symbols 0 .. 2W + 2 (the centre is W + 1)
-  const int64_t* depth;  // D = ceil(log2(W + 1))
-  const double* centre;
-  const int64_t* pow2;   // 2^k, the coarse bin
-  const double* step;
-  const double* mean;    // [components, n]
-  const double* scale;
-  const double* weight;
+  std::vector<int64_t> depth;  // D = ceil(log2(W + 1))
+  std::vector<int64_t> order;  // the coding order
   const double* table;   // normal.py's coefficients [pieces + 1, kTerms]
   double limit, pieces_per_unit;  // normal.py's LIMIT and PIECES_PER_UNIT
   int64_t floor_count;   // SYMBOL_FLOOR
@@ -79,12 +81,13 @@ struct Mixtures {
     const int64_t size = 2 * width[e] + 3;
     if (index <= 0) return 0;
     if (index >= size) return kTotal;
-    const double edge = static_cast<double>((index - 1 - width[e]) * pow2[e]) - 0.5;
-    const double x = (centre[e] + edge) * step[e];
+    const double edge = static_cast<double>((index - 1 - width[e]) * (int64_t{1} << shift[e])) - 0.5;
+    const double x = (static_cast<double>(centre[e]) + edge) * static_cast<double>(step[e]);
     double total = 0.0;
     for (int64_t k = 0; k < components; ++k) {
       const int64_t at = k * n + e;
-      total += weight[at] * normal_cdf((x - mean[at]) / scale[at], table, limit, pieces_per_unit);
+      const double z = (x - static_cast<double>(mean[at])) / static_cast<double>(scale[at]);
+      total += static_cast<double>(weight[at]) * normal_cdf(z, table, limit, pieces_per_unit);
     }
     total = total < 0.0 ? 0.0 : (total > 1.0 ? 1.0 : total);
     const double span = static_cast<double>(kTotal - (size - 1) * floor_count);
@@ -127,8 +130,8 @@ struct Reader {
   }
 };
 
-// The decisions of _Bisection (mixture.py) in its order; ``symbols`` (the encoder's, in coding order) give the
-// truth, the decoder passes nullptr. Returns the decided symbols in coding order.
+// The decisions of _Bisection (mixture.py) in its order; ``symbols`` (the encoder's, by original position) give
+// the truth, the decoder passes nullptr. Returns the decided symbols by original position.
 template <typename Decider>
 std::vector<int64_t> bisect(const Mixtures& m, const int64_t* symbols, Decider& decider) {
   const int64_t n = m.n;
@@ -137,13 +140,13 @@ std::vector<int64_t> bisect(const Mixtures& m, const int64_t* symbols, Decider& 
   // CPU overlaps their polynomial chains), then makes its decisions in order.
   // Level 0: is it the centre symbol c = W + 1 (bit 0)?
   std::vector<int64_t> c_at(static_cast<size_t>(n)), c_next(static_cast<size_t>(n));
-  for (int64_t e = 0; e < n; ++e) {
+  for (const int64_t e : m.order) {
     c_at[e] = m.cdf(e, m.width[e] + 1);
     c_next[e] = m.cdf(e, m.width[e] + 2);
   }
   std::vector<int64_t> kept;
   kept.reserve(static_cast<size_t>(n));
-  for (int64_t e = 0; e < n; ++e) {
+  for (const int64_t e : m.order) {
     const int64_t c = m.width[e] + 1;
     if (decider.decide(c_next[e] - c_at[e], symbols != nullptr && symbols[e] != c)) kept.push_back(e);
     else decided[e] = c;
@@ -184,56 +187,159 @@ std::vector<int64_t> bisect(const Mixtures& m, const int64_t* symbols, Decider& 
   return decided;
 }
 
-Mixtures mixtures(torch::Tensor& width, torch::Tensor& depth, torch::Tensor& centre, torch::Tensor& pow2,
-                  torch::Tensor& step, torch::Tensor& mean, torch::Tensor& scale, torch::Tensor& weight,
-                  torch::Tensor& table, double limit, int64_t pieces_per_unit, int64_t floor_count) {
-  const int64_t n = width.numel();
-  TORCH_CHECK(width.dtype() == torch::kInt64 && depth.dtype() == torch::kInt64 && pow2.dtype() == torch::kInt64,
-              "mixture coder: int64 width, depth and bin");
-  TORCH_CHECK(centre.dtype() == torch::kFloat64 && step.dtype() == torch::kFloat64 &&
-                  mean.dtype() == torch::kFloat64 && scale.dtype() == torch::kFloat64 &&
-                  weight.dtype() == torch::kFloat64,
-              "mixture coder: float64 parameters");
-  TORCH_CHECK(depth.numel() == n && centre.numel() == n && pow2.numel() == n && step.numel() == n,
-              "mixture coder: one width, depth, centre, bin and step per element");
-  TORCH_CHECK(mean.dim() == 2 && mean.size(1) == n && scale.sizes() == mean.sizes() && weight.sizes() == mean.sizes(),
-              "mixture coder: mean, scale and weight [components, n]");
+// The shape of an element (mixture.py _shapes) from float32 parameters, with torch's float32 operations in
+// torch's order (the weighted sums over the components accumulate in component order), then float64.
+struct Shape {
+  int64_t centre, shift, width;
+};
+
+constexpr double kFineSpread = 32.0;  // mixture.py FINE_SPREAD, COVERAGE, REACH, MAX_HALF_WIDTH, MAX_LOW_BITS,
+constexpr double kCoverage = 3.0;     // CENTRE_LIMIT (tests/test_mixture_compiled.py compares the shapes)
+constexpr double kReach = 6.0;
+constexpr int64_t kMaxHalfWidth = 4096;
+constexpr int64_t kMaxLowBits = 30;
+constexpr float kCentreLimit = 1073741824.0f;  // 2^30
+
+inline Shape element_shape(const float* mean, const float* scale, const float* weight, float step, int64_t n,
+                           int64_t components, int64_t e) {
+  float mixed = weight[e] * mean[e];
+  for (int64_t k = 1; k < components; ++k) mixed += weight[k * n + e] * mean[k * n + e];
+  float c = std::nearbyint(mixed / step);
+  if (std::isnan(c)) c = 0.0f;
+  c = c < -kCentreLimit ? -kCentreLimit : (c > kCentreLimit ? kCentreLimit : c);
+  const int64_t centre = static_cast<int64_t>(c);
+  float second = 0.0f;
+  for (int64_t k = 0; k < components; ++k) {
+    const int64_t at = k * n + e;
+    const float d = mean[at] - mixed;
+    const float term = weight[at] * (scale[at] * scale[at] + d * d);
+    second = k == 0 ? term : second + term;
+  }
+  const double limit = kFineSpread * 1073741824.0;  // FINE_SPREAD 2^MAX_LOW_BITS
+  double spread = static_cast<double>(std::sqrt(second) / step);
+  if (std::isnan(spread) || spread > limit) spread = limit;
+  int exponent = 0;
+  const double mantissa = std::frexp(spread / kFineSpread, &exponent);
+  int64_t shift = mantissa == 0.5 ? exponent - 1 : exponent;
+  shift = shift < 0 ? 0 : (shift > kMaxLowBits ? kMaxLowBits : shift);
+  if (!(spread > kFineSpread)) shift = 0;
+  const double bin_steps = std::ldexp(1.0, static_cast<int>(shift));
+  double reach = 0.0;
+  for (int64_t k = 0; k < components; ++k) {
+    const int64_t at = k * n + e;
+    const double r = std::fabs(static_cast<double>(mean[at]) / static_cast<double>(step) - static_cast<double>(centre)) +
+                     kReach * static_cast<double>(scale[at]) / static_cast<double>(step);
+    reach = k == 0 || std::isnan(r) || r > reach ? r : reach;
+  }
+  if (std::isnan(reach) || reach > limit) reach = limit;
+  const double wide = kCoverage * spread > reach ? kCoverage * spread : reach;
+  double width = std::ceil(wide / bin_steps) + 1.0;
+  if (width > static_cast<double>(kMaxHalfWidth)) width = static_cast<double>(kMaxHalfWidth);
+  return {centre, shift, static_cast<int64_t>(width)};
+}
+
+void check_parameters(const torch::Tensor& mean, const torch::Tensor& scale, const torch::Tensor& weight,
+                      const torch::Tensor& step) {
+  TORCH_CHECK(mean.dtype() == torch::kFloat32 && scale.dtype() == torch::kFloat32 &&
+                  weight.dtype() == torch::kFloat32 && step.dtype() == torch::kFloat32,
+              "mixture coder: float32 parameters");
+  TORCH_CHECK(mean.dim() == 2 && mean.size(0) >= 1 && scale.sizes() == mean.sizes() && weight.sizes() == mean.sizes() &&
+                  step.dim() == 1 && step.size(0) == mean.size(1),
+              "mixture coder: mean, scale and weight [components, n], step [n]");
+}
+
+Mixtures mixtures(torch::Tensor& mean, torch::Tensor& scale, torch::Tensor& weight, torch::Tensor& step,
+                  torch::Tensor& centre, torch::Tensor& shift, torch::Tensor& width, torch::Tensor& table,
+                  double limit, int64_t pieces_per_unit, int64_t floor_count) {
+  check_parameters(mean, scale, weight, step);
+  const int64_t n = mean.size(1);
+  TORCH_CHECK(centre.dtype() == torch::kInt64 && shift.dtype() == torch::kInt64 && width.dtype() == torch::kInt64 &&
+                  centre.numel() == n && shift.numel() == n && width.numel() == n,
+              "mixture coder: int64 centre, shift and width, one each");
   check_table(table, limit, pieces_per_unit);
-  for (torch::Tensor* t : {&width, &depth, &centre, &pow2, &step, &mean, &scale, &weight, &table}) *t = t->contiguous();
+  for (torch::Tensor* t : {&mean, &scale, &weight, &step, &centre, &shift, &width, &table}) *t = t->contiguous();
   Mixtures m;
   m.n = n;
   m.components = mean.size(0);
+  m.mean = mean.data_ptr<float>();
+  m.scale = scale.data_ptr<float>();
+  m.weight = weight.data_ptr<float>();
+  m.step = step.data_ptr<float>();
+  m.centre = centre.data_ptr<int64_t>();
+  m.shift = shift.data_ptr<int64_t>();
   m.width = width.data_ptr<int64_t>();
-  m.depth = depth.data_ptr<int64_t>();
-  m.centre = centre.data_ptr<double>();
-  m.pow2 = pow2.data_ptr<int64_t>();
-  m.step = step.data_ptr<double>();
-  m.mean = mean.data_ptr<double>();
-  m.scale = scale.data_ptr<double>();
-  m.weight = weight.data_ptr<double>();
   m.table = table.data_ptr<double>();
   m.floor_count = floor_count;
   m.limit = limit;
   m.pieces_per_unit = static_cast<double>(pieces_per_unit);
+  // Depth and the coding order: a stable counting sort by decreasing depth (numpy's stable argsort of -D).
+  m.depth.resize(static_cast<size_t>(n));
+  std::vector<int64_t> start(34, 0);
   for (int64_t e = 0; e < n; ++e) {
-    TORCH_CHECK(m.width[e] >= 1 && m.depth[e] >= 1 && m.depth[e] < 32 && m.width[e] < (int64_t{1} << m.depth[e]),
-                "mixture coder: width and depth out of range");
-    TORCH_CHECK(m.pow2[e] >= 1, "mixture coder: a bin of less than one step");
+    TORCH_CHECK(m.width[e] >= 1 && m.width[e] <= kMaxHalfWidth, "mixture coder: a half-width out of range");
+    TORCH_CHECK(m.shift[e] >= 0 && m.shift[e] <= kMaxLowBits, "mixture coder: a bin shift out of range");
+    int64_t d = 0;
+    while ((int64_t{1} << d) <= m.width[e]) ++d;
+    m.depth[e] = d;
+    ++start[33 - d];
   }
+  for (size_t b = 1; b < start.size(); ++b) start[b] += start[b - 1];
+  m.order.resize(static_cast<size_t>(n));
+  for (int64_t e = n - 1; e >= 0; --e) m.order[--start[33 - m.depth[e]]] = e;
   return m;
 }
 
 }  // namespace
 
-// encode_mixture's decisions (mixture.py _code): the symbols (0 .. 2W + 2, coding order) under the mixtures,
-// all arrays in coding order. Returns (words, code length in bits as a float64 scalar); with write false no words.
-std::vector<torch::Tensor> mixture_encode(torch::Tensor symbols, torch::Tensor width, torch::Tensor depth,
-                                          torch::Tensor centre, torch::Tensor pow2, torch::Tensor step,
-                                          torch::Tensor mean, torch::Tensor scale, torch::Tensor weight,
-                                          torch::Tensor table, double limit, int64_t pieces_per_unit,
-                                          int64_t floor_count, bool write) {
-  Mixtures m = mixtures(width, depth, centre, pow2, step, mean, scale, weight, table, limit, pieces_per_unit,
-                        floor_count);
+// mixture.py _check and _shapes: (centre, shift, width, status), status 1 where the parameters are not valid
+// distributions (a mean, scale, weight or step not finite, a scale or step not positive).
+std::vector<torch::Tensor> mixture_shapes(torch::Tensor mean, torch::Tensor scale, torch::Tensor weight,
+                                          torch::Tensor step) {
+  check_parameters(mean, scale, weight, step);
+  mean = mean.contiguous();
+  scale = scale.contiguous();
+  weight = weight.contiguous();
+  step = step.contiguous();
+  const int64_t n = mean.size(1), components = mean.size(0);
+  const float* mu = mean.data_ptr<float>();
+  const float* sigma = scale.data_ptr<float>();
+  const float* w = weight.data_ptr<float>();
+  const float* q = step.data_ptr<float>();
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor centre = torch::empty({n}, i64), shift = torch::empty({n}, i64), width = torch::empty({n}, i64);
+  torch::Tensor status = torch::zeros({1}, i64);
+  for (int64_t i = 0; i < components * n; ++i) {
+    if (!std::isfinite(mu[i]) || !std::isfinite(w[i]) || !std::isfinite(sigma[i]) || !(sigma[i] > 0.0f)) {
+      status.data_ptr<int64_t>()[0] = 1;
+      return {centre, shift, width, status};
+    }
+  }
+  for (int64_t e = 0; e < n; ++e) {
+    if (!std::isfinite(q[e]) || !(q[e] > 0.0f)) {
+      status.data_ptr<int64_t>()[0] = 1;
+      return {centre, shift, width, status};
+    }
+  }
+  int64_t* c = centre.data_ptr<int64_t>();
+  int64_t* k = shift.data_ptr<int64_t>();
+  int64_t* W = width.data_ptr<int64_t>();
+  for (int64_t e = 0; e < n; ++e) {
+    const Shape s = element_shape(mu, sigma, w, q[e], n, components, e);
+    c[e] = s.centre;
+    k[e] = s.shift;
+    W[e] = s.width;
+  }
+  return {centre, shift, width, status};
+}
+
+// encode_mixture's decisions (mixture.py _code): the symbols (0 .. 2W + 2, by original position) under the
+// mixtures (float32 parameters, the shapes of mixture_shapes). Returns (words, code length in bits as a float64
+// scalar); with write false no words.
+std::vector<torch::Tensor> mixture_encode(torch::Tensor symbols, torch::Tensor mean, torch::Tensor scale,
+                                          torch::Tensor weight, torch::Tensor step, torch::Tensor centre,
+                                          torch::Tensor shift, torch::Tensor width, torch::Tensor table, double limit,
+                                          int64_t pieces_per_unit, int64_t floor_count, bool write) {
+  Mixtures m = mixtures(mean, scale, weight, step, centre, shift, width, table, limit, pieces_per_unit, floor_count);
   TORCH_CHECK(symbols.dtype() == torch::kInt64 && symbols.numel() == m.n, "mixture_encode: one int64 symbol each");
   symbols = symbols.contiguous();
   const int64_t* s = symbols.data_ptr<int64_t>();
@@ -249,16 +355,14 @@ std::vector<torch::Tensor> mixture_encode(torch::Tensor symbols, torch::Tensor w
   return {out, torch::full({}, writer.bits(), torch::TensorOptions().dtype(torch::kFloat64))};
 }
 
-// decode_mixture's decisions: the symbols (coding order) of a message written by mixture_encode (or by the
-// reference with constriction). Returns (symbols, status): 0 ok, 1 corrupt data (a code point outside both
+// decode_mixture's decisions: the symbols (by original position) of a message written by mixture_encode (or by
+// the reference with constriction). Returns (symbols, status): 0 ok, 1 corrupt data (a code point outside both
 // intervals of a decision), 2 data left after the last decision.
-std::vector<torch::Tensor> mixture_decode(torch::Tensor words, torch::Tensor width, torch::Tensor depth,
-                                          torch::Tensor centre, torch::Tensor pow2, torch::Tensor step,
-                                          torch::Tensor mean, torch::Tensor scale, torch::Tensor weight,
-                                          torch::Tensor table, double limit, int64_t pieces_per_unit,
-                                          int64_t floor_count) {
-  Mixtures m = mixtures(width, depth, centre, pow2, step, mean, scale, weight, table, limit, pieces_per_unit,
-                        floor_count);
+std::vector<torch::Tensor> mixture_decode(torch::Tensor words, torch::Tensor mean, torch::Tensor scale,
+                                          torch::Tensor weight, torch::Tensor step, torch::Tensor centre,
+                                          torch::Tensor shift, torch::Tensor width, torch::Tensor table, double limit,
+                                          int64_t pieces_per_unit, int64_t floor_count) {
+  Mixtures m = mixtures(mean, scale, weight, step, centre, shift, width, table, limit, pieces_per_unit, floor_count);
   TORCH_CHECK(words.dtype() == torch::kInt32, "mixture_decode: int32 words");
   words = words.contiguous();
   Reader reader{RangeDecoder(reinterpret_cast<const uint32_t*>(words.data_ptr<int32_t>()), words.numel())};
