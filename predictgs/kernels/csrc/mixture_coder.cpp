@@ -26,13 +26,10 @@ using predictgs::RangeEncoder;
 constexpr int64_t kTotal = int64_t{1} << predictgs::kPrecision;
 constexpr int kTerms = 10;  // normal.py's DEGREE + 1
 
-// Python's floor division a // b (the reference's numpy //) for |a| < 2^53 and 0 < b <= 2^24, in float64 (no
-// int64 division): the quotient is correctly rounded, and where |a / b| < 2^24 its rounding error (at most
-// 2^-29) is smaller than the distance of a non-integer quotient from the next integer (at least 1 / b >=
-// 2^-24), so the floor is exact. Quotients outside [0, 2^24) (only from a corrupt stream) stay outside after
-// rounding (0 and 2^24 are exact), and the callers clip them to [1, 2^24 - 1] either way.
+// Python's floor division a // b (the reference divides with numpy's //), for a positive divisor.
 inline int64_t floor_div(int64_t a, int64_t b) {
-  return static_cast<int64_t>(std::floor(static_cast<double>(a) / static_cast<double>(b)));
+  const int64_t q = a / b;
+  return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
 inline int64_t clip_probability(int64_t p) { return p < 1 ? 1 : (p > kTotal - 1 ? kTotal - 1 : p); }
