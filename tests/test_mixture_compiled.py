@@ -4,16 +4,13 @@ same refusals. The rest of the test suite runs HAC++'s codec with whichever back
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 
 from predictgs import kernels
 from predictgs.codec import mixture
 from predictgs.codec.container import ByteReader, ByteWriter
-from predictgs.errors import BitstreamError
-from test_codec_compiled import backend
+from test_codec_compiled import assert_corruptions_agree, backend
 from test_hacpp import random_mixtures
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="the compiled CPU kernels cannot be built here")
@@ -101,26 +98,8 @@ def test_corrupt_calls_give_the_references_result():
     arguments = random_mixtures(1500, seed=14, spread=60.0, outliers=0.01)  # coarse bins: raw low bits
     _, mean, scale, weight, step = arguments
     data, _ = encode_with(arguments, compiled=True)
-    rng = random.Random(1)
-    outcomes = set()
-    for _ in range(200):
-        corrupt = bytearray(data)
-        for _ in range(rng.randint(1, 3)):
-            corrupt[rng.randrange(len(corrupt))] = rng.randrange(256)
-        if rng.random() < 0.2:
-            corrupt = corrupt[:rng.randrange(len(corrupt))]
-        results = []
-        for compiled in (True, False):
-            reader = ByteReader(bytes(corrupt), "call")
-            try:
-                with backend(compiled):
-                    values = mixture.decode_mixture(reader, mean, scale, weight, step)
-                results.append(("ok", values.tolist(), reader.offset))
-            except BitstreamError:
-                results.append(("error",))
-        assert results[0] == results[1]
-        outcomes.add(results[0][0])
-    assert outcomes == {"ok", "error"}  # both kinds were met
+    assert_corruptions_agree(data, lambda reader: mixture.decode_mixture(reader, mean, scale, weight, step), 200,
+                             seed=1)
 
 
 def test_the_compiled_coder_refuses_symbols_outside_their_alphabet():
