@@ -35,9 +35,9 @@ Exactness: both sides compute the parameters in float32 from the same numbers (s
 any batch and thread split, which torch's ``ndtr`` does not promise), and the decisions from integer
 arithmetic.
 
-Compiled twin. Where the compiled CPU kernels are built (:mod:`predictgs.kernels`), the decisions, their
-probabilities and the range coding run in ``kernels/csrc/mixture_coder.cpp``: the same float64 operations in
-the same order and constriction's coder algorithm, so the same bytes and symbols as the numpy/constriction
+Compiled twin. Where the compiled CPU kernels are built (:mod:`predictgs.kernels`), the shapes, the coding
+order, the decisions, their probabilities and the range coding run in ``kernels/csrc/mixture_coder.cpp``: the
+same float32 and float64 operations in the same order and constriction's coder algorithm, so the same bytes and symbols as the numpy/constriction
 path here, which remains for machines without a compiler and as the reference
 (tests/test_mixture_compiled.py). About 2.5-4x faster per element (docs/bitstream.md, Speed).
 """
@@ -96,7 +96,7 @@ def _shapes(mean: Tensor, scale: Tensor, weight: Tensor, step: Tensor) -> _Shape
 
 class _Ordered(NamedTuple):
     """The elements of a call in coding order (decreasing bisection depth, stable) and their parameters as
-    float64 numpy arrays, for :class:`_Bisection` and the compiled twin alike."""
+    float64 numpy arrays, for :class:`_Bisection` (the compiled twin orders them itself, the same way)."""
 
     index: np.ndarray  # original positions
     depth: np.ndarray  # D = ceil(log2(W + 1))
@@ -129,7 +129,7 @@ class _Bisection:
 
     ``symbols`` (the encoder's, by original position) gives :meth:`truth`; the decoder passes None."""
 
-    def __init__(self, calls: "_Ordered", symbols: np.ndarray | None = None):
+    def __init__(self, calls: _Ordered, symbols: np.ndarray | None = None):
         self.index, self.depth, self.centre, self.width = calls.index, calls.depth, calls.centre, calls.width
         self.pow2, self.step = calls.pow2, calls.step
         self.mean, self.scale, self.weight = calls.mean, calls.scale, calls.weight

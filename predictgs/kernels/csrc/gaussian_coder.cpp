@@ -1,5 +1,5 @@
 // The discretised-Gaussian streams of the bitstream (predictgs/codec/arithmetic.py), compiled: the per-element
-// plan (table cell, coding order), the symbols and their table entries, and the range coder.
+// plan (table cell, coding order), the symbols and their table entries, and the range coding (range_coder.h).
 //
 // Exactness. The plan and the symbols are the reference's numbers bit for bit: the same IEEE float64 operations
 // in the same order (division, subtraction, floor, round half to even, frexp read off the bits; no fused

@@ -1,14 +1,16 @@
-// HAC++'s mixture streams (predictgs/codec/mixture.py), compiled: the lock-step binary decisions of all elements
-// of a call (is it the centre symbol, above or below it, then bisection), their integer probabilities from the
-// mixture's CDF, and the range coder (range_coder.h).
+// HAC++'s mixture streams (predictgs/codec/mixture.py), compiled: the elements' shapes (centre, bin shift,
+// half-width) and coding order, the lock-step binary decisions of all elements of a call (is it the centre
+// symbol, above or below it, then bisection), their integer probabilities from the mixture's CDF, and the
+// range coder (range_coder.h).
 //
-// Exactness. The CDF values are the reference's bit for bit: the normal CDF of predictgs/codec/normal.py (its
-// coefficient table is passed in; the same piece index, the same Horner steps, additions and multiplications
-// only, no fused multiply-add: the module is built with -ffp-contract=off), the mixture sum and the rounding
-// to integers in the reference's order, round half to even as numpy's round. The decisions are integer
-// arithmetic, in the reference's order (all elements of a level, in the call's coding order, level by level),
-// so the range coder writes constriction's words for the same decisions: tests/test_codec_compiled.py compares
-// symbols, words and code lengths with the numpy/constriction path.
+// Exactness. The shapes are the reference's bit for bit: torch's float32 operations in its order, then the
+// float64 ones (no fused multiply-add: the module is built with -ffp-contract=off). The CDF values too: the
+// normal CDF of predictgs/codec/normal.py (its coefficient table is passed in; the same piece index, the same
+// Estrin steps, additions and multiplications only), the mixture sum and the rounding to integers in the
+// reference's order, round half to even as numpy's round. The decisions are integer arithmetic, in the
+// reference's order (all elements of a level, in the call's coding order, level by level), so the range coder
+// writes constriction's words for the same decisions: tests/test_mixture_compiled.py compares shapes, symbols,
+// words and code lengths with the numpy/constriction path, tests/test_normal_cdf.py the normal CDF.
 #include <torch/extension.h>
 
 #include <cmath>
