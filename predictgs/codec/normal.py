@@ -1,11 +1,11 @@
-"""The standard normal CDF of the mixture coder, the same to the last bit on every machine and in the compiled
-twin (``kernels/csrc/mixture_coder.cpp``).
+"""The standard normal CDF of the coder (the Gaussian streams' tables, HAC++'s mixtures), the same to the last
+bit on every machine and in the compiled twin (``kernels/csrc/mixture_coder.cpp``).
 
 Why not ``torch.special.ndtr``: it is ``(1 + erf(z / sqrt 2)) / 2`` with torch's CPU ``erf``, which is
 SLEEF's vector ``erf`` on whole vector-widths of a batch and the C library's ``erf`` on the remainder: an
 element's last bit depends on the instruction set, on where it falls in its batch and on how the threads
-split the batch (measured: 5,913 of 200,000 values differ between the two). The mixture coder rounds CDF
-values to 24-bit integers that the encoder and the decoder must agree on, so its CDF is computed here from
+split the batch (measured: 5,913 of 200,000 values differ between the two). The coder rounds CDF values
+to 24-bit integers that the encoder and the decoder must agree on, so its CDF is computed here from
 additions and multiplications only (IEEE-exact, evaluated in the same order by numpy and by the C++ twin,
 which is built without fused multiply-add).
 
@@ -81,8 +81,8 @@ def coefficients() -> np.ndarray:
         row, factorial = [q], 1.0
         for k in range(1, DEGREE + 1):
             factorial *= k
-            sign = 1.0 if k % 2 else -1.0  # -(-1)^(k-1)
-            row.append(-sign * hermite[k - 1] * phi / factorial)
+            sign = 1.0 if k % 2 else -1.0  # (-1)^(k-1)
+            row.append(-sign * hermite[k - 1] * phi / factorial)  # Q^(k)(c) / k!
         rows.append(row)
     rows.append([0.0] * (DEGREE + 1))
     table = np.array(rows, dtype=np.float64)
