@@ -50,7 +50,9 @@ def encode_with(arguments, compiled: bool):
 def test_shapes_are_the_references_bit_for_bit(name, arguments):
     """Centre, bin shift and half-width of every element (float32 operations in torch's order)."""
     _, mean, scale, weight, step = arguments
-    centre, shift, width, status = kernels.load().mixture_shapes(mean, scale, weight, step)
+    centre, shift, width, status = kernels.load().mixture_shapes(
+        mean, scale, weight, step, mixture.FINE_SPREAD, mixture.COVERAGE, mixture.REACH, mixture.MAX_HALF_WIDTH,
+        mixture.MAX_LOW_BITS, float(mixture.CENTRE_LIMIT))
     reference = mixture._shapes(mean, scale, weight, step)
     assert int(status[0]) == 0
     assert torch.equal(centre, reference.centre) and torch.equal(shift, reference.shift)

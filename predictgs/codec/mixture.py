@@ -283,7 +283,8 @@ def _plan(module, mean, scale, weight, step, reader: ByteReader | None = None, c
     """:func:`_check` (where ``check``) and :func:`_shapes`, by ``mixture_coder.cpp`` where ``module`` is given
     (the same numbers: float32 operations in torch's order, then float64)."""
     if module is not None:
-        centre, shift, width, status = module.mixture_shapes(mean, scale, weight, step)
+        centre, shift, width, status = module.mixture_shapes(mean, scale, weight, step, FINE_SPREAD, COVERAGE, REACH,
+                                                             MAX_HALF_WIDTH, MAX_LOW_BITS, float(CENTRE_LIMIT))
         if not int(status[0]):
             return _Shape(centre, shift, width)
     if check:
@@ -332,7 +333,7 @@ def _normal_table() -> Tensor:
 
 def _compiled_arguments(mean, scale, weight, step, shape: _Shape) -> tuple:
     return (mean, scale, weight, step, shape.centre, shape.shift, shape.width, _normal_table(), normal.LIMIT,
-            normal.PIECES_PER_UNIT, SYMBOL_FLOOR)
+            normal.PIECES_PER_UNIT, SYMBOL_FLOOR, MAX_HALF_WIDTH, MAX_LOW_BITS)
 
 
 def _decisions_compiled(module, mean, scale, weight, step, shape: _Shape, symbol: Tensor,

@@ -51,15 +51,18 @@ std::vector<torch::Tensor> gaussian_values(torch::Tensor symbol, torch::Tensor c
                                            torch::Tensor excess, torch::Tensor coarse, torch::Tensor low,
                                            double escape_limit, double value_limit);
 std::vector<torch::Tensor> mixture_shapes(torch::Tensor mean, torch::Tensor scale, torch::Tensor weight,
-                                          torch::Tensor step);
+                                          torch::Tensor step, double fine_spread, double coverage, double reach,
+                                          int64_t max_half_width, int64_t max_low_bits, double centre_limit);
 std::vector<torch::Tensor> mixture_encode(torch::Tensor symbols, torch::Tensor mean, torch::Tensor scale,
                                           torch::Tensor weight, torch::Tensor step, torch::Tensor centre,
                                           torch::Tensor shift, torch::Tensor width, torch::Tensor table, double limit,
-                                          int64_t pieces_per_unit, int64_t floor_count, bool write);
+                                          int64_t pieces_per_unit, int64_t floor_count, int64_t max_half_width,
+                                          int64_t max_low_bits, bool write);
 std::vector<torch::Tensor> mixture_decode(torch::Tensor words, torch::Tensor mean, torch::Tensor scale,
                                           torch::Tensor weight, torch::Tensor step, torch::Tensor centre,
                                           torch::Tensor shift, torch::Tensor width, torch::Tensor table, double limit,
-                                          int64_t pieces_per_unit, int64_t floor_count);
+                                          int64_t pieces_per_unit, int64_t floor_count, int64_t max_half_width,
+                                          int64_t max_low_bits);
 torch::Tensor normal_cdf(torch::Tensor z, torch::Tensor table, double limit, int64_t pieces_per_unit);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -186,26 +186,27 @@ std::vector<int64_t> bisect(const Mixtures& m, const int64_t* symbols, Decider& 
   return decided;
 }
 
+// mixture.py's constants of the shapes and their bounds (FINE_SPREAD, COVERAGE, REACH, MAX_HALF_WIDTH,
+// MAX_LOW_BITS, CENTRE_LIMIT), passed in from there.
+struct Limits {
+  double fine_spread, coverage, reach;
+  int64_t max_half_width, max_low_bits;
+  float centre_limit;
+};
+
 // The shape of an element (mixture.py _shapes) from float32 parameters, with torch's float32 operations in
 // torch's order (the weighted sums over the components accumulate in component order), then float64.
 struct Shape {
   int64_t centre, shift, width;
 };
 
-constexpr double kFineSpread = 32.0;  // mixture.py FINE_SPREAD, COVERAGE, REACH, MAX_HALF_WIDTH, MAX_LOW_BITS,
-constexpr double kCoverage = 3.0;     // CENTRE_LIMIT (tests/test_mixture_compiled.py compares the shapes)
-constexpr double kReach = 6.0;
-constexpr int64_t kMaxHalfWidth = 4096;
-constexpr int64_t kMaxLowBits = 30;
-constexpr float kCentreLimit = 1073741824.0f;  // 2^30
-
 inline Shape element_shape(const float* mean, const float* scale, const float* weight, float step, int64_t n,
-                           int64_t components, int64_t e) {
+                           int64_t components, int64_t e, const Limits& limits) {
   float mixed = weight[e] * mean[e];
   for (int64_t k = 1; k < components; ++k) mixed += weight[k * n + e] * mean[k * n + e];
   float c = std::nearbyint(mixed / step);
   if (std::isnan(c)) c = 0.0f;
-  c = c < -kCentreLimit ? -kCentreLimit : (c > kCentreLimit ? kCentreLimit : c);
+  c = c < -limits.centre_limit ? -limits.centre_limit : (c > limits.centre_limit ? limits.centre_limit : c);
   const int64_t centre = static_cast<int64_t>(c);
   float second = 0.0f;
   for (int64_t k = 0; k < components; ++k) {
@@ -214,27 +215,35 @@ inline Shape element_shape(const float* mean, const float* scale, const float* w
     const float term = weight[at] * (scale[at] * scale[at] + d * d);
     second = k == 0 ? term : second + term;
   }
-  const double limit = kFineSpread * 1073741824.0;  // FINE_SPREAD 2^MAX_LOW_BITS
+  const double limit = std::ldexp(limits.fine_spread, static_cast<int>(limits.max_low_bits));
   double spread = static_cast<double>(std::sqrt(second) / step);
   if (std::isnan(spread) || spread > limit) spread = limit;
   int exponent = 0;
-  const double mantissa = std::frexp(spread / kFineSpread, &exponent);
+  const double mantissa = std::frexp(spread / limits.fine_spread, &exponent);
   int64_t shift = mantissa == 0.5 ? exponent - 1 : exponent;
-  shift = shift < 0 ? 0 : (shift > kMaxLowBits ? kMaxLowBits : shift);
-  if (!(spread > kFineSpread)) shift = 0;
+  shift = shift < 0 ? 0 : (shift > limits.max_low_bits ? limits.max_low_bits : shift);
+  if (!(spread > limits.fine_spread)) shift = 0;
   const double bin_steps = std::ldexp(1.0, static_cast<int>(shift));
   double reach = 0.0;
   for (int64_t k = 0; k < components; ++k) {
     const int64_t at = k * n + e;
     const double r = std::fabs(static_cast<double>(mean[at]) / static_cast<double>(step) - static_cast<double>(centre)) +
-                     kReach * static_cast<double>(scale[at]) / static_cast<double>(step);
+                     limits.reach * static_cast<double>(scale[at]) / static_cast<double>(step);
     reach = k == 0 || std::isnan(r) || r > reach ? r : reach;
   }
   if (std::isnan(reach) || reach > limit) reach = limit;
-  const double wide = kCoverage * spread > reach ? kCoverage * spread : reach;
+  const double wide = limits.coverage * spread > reach ? limits.coverage * spread : reach;
   double width = std::ceil(wide / bin_steps) + 1.0;
-  if (width > static_cast<double>(kMaxHalfWidth)) width = static_cast<double>(kMaxHalfWidth);
+  if (width > static_cast<double>(limits.max_half_width)) width = static_cast<double>(limits.max_half_width);
   return {centre, shift, static_cast<int64_t>(width)};
+}
+
+Limits limits_of(double fine_spread, double coverage, double reach, int64_t max_half_width, int64_t max_low_bits,
+                 double centre_limit) {
+  TORCH_CHECK(fine_spread > 0 && max_half_width >= 1 && max_half_width < (int64_t{1} << 31) && max_low_bits >= 0 &&
+                  max_low_bits <= 62 && centre_limit > 0,
+              "mixture coder: limits out of range");
+  return {fine_spread, coverage, reach, max_half_width, max_low_bits, static_cast<float>(centre_limit)};
 }
 
 void check_parameters(const torch::Tensor& mean, const torch::Tensor& scale, const torch::Tensor& weight,
@@ -249,8 +258,11 @@ void check_parameters(const torch::Tensor& mean, const torch::Tensor& scale, con
 
 Mixtures mixtures(torch::Tensor& mean, torch::Tensor& scale, torch::Tensor& weight, torch::Tensor& step,
                   torch::Tensor& centre, torch::Tensor& shift, torch::Tensor& width, torch::Tensor& table,
-                  double limit, int64_t pieces_per_unit, int64_t floor_count) {
+                  double limit, int64_t pieces_per_unit, int64_t floor_count, int64_t max_half_width,
+                  int64_t max_low_bits) {
   check_parameters(mean, scale, weight, step);
+  TORCH_CHECK(max_half_width >= 1 && max_half_width < (int64_t{1} << 31) && max_low_bits >= 0 && max_low_bits <= 62,
+              "mixture coder: limits out of range");
   const int64_t n = mean.size(1);
   TORCH_CHECK(centre.dtype() == torch::kInt64 && shift.dtype() == torch::kInt64 && width.dtype() == torch::kInt64 &&
                   centre.numel() == n && shift.numel() == n && width.numel() == n,
@@ -275,8 +287,8 @@ Mixtures mixtures(torch::Tensor& mean, torch::Tensor& scale, torch::Tensor& weig
   m.depth.resize(static_cast<size_t>(n));
   std::vector<int64_t> start(34, 0);
   for (int64_t e = 0; e < n; ++e) {
-    TORCH_CHECK(m.width[e] >= 1 && m.width[e] <= kMaxHalfWidth, "mixture coder: a half-width out of range");
-    TORCH_CHECK(m.shift[e] >= 0 && m.shift[e] <= kMaxLowBits, "mixture coder: a bin shift out of range");
+    TORCH_CHECK(m.width[e] >= 1 && m.width[e] <= max_half_width, "mixture coder: a half-width out of range");
+    TORCH_CHECK(m.shift[e] >= 0 && m.shift[e] <= max_low_bits, "mixture coder: a bin shift out of range");
     int64_t d = 0;
     while ((int64_t{1} << d) <= m.width[e]) ++d;
     m.depth[e] = d;
@@ -293,7 +305,9 @@ Mixtures mixtures(torch::Tensor& mean, torch::Tensor& scale, torch::Tensor& weig
 // mixture.py _check and _shapes: (centre, shift, width, status), status 1 where the parameters are not valid
 // distributions (a mean, scale, weight or step not finite, a scale or step not positive).
 std::vector<torch::Tensor> mixture_shapes(torch::Tensor mean, torch::Tensor scale, torch::Tensor weight,
-                                          torch::Tensor step) {
+                                          torch::Tensor step, double fine_spread, double coverage, double reach,
+                                          int64_t max_half_width, int64_t max_low_bits, double centre_limit) {
+  const Limits limits = limits_of(fine_spread, coverage, reach, max_half_width, max_low_bits, centre_limit);
   check_parameters(mean, scale, weight, step);
   mean = mean.contiguous();
   scale = scale.contiguous();
@@ -323,7 +337,7 @@ std::vector<torch::Tensor> mixture_shapes(torch::Tensor mean, torch::Tensor scal
   int64_t* k = shift.data_ptr<int64_t>();
   int64_t* W = width.data_ptr<int64_t>();
   for (int64_t e = 0; e < n; ++e) {
-    const Shape s = element_shape(mu, sigma, w, q[e], n, components, e);
+    const Shape s = element_shape(mu, sigma, w, q[e], n, components, e, limits);
     c[e] = s.centre;
     k[e] = s.shift;
     W[e] = s.width;
@@ -337,8 +351,10 @@ std::vector<torch::Tensor> mixture_shapes(torch::Tensor mean, torch::Tensor scal
 std::vector<torch::Tensor> mixture_encode(torch::Tensor symbols, torch::Tensor mean, torch::Tensor scale,
                                           torch::Tensor weight, torch::Tensor step, torch::Tensor centre,
                                           torch::Tensor shift, torch::Tensor width, torch::Tensor table, double limit,
-                                          int64_t pieces_per_unit, int64_t floor_count, bool write) {
-  Mixtures m = mixtures(mean, scale, weight, step, centre, shift, width, table, limit, pieces_per_unit, floor_count);
+                                          int64_t pieces_per_unit, int64_t floor_count, int64_t max_half_width,
+                                          int64_t max_low_bits, bool write) {
+  Mixtures m = mixtures(mean, scale, weight, step, centre, shift, width, table, limit, pieces_per_unit, floor_count,
+                        max_half_width, max_low_bits);
   TORCH_CHECK(symbols.dtype() == torch::kInt64 && symbols.numel() == m.n, "mixture_encode: one int64 symbol each");
   symbols = symbols.contiguous();
   const int64_t* s = symbols.data_ptr<int64_t>();
@@ -360,8 +376,10 @@ std::vector<torch::Tensor> mixture_encode(torch::Tensor symbols, torch::Tensor m
 std::vector<torch::Tensor> mixture_decode(torch::Tensor words, torch::Tensor mean, torch::Tensor scale,
                                           torch::Tensor weight, torch::Tensor step, torch::Tensor centre,
                                           torch::Tensor shift, torch::Tensor width, torch::Tensor table, double limit,
-                                          int64_t pieces_per_unit, int64_t floor_count) {
-  Mixtures m = mixtures(mean, scale, weight, step, centre, shift, width, table, limit, pieces_per_unit, floor_count);
+                                          int64_t pieces_per_unit, int64_t floor_count, int64_t max_half_width,
+                                          int64_t max_low_bits) {
+  Mixtures m = mixtures(mean, scale, weight, step, centre, shift, width, table, limit, pieces_per_unit, floor_count,
+                        max_half_width, max_low_bits);
   TORCH_CHECK(words.dtype() == torch::kInt32, "mixture_decode: int32 words");
   words = words.contiguous();
   Reader reader{RangeDecoder(reinterpret_cast<const uint32_t*>(words.data_ptr<int32_t>()), words.numel())};
