@@ -248,6 +248,48 @@ def test_corrupt_streams_give_the_references_result():
     assert_corruptions_agree(data, lambda reader: ac.decode_gaussian(reader, mean, scale, step), 300, seed=0)
 
 
+def bernoulli_bits(n: int, p_one: float, seed: int) -> torch.Tensor:
+    return torch.rand(n, generator=torch.Generator().manual_seed(seed)) < p_one
+
+
+@pytest.mark.parametrize("n, p_one", [(0, 0.5), (1, 0.0), (1, 1.0), (1000, 0.5), (50_000, 0.02), (50_000, 0.999),
+                                      (200_000, 0.37)])
+def test_bernoulli_streams_are_the_same_bytes_and_decode_both_ways(n, p_one):
+    """The hash tables' and the masks' streams: the compiled fixed-distribution coder writes constriction's
+    bytes (all-0 and all-1 streams, whose other symbol has the least count, included) and both read both."""
+    bits = bernoulli_bits(n, p_one, seed=n)
+    streams = []
+    for compiled in (True, False):
+        with backend(compiled):
+            streams.append(ac.encode_bernoulli(bits))
+    assert streams[0] == streams[1]
+    for compiled in (True, False):
+        reader = ByteReader(streams[0], "stream")
+        with backend(compiled):
+            decoded = ac.decode_bernoulli(reader, n)
+        assert reader.offset == len(streams[0])
+        assert decoded.dtype == torch.bool and torch.equal(decoded, bits)
+
+
+def test_fixed_distributions_of_several_symbols_match_constriction():
+    counts = np.array([1, 5_000_000, 256, PRECISION - 5_000_257], dtype=np.int64)
+    symbols = torch.from_numpy(np.random.default_rng(0).choice(4, 20_000, p=counts / PRECISION).astype(np.uint8))
+    data = rangecoder.encode_fixed(symbols, counts)
+    with kernels.disabled():
+        assert rangecoder.encode_fixed(symbols, counts) == data
+    for compiled in (True, False):
+        with backend(compiled):
+            decoded = rangecoder.decode_fixed(data, ByteReader(data, "x"), symbols.numel(), counts)
+        assert torch.equal(decoded, symbols)
+    with pytest.raises(RuntimeError, match="outside the distribution"):
+        rangecoder.encode_fixed(torch.full((3,), 4, dtype=torch.uint8), counts)
+
+
+def test_corrupt_bernoulli_streams_give_the_references_result():
+    data = ac.encode_bernoulli(bernoulli_bits(5000, 0.2, seed=1))
+    assert_corruptions_agree(data, lambda reader: ac.decode_bernoulli(reader, 5000), 300, seed=1)
+
+
 @pytest.mark.parametrize("method", ["hac", "predictgs", "hacpp"])
 def test_whole_files_are_the_same_bytes(method):
     cls = method_class(method)

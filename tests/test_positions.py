@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from predictgs import kernels
 from predictgs.codec.container import ByteReader
 from predictgs.codec.octree import decode_octree, encode_octree
 from predictgs.codec.positions import (
@@ -46,6 +47,39 @@ def test_octree_round_trip(bits, n, seed):
     reader = ByteReader(data, "section 'anchor'")
     assert torch.equal(torch.from_numpy(decode_octree(reader, codes.shape[0], bits)), codes)
     reader.expect_end()
+
+
+def scattered(n: int, bits: int, seed: int) -> torch.Tensor:
+    """Distinct points uniform in the lattice, in Morton order: mostly isolated, so the direct mode codes them."""
+    codes = torch.unique(torch.randint(0, 1 << bits, (n, 3), generator=torch.Generator().manual_seed(seed)), dim=0)
+    return codes[morton_order(codes, bits)]
+
+
+@pytest.mark.skipif(not kernels.available(), reason="the compiled CPU kernels cannot be built here")
+@pytest.mark.parametrize("points,bits,n,seed", [("clustered", 1, 8, 0), ("clustered", 2, 20, 1), ("clustered", 5, 300, 2),
+                                                ("clustered", 11, 3000, 3), ("clustered", 16, 20000, 4),
+                                                ("clustered", 21, 500, 5), ("scattered", 10, 2000, 6),
+                                                ("scattered", 21, 3000, 7), ("single", 3, 1, 0), ("cube", 2, 64, 0),
+                                                ("mixed", 14, 4000, 8)])
+def test_compiled_octree_encoder_writes_the_references_bytes(points, bits, n, seed):
+    """kernels/csrc/octree_coder.cpp against the numpy encoder: the same sections, every level's flags, direct
+    points and occupancy contexts included (scattered points are coded directly, clustered ones by occupancy)."""
+    if points == "clustered":
+        codes = clustered(n, bits, seed)
+    elif points == "scattered":
+        codes = scattered(n, bits, seed)
+    elif points == "single":
+        codes = torch.tensor([[3, 0, 7]])
+    elif points == "cube":
+        codes = torch.cartesian_prod(*[torch.arange(4)] * 3)[:, [2, 1, 0]]
+    else:
+        both = torch.unique(torch.cat([clustered(n, bits, seed), scattered(n // 4, bits, seed)]), dim=0)
+        codes = both[morton_order(both, bits)]
+    data = encode_octree(codes.numpy(), bits)
+    with kernels.disabled():
+        reference = encode_octree(codes.numpy(), bits)
+    assert data == reference
+    assert torch.equal(torch.from_numpy(decode_octree(ByteReader(data, "x"), codes.shape[0], bits)), codes[morton_order(codes, bits)])
 
 
 def test_single_point_and_full_cube():

@@ -124,13 +124,12 @@ def warm_up() -> None:
 # -- binary streams ----------------------------------------------------------------------------------
 def encode_bernoulli(bits: Tensor) -> bytes:
     """{0,1} values -> f32 p(1), varint count of the values, varint byte count, one range-coded
-    message. The count is stored so that a reader expecting another count (a crafted header) fails."""
-    bits = bits.reshape(-1).to(torch.int32).cpu()
+    message. The count is stored so that a reader expecting another count (a crafted header) fails.
+    (:func:`rangecoder.encode_fixed`: the compiled coder where it is built, constriction's bytes.)"""
+    bits = bits.reshape(-1).to(torch.uint8).cpu()
     n = bits.numel()
     p_one = float(np.float32(bits.float().mean().item() if n else 0.0))
-    encoder = rangecoder.Encoder()
-    encoder.fixed(bits.numpy(), _bernoulli_counts(p_one))
-    data = encoder.getvalue()
+    data = rangecoder.encode_fixed(bits, _bernoulli_counts(p_one))
     out = ByteWriter().pack("f", p_one).raw(_varint_bytes(n))
     return out.raw(_varint_bytes(len(data))).raw(data).getvalue()
 
@@ -144,10 +143,8 @@ def decode_bernoulli(reader: ByteReader, count: int) -> Tensor:
     if stored != count:
         raise reader.error(f"{stored} values stored, {count} expected")
     size = _read_varint(reader, "message byte count")
-    decoder = rangecoder.Decoder(reader.take(size, "arithmetic-coded message"), reader)
-    values = decoder.fixed(count, _bernoulli_counts(p_one))
-    decoder.finish()
-    return torch.from_numpy(values).bool()
+    message = reader.take(size, "arithmetic-coded message")
+    return rangecoder.decode_fixed(message, reader, count, _bernoulli_counts(p_one)).view(torch.bool)
 
 
 def _bernoulli_counts(p_one: float) -> np.ndarray:

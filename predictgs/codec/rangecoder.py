@@ -110,6 +110,45 @@ def decode_rows(data: bytes | memoryview, reader: ByteReader, table, starts, len
     return symbols, edges
 
 
+def _fixed_cdf(counts: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+
+
+def encode_fixed(symbols, counts: np.ndarray) -> bytes:
+    """One message of ``symbols`` (a uint8 tensor) all under the integer distribution ``counts`` [L]: the
+    bytes of :meth:`Encoder.fixed`, by the compiled coder where it is built."""
+    module = compiled()
+    if module is not None:
+        words = module.range_encode_fixed(_fixed_cdf(counts), symbols.contiguous())
+        return words.numpy().view(np.uint32).astype("<u4").tobytes()
+    encoder = Encoder()
+    encoder.fixed(symbols.numpy(), counts)
+    return encoder.getvalue()
+
+
+def decode_fixed(data: bytes | memoryview, reader: ByteReader, count: int, counts: np.ndarray):
+    """The ``count`` symbols (a uint8 tensor) of a message written by :func:`encode_fixed`; the message must
+    end with the last one."""
+    import torch
+
+    module = compiled()
+    if module is None:
+        decoder = Decoder(data, reader)
+        values = decoder.fixed(count, counts)
+        decoder.finish()
+        return torch.from_numpy(values.astype(np.uint8))
+    words = torch.from_numpy(message_words(data, reader).view(np.int32))
+    symbols, status = module.range_decode_fixed(words, _fixed_cdf(counts), count)
+    state = int(status[0])
+    if state == 1:
+        raise reader.error("arithmetic-coded message is corrupt (a code point outside every symbol's interval)")
+    if state == 2:
+        raise reader.error("arithmetic-coded message: data left after the last symbol")
+    return symbols
+
+
 class Encoder:
     """One message: symbols under per-symbol rows or one fixed distribution, in order."""
 

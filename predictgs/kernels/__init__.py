@@ -1,7 +1,7 @@
 """Compiled CPU kernels: one door for native code.
 
 The C++ sources in ``csrc/`` (the tile rasterizer, the binarised hash-grid lookup, the Gaussian streams'
-and the mixtures' coders) are built on first use with torch's ``cpp_extension`` (a C++ compiler and OpenMP; nothing to install
+the mixtures' and the octree's coders) are built on first use with torch's ``cpp_extension`` (a C++ compiler and OpenMP; nothing to install
 beforehand) into torch's extension cache (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``),
 keyed by a hash of the sources and flags, so a changed source rebuilds and concurrent first uses wait for one
 build.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("bindings.cpp", "projection.cpp", "rasterize.cpp", "hashgrid.cpp", "gaussian_coder.cpp",
-           "mixture_coder.cpp")
+           "mixture_coder.cpp", "octree_coder.cpp")
 DISABLE_ENV = "PREDICTGS_NO_COMPILED"
 # -O3 without -march: the built module must run on every machine that shares the cache folder (cluster
 # nodes of different generations share a home directory); the one instruction-set flag added where the CPU

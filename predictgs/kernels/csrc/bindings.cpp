@@ -44,6 +44,8 @@ std::vector<torch::Tensor> gaussian_code(torch::Tensor symbols, torch::Tensor or
                                          torch::Tensor centre, torch::Tensor class_width, torch::Tensor blocks,
                                          torch::Tensor level_costs, torch::Tensor base, int64_t value_limit);
 torch::Tensor range_encode(torch::Tensor table, torch::Tensor at);
+torch::Tensor range_encode_fixed(torch::Tensor cdf, torch::Tensor symbols);
+std::vector<torch::Tensor> range_decode_fixed(torch::Tensor words, torch::Tensor cdf, int64_t count);
 std::vector<torch::Tensor> range_decode(torch::Tensor words, torch::Tensor table, torch::Tensor starts,
                                         torch::Tensor lengths);
 std::vector<torch::Tensor> gaussian_values(torch::Tensor symbol, torch::Tensor cls, torch::Tensor centre,
@@ -63,6 +65,7 @@ std::vector<torch::Tensor> mixture_decode(torch::Tensor words, torch::Tensor mea
                                           torch::Tensor shift, torch::Tensor width, torch::Tensor table, double limit,
                                           int64_t pieces_per_unit, int64_t floor_count, int64_t max_half_width,
                                           int64_t max_low_bits);
+std::vector<torch::Tensor> octree_encode(torch::Tensor points, torch::Tensor point_keys, int64_t bits);
 torch::Tensor normal_cdf(torch::Tensor z, torch::Tensor table, double limit, int64_t pieces_per_unit);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -81,6 +84,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gaussian_code", &gaussian_code, "the Gaussian streams' symbols and table entries (codec/arithmetic.py _code)");
   m.def("range_encode", &range_encode, "range-code symbols given their table intervals (constriction's bytes)");
   m.def("gaussian_values", &gaussian_values, "the decoded values of a Gaussian stream (codec/arithmetic.py)");
+  m.def("range_encode_fixed", &range_encode_fixed, "range-code symbols under one fixed distribution (constriction's bytes)");
+  m.def("range_decode_fixed", &range_decode_fixed, "decode a message of symbols under one fixed distribution");
+  m.def("octree_encode", &octree_encode, "the octree coder's probabilities and message (codec/octree.py)");
   m.def("range_decode", &range_decode, "decode a range-coded message row by row (constriction's reading)");
   m.def("mixture_shapes", &mixture_shapes, "the mixtures' centres, bin shifts and half-widths (codec/mixture.py)");
   m.def("mixture_encode", &mixture_encode, "code HAC++'s mixture symbols by bisection (codec/mixture.py)");

@@ -213,6 +213,61 @@ torch::Tensor range_encode(torch::Tensor table, torch::Tensor at) {
   return out;
 }
 
+// One message of ``symbols`` (uint8) all under one distribution: ``cdf`` its L + 1 cumulative counts (int32, 0 ..
+// 2^24, increasing). The Bernoulli streams (hash tables, offset masks) of arithmetic.py's encode_bernoulli.
+torch::Tensor range_encode_fixed(torch::Tensor cdf, torch::Tensor symbols) {
+  TORCH_CHECK(cdf.dtype() == torch::kInt32 && symbols.dtype() == torch::kUInt8,
+              "range_encode_fixed: int32 cdf, uint8 symbols");
+  cdf = cdf.contiguous();
+  symbols = symbols.contiguous();
+  const int32_t* c = cdf.data_ptr<int32_t>();
+  const uint8_t* s = symbols.data_ptr<uint8_t>();
+  const int64_t n = symbols.numel(), entries = cdf.numel();
+  TORCH_CHECK(entries >= 2 && entries <= 257 && c[0] == 0 && c[entries - 1] == (1 << kPrecision),
+              "range_encode_fixed: a cdf from 0 to 2^24 of 1 to 256 symbols");
+  for (int64_t i = 0; i + 1 < entries; ++i) TORCH_CHECK(c[i + 1] > c[i], "range_encode_fixed: a symbol of zero probability");
+  RangeEncoder encoder;
+  encoder.words.reserve(static_cast<size_t>(n / 32 + 4));
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK(s[i] + 1 < entries, "range_encode_fixed: a symbol outside the distribution");
+    const uint64_t left = static_cast<uint64_t>(c[s[i]]);
+    encoder.encode(left, static_cast<uint64_t>(c[s[i] + 1]) - left);
+  }
+  std::vector<uint32_t> words = encoder.sealed();
+  torch::Tensor out = torch::empty({static_cast<int64_t>(words.size())}, torch::TensorOptions().dtype(torch::kInt32));
+  if (!words.empty()) std::memcpy(out.data_ptr<int32_t>(), words.data(), words.size() * sizeof(uint32_t));
+  return out;
+}
+
+// The ``count`` symbols (uint8) of a message written by range_encode_fixed (or constriction's RangeEncoder with
+// the same fixed categorical model). Returns (symbols, status): status 0 ok, 1 corrupt data, 2 data left after
+// the last symbol.
+std::vector<torch::Tensor> range_decode_fixed(torch::Tensor words, torch::Tensor cdf, int64_t count) {
+  TORCH_CHECK(words.dtype() == torch::kInt32 && cdf.dtype() == torch::kInt32, "range_decode_fixed: int32 words and cdf");
+  TORCH_CHECK(count >= 0, "range_decode_fixed: a negative count");
+  words = words.contiguous();
+  cdf = cdf.contiguous();
+  const int32_t* c = cdf.data_ptr<int32_t>();
+  const int64_t entries = cdf.numel();
+  TORCH_CHECK(entries >= 2 && entries <= 257 && c[0] == 0 && c[entries - 1] == (1 << kPrecision),
+              "range_decode_fixed: a cdf from 0 to 2^24 of 1 to 256 symbols");
+  for (int64_t i = 0; i + 1 < entries; ++i) TORCH_CHECK(c[i + 1] > c[i], "range_decode_fixed: a symbol of zero probability");
+  torch::Tensor symbols = torch::empty({count}, torch::TensorOptions().dtype(torch::kUInt8));
+  torch::Tensor status = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt64));
+  uint8_t* out = symbols.data_ptr<uint8_t>();
+  RangeDecoder decoder(reinterpret_cast<const uint32_t*>(words.data_ptr<int32_t>()), words.numel());
+  int64_t symbol = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    if (!decoder.decode(c, entries, &symbol)) {
+      status.data_ptr<int64_t>()[0] = 1;
+      return {symbols, status};
+    }
+    out[i] = static_cast<uint8_t>(symbol);
+  }
+  if (!decoder.maybe_exhausted()) status.data_ptr<int64_t>()[0] = 2;
+  return {symbols, status};
+}
+
 // The symbols of a message written by range_encode (or constriction's RangeEncoder), element i read from the
 // row of ``lengths[i]`` table entries starting at ``starts[i]``. Returns (symbols, status): status[0] 0 ok,
 // 1 corrupt data (a quantile outside every row), 2 data left after the last symbol; status[1] the count of
