@@ -118,3 +118,27 @@ def test_positions_that_require_grad_still_get_gradients():
     x = points(50, seed=5, dtype=torch.float64).clamp(0.01, 0.99).requires_grad_(True)
     enc(x).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_int8_sign_tables_give_the_same_bits_on_every_backend(dtype):
+    """The codec's sign tables: int8 +-1 read by the compiled kernel give the features of the binarised float
+    tables bit for bit; the reference takes them converted to the positions' dtype."""
+    enc = encoding(torch.float32, 13, 15)
+    with torch.no_grad():
+        enc.grid.params[:5] = torch.tensor([0.0, -0.0, float("nan"), 1e-30, -1e-30])[:, None]  # sign edge cases
+    signs = enc.sign_tables()
+    assert all(s.dtype == torch.int8 for s in signs)
+    assert torch.equal(signs.flat().to(torch.float32), enc.binary_params().detach())
+    x = points(3000, seed=5, dtype=dtype)
+    floats = type(signs)(t.to(dtype) for t in enc.binarised())
+    with torch.no_grad():
+        with backend_override("compiled"):
+            want = enc(x, floats)
+            assert hashgrid.use_compiled(x, signs)
+            assert torch.equal(enc(x, signs), want)
+            assert torch.equal(enc.grid(x, signs[0]), enc.grid(x, floats[0]))
+        with backend_override("reference"):
+            assert torch.equal(enc(x, signs), enc(x, floats))
+        with kernels.disabled():  # auto without the kernels: the reference, given widened tables
+            assert torch.equal(enc(x, signs), enc(x, floats))

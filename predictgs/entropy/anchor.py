@@ -39,7 +39,7 @@ from ..codec.arithmetic import CodeLength, decode_gaussian, encode_gaussian, gau
 from ..codec.container import ByteReader, ByteWriter
 from ..config import bounded, positive
 from ..errors import BitstreamError
-from ..nn.hashgrid import GridPlaneEncoding
+from ..nn.hashgrid import BinarisedTables, GridPlaneEncoding
 from .functional import SCALE_FLOOR, adaptive_step, clamp_around, gaussian_likelihood, hash_table_bits, quantize
 
 _CODING_DEVICE: torch.device | None = None  # where the coding network runs (None: the CPU)
@@ -182,14 +182,23 @@ class AnchorEntropyModel(nn.Module):
 
     # -- coding --------------------------------------------------------------------------------------
     def _coding_network(self) -> "AnchorEntropyModel":
-        return copy.deepcopy(self).to(device=_CODING_DEVICE or "cpu", dtype=torch.float64).eval()
+        """The float64 copy of the model the coder evaluates, without the hash tables' raw parameters (it reads
+        :meth:`_coding_tables`): copying and widening megabytes of them was most of its cost."""
+        memo = {id(table.params): nn.Parameter(table.params.new_empty((0,) + table.params.shape[1:]),
+                                               requires_grad=False)
+                for table in self.encoding.tables()}
+        return copy.deepcopy(self, memo).to(device=_CODING_DEVICE or "cpu", dtype=torch.float64).eval()
+
+    def _coding_tables(self):
+        """The binarised tables, as int8 signs (the same values; see predictgs/nn/hashgrid.py)."""
+        return BinarisedTables(t.to(_CODING_DEVICE or "cpu") for t in self.encoding.sign_tables())
 
     @torch.no_grad()
     def _raw_chunks(self, normalised_positions: Tensor):
         """Chunks of anchors (file order): (rows, every group's coding distributions, the float64
         distributions and the float64 network, which subclasses need for their own groups)."""
         network = self._coding_network()
-        tables = network.encoding.binarised()  # once, not once per chunk
+        tables = self._coding_tables()  # once, not once per chunk
         device = network.mlp_grid[0].weight.device
         positions = normalised_positions.detach().to(device)
         for rows in chunks(positions.shape[0], self.chunk_anchors):

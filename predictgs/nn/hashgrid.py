@@ -41,6 +41,11 @@ and the kernels build (else the reference, after one warning naming why); otherw
 Binarise once per step: ``tables = encoding.binarised()`` gives the binarised tables (the same autograd
 graph as ``binary_params()``); ``encoding(x, tables)`` and ``tables.flat()`` (equal to
 ``encoding.binary_params()``, for the rate term) then share one binarisation.
+
+Sign tables (the codec's float64 context, no gradient): ``encoding.sign_tables()`` gives the same +-1 values
+as int8, which the compiled kernel reads directly (converted to the positions' dtype exactly: the same
+features bit for bit, from tables an eighth the size of float64 ones, with no float64 copy of the tables
+to make); every other backend gets them converted to the positions' dtype first.
 """
 
 from __future__ import annotations
@@ -154,12 +159,22 @@ def use_fused(x: Tensor, tables: Sequence[Tensor]) -> bool:
     return True
 
 
+def _lookup_tables(x: Tensor, tables):
+    """``tables`` for a lookup of ``x``: int8 sign tables stay int8 where the compiled kernel takes the lookup,
+    else become x's dtype (the same values)."""
+    if all(t.dtype != torch.int8 for t in tables):
+        return tables
+    if selected_backend() != "triton" and use_compiled(x, tables):
+        return tables
+    return type(tables)(t.to(device=x.device, dtype=x.dtype) if t.dtype == torch.int8 else t for t in tables)
+
+
 def use_compiled(x: Tensor, tables: Sequence[Tensor]) -> bool:
     """Whether the compiled CPU kernels take this lookup (see the module docstring)."""
     mode = selected_backend()
     if mode in ("reference", "triton"):
         return False
-    dtypes_ok = x.dtype in FUSED_DTYPES and all(t.dtype == x.dtype for t in tables)
+    dtypes_ok = x.dtype in FUSED_DTYPES and all(t.dtype in (x.dtype, torch.int8) for t in tables)
     position_grad = x.requires_grad and torch.is_grad_enabled()
     on_cpu = x.device.type == "cpu" and all(t.device.type == "cpu" for t in tables)
     if mode == "auto":
@@ -296,6 +311,11 @@ class BinaryHashGrid(nn.Module):
     def binary_params(self) -> Tensor:
         return binarize(self.params)
 
+    @torch.no_grad()
+    def sign_table(self) -> Tensor:
+        """The binarised table as int8 +-1 (``binary_params()``'s values; no gradient)."""
+        return (self.params >= 0).to(torch.int8) * 2 - 1
+
     def tables(self) -> list["BinaryHashGrid"]:
         return [self]
 
@@ -374,6 +394,7 @@ class BinaryHashGrid(nn.Module):
             table = self.binary_params()
         elif not isinstance(table, Tensor):
             (table,) = table
+        (table,) = _lookup_tables(x_normalised, (table,))
         if use_fused(x_normalised, (table,)):
             return _fused().encode(x_normalised, [(self, tuple(range(self.dims)))], [table])
         if use_compiled(x_normalised, (table,)):
@@ -419,6 +440,10 @@ class GridPlaneEncoding(nn.Module):
         the rate term to binarise once per step."""
         return BinarisedTables(t.binary_params() for t in self.tables())
 
+    def sign_tables(self) -> BinarisedTables:
+        """``binarised()``'s values as int8, without gradient (see the module docstring)."""
+        return BinarisedTables(t.sign_table() for t in self.tables())
+
     def binary_params(self) -> Tensor:
         """All binarised entries, flattened (for bit costs and coding)."""
         return self.binarised().flat()
@@ -430,6 +455,7 @@ class GridPlaneEncoding(nn.Module):
             tables = self.binarised()
         if len(tables) != len(self.PLANE_AXES) + 1:
             raise ValueError(f"expected {len(self.PLANE_AXES) + 1} binarised tables, got {len(tables)}")
+        tables = _lookup_tables(x_normalised, tables)
         grids = [(self.grid, (0, 1, 2))] + list(zip(self.planes, self.PLANE_AXES))
         if use_fused(x_normalised, tables):
             return _fused().encode(x_normalised, grids, list(tables))

@@ -108,11 +108,13 @@ inline bool point_inside(const T* x) {
 
 // The lookup of points [begin, end) (F features per level; 0: `features` at run time). A point's corners are
 // found for every level first and their rows prefetched, then the features summed: the tables (megabytes)
-// do not fit the caches, and the rows of all levels are then fetched from memory at once.
+// do not fit the caches, and the rows of all levels are then fetched from memory at once. TT: the table's
+// type, T or int8 (the coding path's sign tables: +-1 converted to T exactly, so the same sums, from tables
+// an eighth the size of float64 ones).
 constexpr int64_t PREFETCH_LEVELS = 32;
 
-template <typename T, int D, int F>
-void forward_points(const Levels& lv, const T* xp, int64_t x_stride, const int64_t* col, const T* tab,
+template <typename T, typename TT, int D, int F>
+void forward_points(const Levels& lv, const T* xp, int64_t x_stride, const int64_t* col, const TT* tab,
                     int64_t features_rt, T* o, int64_t out_width, int64_t out_col, int64_t begin, int64_t end) {
   constexpr int n_corners = 1 << D;
   const int64_t features = F > 0 ? F : features_rt;
@@ -140,7 +142,7 @@ void forward_points(const Levels& lv, const T* xp, int64_t x_stride, const int64
         const T* w = weight[l - l0];
         for (int64_t f = 0; f < features; ++f) {
           T s = 0;
-          for (int c = 0; c < n_corners; ++c) s += w[c] * tab[r[c] * features + f];
+          for (int c = 0; c < n_corners; ++c) s += w[c] * static_cast<T>(tab[r[c] * features + f]);
           f_out[f] = s;
         }
       }
@@ -192,10 +194,16 @@ void dispatch_shape(int64_t dims, int64_t features, Args&&... args) {
 
 template <typename T, int D, int F>
 struct ForwardKernel {
-  static void run(const Levels& lv, const T* xp, int64_t n, int64_t x_stride, const int64_t* col, const T* tab,
-                  int64_t features, T* o, int64_t out_width, int64_t out_col) {
+  // tab: T, or int8 where sign_table
+  static void run(const Levels& lv, const T* xp, int64_t n, int64_t x_stride, const int64_t* col, const void* tab,
+                  bool sign_table, int64_t features, T* o, int64_t out_width, int64_t out_col) {
     at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
-      forward_points<T, D, F>(lv, xp, x_stride, col, tab, features, o, out_width, out_col, begin, end);
+      if (sign_table)
+        forward_points<T, int8_t, D, F>(lv, xp, x_stride, col, static_cast<const int8_t*>(tab), features, o,
+                                        out_width, out_col, begin, end);
+      else
+        forward_points<T, T, D, F>(lv, xp, x_stride, col, static_cast<const T*>(tab), features, o, out_width,
+                                   out_col, begin, end);
     });
   }
 };
@@ -212,14 +220,15 @@ struct BackwardKernel {
 
 }  // namespace
 
-// x [N, d] in [0,1]^d (columns `columns` of a wider array: x_stride elements per point), table [E, F] ->
-// out[:, out_col : out_col + L*F] of an [N, out_width] array (written in place).
+// x [N, d] in [0,1]^d (columns `columns` of a wider array: x_stride elements per point), table [E, F] (x's dtype,
+// or int8 +-1) -> out[:, out_col : out_col + L*F] of an [N, out_width] array (written in place).
 void hashgrid_forward(torch::Tensor x, torch::Tensor columns, torch::Tensor table, torch::Tensor resolution,
                       torch::Tensor offset, torch::Tensor multiplier, torch::Tensor mask, torch::Tensor dense,
                       torch::Tensor out, int64_t out_col) {
   TORCH_CHECK(x.is_contiguous() && table.is_contiguous() && out.is_contiguous(), "tensors must be contiguous");
-  TORCH_CHECK(x.scalar_type() == table.scalar_type() && out.scalar_type() == table.scalar_type(),
-              "positions, table and output must share a dtype");
+  const bool sign_table = table.scalar_type() == torch::kChar;
+  TORCH_CHECK((sign_table || x.scalar_type() == table.scalar_type()) && out.scalar_type() == x.scalar_type(),
+              "positions and output must share a dtype, and the table too unless it is int8");
   const Levels lv = read_levels(resolution, offset, multiplier, mask, dense);
   TORCH_CHECK(columns.numel() == lv.dims && columns.scalar_type() == torch::kInt64, "one column per dimension");
   const int64_t n = x.size(0), x_stride = x.size(1), features = table.size(1), out_width = out.size(1);
@@ -228,10 +237,10 @@ void hashgrid_forward(torch::Tensor x, torch::Tensor columns, torch::Tensor tabl
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hashgrid_forward", [&] {
     using T = scalar_t;
     const T* xp = x.data_ptr<T>();
-    const T* tab = table.data_ptr<T>();
+    const void* tab = table.data_ptr();
     T* o = out.data_ptr<T>();
-    dispatch_shape<ForwardKernel, T>(lv.dims, features, lv, xp, n, x_stride, col, tab, features, o, out_width,
-                                     out_col);
+    dispatch_shape<ForwardKernel, T>(lv.dims, features, lv, xp, n, x_stride, col, tab, sign_table, features, o,
+                                     out_width, out_col);
   });
 }
 
