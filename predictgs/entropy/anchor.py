@@ -93,7 +93,10 @@ class CodingDistribution:
     step: Tensor
 
     def select(self, keep: Tensor) -> "CodingDistribution":
-        return CodingDistribution(self.mean[keep], self.scale[keep], self.step[keep])
+        """The elements ``keep`` (a bool mask, or their indices: one nonzero for the three arrays)."""
+        rows = keep.nonzero().squeeze(1) if keep.dtype == torch.bool else keep
+        return CodingDistribution(self.mean.index_select(0, rows), self.scale.index_select(0, rows),
+                                  self.step.index_select(0, rows))
 
 
 def chunks(count: int, size: int) -> Iterator[slice]:
@@ -257,8 +260,8 @@ class AnchorEntropyModel(nn.Module):
     def _coded_elements(symbols: Tensor, dist: CodingDistribution, mask: Tensor | None):
         flat = symbols.reshape(-1)
         if mask is not None:
-            keep = mask.reshape(-1)
-            flat, dist = flat[keep], dist.select(keep)
+            keep = mask.reshape(-1).nonzero().squeeze(1)
+            flat, dist = flat.index_select(0, keep), dist.select(keep)
         return flat, dist
 
     @torch.no_grad()
@@ -319,7 +322,7 @@ class AnchorEntropyModel(nn.Module):
             for g in self.gaussian_groups:
                 dim = self.groups[g]
                 dist = dists[g]
-                mask = masks[g][rows].reshape(-1) if g in masks else None
+                mask = masks[g][rows].reshape(-1).nonzero().squeeze(1) if g in masks else None
                 if mask is not None:
                     dist = dist.select(mask)
                 values = decode_gaussian(streams[g], dist.mean, dist.scale, dist.step).to(torch.float32) * dist.step
@@ -327,8 +330,8 @@ class AnchorEntropyModel(nn.Module):
                 if mask is None:
                     out[g][rows] = values.reshape(count, dim)
                 else:
-                    full = torch.zeros(mask.shape[0])
-                    full[mask] = values
+                    full = torch.zeros(count * dim)
+                    full.index_copy_(0, mask, values)
                     out[g][rows] = full.reshape(count, dim)
             self._chunk_decompress(streams, rows, dists, (dist64, network), out)
         for g in self.groups:

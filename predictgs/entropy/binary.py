@@ -23,7 +23,7 @@ def tables_bits(encoding) -> float:
 @torch.no_grad()
 def compress_tables(encoding) -> bytes:
     """The signs of every table entry (+1 -> 1, -1 -> 0), row-major per table."""
-    return encode_bernoulli(encoding.binary_params() > 0)
+    return encode_bernoulli(encoding.sign_tables().flat() > 0)
 
 
 @torch.no_grad()
