@@ -87,14 +87,17 @@ struct RangeDecoder {
 
   // The symbol of the row ``cdf`` (length - 1 symbols, cdf[0] = 0, cdf[length - 1] = 2^24) at the current
   // point; false when the data cannot come from the encoder (the quantile is outside the distribution).
+  // constriction reads the quantile floor((point - lower) / scale); "c <= quantile" is tested here as
+  // "c scale <= point - lower", the same for integers (c <= 2^24 and scale < 2^40: no overflow), without
+  // the 64-bit division.
   inline bool decode(const int32_t* cdf, int64_t length, int64_t* symbol) {
     const uint64_t scale = range >> kPrecision;
-    const uint64_t quantile = (point - lower) / scale;
-    if (quantile >= (1ull << kPrecision)) return false;
+    const uint64_t offset = point - lower;
+    if (offset >= (scale << kPrecision)) return false;  // quantile >= 2^24
     int64_t lo = 0, hi = length - 1;  // cdf[lo] <= quantile < cdf[hi]
     while (hi - lo > 1) {
       const int64_t mid = (lo + hi) >> 1;
-      if (static_cast<uint64_t>(cdf[mid]) <= quantile) lo = mid; else hi = mid;
+      if (static_cast<uint64_t>(cdf[mid]) * scale <= offset) lo = mid; else hi = mid;
     }
     const uint64_t left = static_cast<uint64_t>(cdf[lo]);
     lower += scale * left;
