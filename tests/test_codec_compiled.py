@@ -248,6 +248,34 @@ def test_corrupt_streams_give_the_references_result():
     assert_corruptions_agree(data, lambda reader: ac.decode_gaussian(reader, mean, scale, step), 300, seed=0)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_bit_fields_are_the_references_bytes_and_values(seed):
+    """The raw bit fields after the symbols (escape codes, low bits): packed and read back by the compiled
+    pack_bits / unpack_fields as by the PyTorch reference, widths 0 to 63, with and without unary codes."""
+    gen = torch.Generator().manual_seed(seed)
+    fields = []
+    for _ in range(3):
+        n = int(torch.randint(0, 400, (1,), generator=gen))
+        widths = torch.randint(0, 64, (n,), generator=gen) * (torch.rand(n, generator=gen) < 0.8)
+        values = torch.randint(0, 1 << 62, (n,), generator=gen) & ((torch.ones(n, dtype=torch.int64) << widths) - 1)
+        fields.append((values, widths))
+    ones = torch.randint(1, 30, (int(torch.randint(0, 50, (1,), generator=gen)),), generator=gen) if seed % 2 else None
+    data = ac._pack_bits(fields, ones)
+    with kernels.disabled():
+        assert ac._pack_bits(fields, ones) == data
+    start = 0 if ones is None else int(ones.sum())
+    total = start + sum(int(w.sum()) for _, w in fields)
+    assert len(data) == (total + 7) // 8 and ac._padding_is_zero(data, total)
+    for compiled in (True, False):
+        at = start
+        with backend(compiled):
+            for values, widths in fields:
+                assert torch.equal(ac._field_values(data, at, widths), values)
+                at += int(widths.sum())
+    if total % 8:
+        assert not ac._padding_is_zero(data[:-1] + bytes([data[-1] | 1]), total)
+
+
 def bernoulli_bits(n: int, p_one: float, seed: int) -> torch.Tensor:
     return torch.rand(n, generator=torch.Generator().manual_seed(seed)) < p_one
 

@@ -462,7 +462,19 @@ _BIT_SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)
 
 def _pack_bits(fields: list[tuple[Tensor, Tensor]], ones: Tensor | None = None) -> bytes:
     """One bit field, MSB first, zero-padded to a byte: ``ones`` (unary codes: widths[i] - 1 zeros and
-    a one), then each (values, widths) of ``fields`` in order, values[i] in widths[i] bits."""
+    a one), then each (values, widths) of ``fields`` in order, values[i] in widths[i] bits. (The compiled
+    ``pack_bits`` where the kernels are built: the same bytes.)"""
+    module = rangecoder.compiled()
+    if module is None:
+        return _pack_bits_reference(fields, ones)
+    empty = torch.zeros(0, dtype=torch.int64)
+    values = torch.cat([v.reshape(-1).to(torch.int64) for v, _ in fields]) if fields else empty
+    widths = torch.cat([w.reshape(-1).to(torch.int64) for _, w in fields]) if fields else empty
+    ones = empty if ones is None else ones.reshape(-1).to(torch.int64)
+    return module.pack_bits(ones, values, widths).numpy().tobytes()
+
+
+def _pack_bits_reference(fields: list[tuple[Tensor, Tensor]], ones: Tensor | None = None) -> bytes:
     parts = []
     if ones is not None and ones.numel():
         unary = torch.zeros(int(ones.sum()), dtype=torch.uint8)
@@ -487,6 +499,20 @@ def _unpack(data) -> Tensor:
         return torch.zeros(0, dtype=torch.uint8)
     data = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     return ((data[:, None] >> _BIT_SHIFTS) & 1).reshape(-1)
+
+
+def _padding_is_zero(data, total: int) -> bool:
+    """Whether the bits of ``data`` (ceil(total / 8) bytes) after the first ``total`` are zero."""
+    spare = 8 * len(data) - total
+    return spare == 0 or not data[-1] & ((1 << spare) - 1)
+
+
+def _field_values(data, start: int, widths: Tensor) -> Tensor:
+    """:func:`_bit_values` of the bytes ``data`` (by the compiled ``unpack_fields`` where it is built)."""
+    module = rangecoder.compiled()
+    if module is None or not len(data):
+        return _bit_values(_unpack(data), start, widths)
+    return module.unpack_fields(torch.frombuffer(bytearray(data), dtype=torch.uint8), start, widths.to(torch.int64))
 
 
 def _bit_values(bits: Tensor, start: int, widths: Tensor) -> Tensor:
@@ -522,13 +548,13 @@ def _read_tail(reader: ByteReader, escapes: int, low_widths: Tensor | None) -> t
             raise reader.error("an escaped value's code is too long")
         prefix_bits, suffix_widths = int(ones[-1]) + 1, prefix - 1 + k
     total = prefix_bits + int(suffix_widths.sum()) + int(low_widths.sum())
-    bits = _unpack(reader.take((total + 7) // 8, "escaped values and raw low bits"))
-    if bits[total:].any():
+    data = reader.take((total + 7) // 8, "escaped values and raw low bits")
+    if not _padding_is_zero(data, total):
         raise reader.error("raw bits: non-zero padding")
     if escapes:
         leading = torch.bitwise_left_shift(torch.ones_like(suffix_widths), suffix_widths)
-        excess = _bit_values(bits, prefix_bits, suffix_widths) + leading - (1 << k)
-    return excess, _bit_values(bits, prefix_bits + int(suffix_widths.sum()), low_widths)
+        excess = _field_values(data, prefix_bits, suffix_widths) + leading - (1 << k)
+    return excess, _field_values(data, prefix_bits + int(suffix_widths.sum()), low_widths)
 
 
 def _read_plan_tail(reader: ByteReader, escapes: int, plan: _Plan) -> tuple[Tensor | None, Tensor, Tensor]:

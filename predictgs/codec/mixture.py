@@ -53,7 +53,7 @@ import torch
 from torch import Tensor
 
 from . import normal, rangecoder
-from .arithmetic import CodeLength, _bit_values, _pack_bits, _read_varint, _unpack, _varint_bytes
+from .arithmetic import CodeLength, _field_values, _pack_bits, _padding_is_zero, _read_varint, _varint_bytes
 from .container import ByteReader, ByteWriter
 from .rangecoder import FLUSH_BYTES, PRECISION, PRECISION_BITS, SYMBOL_FLOOR
 
@@ -424,10 +424,10 @@ def decode_mixture(reader: ByteReader, mean: Tensor, scale: Tensor, weight: Tens
     low_bits = int(shape.shift.sum())
     low = torch.zeros(n, dtype=torch.int64)
     if low_bits:
-        bits = _unpack(reader.take((low_bits + 7) // 8, "raw low bits"))
-        if bits[low_bits:].any():
+        data = reader.take((low_bits + 7) // 8, "raw low bits")
+        if not _padding_is_zero(data, low_bits):
             raise reader.error("raw low bits: non-zero padding")
-        low = _bit_values(bits, 0, shape.shift)
+        low = _field_values(data, 0, shape.shift)
     if (u.abs() >= 1 << 40).any():
         raise reader.error("a decoded value is out of range")
     out = shape.centre + u * torch.bitwise_left_shift(torch.ones_like(u), shape.shift) + low

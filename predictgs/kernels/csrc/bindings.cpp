@@ -44,6 +44,8 @@ std::vector<torch::Tensor> gaussian_code(torch::Tensor symbols, torch::Tensor or
                                          torch::Tensor centre, torch::Tensor class_width, torch::Tensor blocks,
                                          torch::Tensor level_costs, torch::Tensor base, int64_t value_limit);
 torch::Tensor range_encode(torch::Tensor table, torch::Tensor at);
+torch::Tensor pack_bits(torch::Tensor ones, torch::Tensor values, torch::Tensor widths);
+torch::Tensor unpack_fields(torch::Tensor data, int64_t start, torch::Tensor widths);
 torch::Tensor range_encode_fixed(torch::Tensor cdf, torch::Tensor symbols);
 std::vector<torch::Tensor> range_decode_fixed(torch::Tensor words, torch::Tensor cdf, int64_t count);
 std::vector<torch::Tensor> range_decode(torch::Tensor words, torch::Tensor table, torch::Tensor starts,
@@ -84,6 +86,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gaussian_code", &gaussian_code, "the Gaussian streams' symbols and table entries (codec/arithmetic.py _code)");
   m.def("range_encode", &range_encode, "range-code symbols given their table intervals (constriction's bytes)");
   m.def("gaussian_values", &gaussian_values, "the decoded values of a Gaussian stream (codec/arithmetic.py)");
+  m.def("pack_bits", &pack_bits, "unary codes and bit fields, MSB first (codec/arithmetic.py _pack_bits)");
+  m.def("unpack_fields", &unpack_fields, "the values of consecutive bit fields (codec/arithmetic.py _bit_values)");
   m.def("range_encode_fixed", &range_encode_fixed, "range-code symbols under one fixed distribution (constriction's bytes)");
   m.def("range_decode_fixed", &range_decode_fixed, "decode a message of symbols under one fixed distribution");
   m.def("octree_encode", &octree_encode, "the octree coder's probabilities and message (codec/octree.py)");

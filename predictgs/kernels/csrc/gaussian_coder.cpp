@@ -213,6 +213,69 @@ torch::Tensor range_encode(torch::Tensor table, torch::Tensor at) {
   return out;
 }
 
+// The raw bit fields after the coded symbols (arithmetic.py's _pack_bits): MSB first, for each ``ones`` entry w
+// (>= 1) a unary code of w - 1 zeros and a one, then each values[i] in widths[i] bits (its low bits), zero-padded
+// to a byte. Returns the bytes (uint8).
+torch::Tensor pack_bits(torch::Tensor ones, torch::Tensor values, torch::Tensor widths) {
+  TORCH_CHECK(ones.dtype() == torch::kInt64 && values.dtype() == torch::kInt64 && widths.dtype() == torch::kInt64,
+              "pack_bits: int64 ones, values and widths");
+  TORCH_CHECK(values.numel() == widths.numel(), "pack_bits: one width per value");
+  ones = ones.contiguous();
+  values = values.contiguous();
+  widths = widths.contiguous();
+  const int64_t* u = ones.data_ptr<int64_t>();
+  const int64_t* v = values.data_ptr<int64_t>();
+  const int64_t* w = widths.data_ptr<int64_t>();
+  int64_t total = 0;
+  for (int64_t i = 0; i < ones.numel(); ++i) {
+    TORCH_CHECK(u[i] >= 1, "pack_bits: a unary code of width < 1");
+    total += u[i];
+  }
+  for (int64_t i = 0; i < widths.numel(); ++i) {
+    TORCH_CHECK(w[i] >= 0 && w[i] <= 63, "pack_bits: a field width outside 0..63");
+    total += w[i];
+  }
+  torch::Tensor out = torch::zeros({(total + 7) / 8}, torch::TensorOptions().dtype(torch::kUInt8));
+  uint8_t* bytes = out.data_ptr<uint8_t>();
+  int64_t pos = 0;
+  for (int64_t i = 0; i < ones.numel(); ++i) {
+    pos += u[i] - 1;
+    bytes[pos >> 3] |= static_cast<uint8_t>(0x80u >> (pos & 7));
+    ++pos;
+  }
+  for (int64_t i = 0; i < widths.numel(); ++i)
+    for (int64_t b = w[i] - 1; b >= 0; --b, ++pos)
+      if ((v[i] >> b) & 1) bytes[pos >> 3] |= static_cast<uint8_t>(0x80u >> (pos & 7));
+  return out;
+}
+
+// The values (int64) of ``widths`` consecutive fields of the bytes ``data`` (MSB first) from bit ``start``
+// (arithmetic.py's _bit_values on _unpack(data)).
+torch::Tensor unpack_fields(torch::Tensor data, int64_t start, torch::Tensor widths) {
+  TORCH_CHECK(data.dtype() == torch::kUInt8 && widths.dtype() == torch::kInt64, "unpack_fields: uint8 data, int64 widths");
+  data = data.contiguous();
+  widths = widths.contiguous();
+  const uint8_t* bytes = data.data_ptr<uint8_t>();
+  const int64_t* w = widths.data_ptr<int64_t>();
+  const int64_t n = widths.numel();
+  int64_t end = start;
+  TORCH_CHECK(start >= 0, "unpack_fields: a negative start");
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK(w[i] >= 0 && w[i] <= 63, "unpack_fields: a field width outside 0..63");
+    end += w[i];
+  }
+  TORCH_CHECK(end <= 8 * data.numel(), "unpack_fields: fields beyond the data");
+  torch::Tensor out = torch::empty({n}, torch::TensorOptions().dtype(torch::kInt64));
+  int64_t* values = out.data_ptr<int64_t>();
+  int64_t pos = start;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t value = 0;
+    for (int64_t b = 0; b < w[i]; ++b, ++pos) value = (value << 1) | ((bytes[pos >> 3] >> (7 - (pos & 7))) & 1);
+    values[i] = value;
+  }
+  return out;
+}
+
 // One message of ``symbols`` (uint8) all under one distribution: ``cdf`` its L + 1 cumulative counts (int32, 0 ..
 // 2^24, increasing). The Bernoulli streams (hash tables, offset masks) of arithmetic.py's encode_bernoulli.
 torch::Tensor range_encode_fixed(torch::Tensor cdf, torch::Tensor symbols) {
