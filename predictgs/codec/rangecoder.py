@@ -103,11 +103,16 @@ def decode_rows(data: bytes | memoryview, reader: ByteReader, table, starts, len
     words = torch.from_numpy(message_words(data, reader).view(np.int32))
     symbols, status = compiled().range_decode(words, table, starts, lengths)
     state, edges = status.tolist()
+    _check_decoded(state, reader)
+    return symbols, edges
+
+
+def _check_decoded(state: int, reader: ByteReader) -> None:
+    """The compiled decoders' status: 0 ok, 1 a code point outside every interval, 2 data left over."""
     if state == 1:
         raise reader.error("arithmetic-coded message is corrupt (a code point outside every symbol's interval)")
     if state == 2:
         raise reader.error("arithmetic-coded message: data left after the last symbol")
-    return symbols, edges
 
 
 def _fixed_cdf(counts: np.ndarray):
@@ -141,11 +146,7 @@ def decode_fixed(data: bytes | memoryview, reader: ByteReader, count: int, count
         return torch.from_numpy(values.astype(np.uint8))
     words = torch.from_numpy(message_words(data, reader).view(np.int32))
     symbols, status = module.range_decode_fixed(words, _fixed_cdf(counts), count)
-    state = int(status[0])
-    if state == 1:
-        raise reader.error("arithmetic-coded message is corrupt (a code point outside every symbol's interval)")
-    if state == 2:
-        raise reader.error("arithmetic-coded message: data left after the last symbol")
+    _check_decoded(int(status[0]), reader)
     return symbols
 
 
