@@ -50,7 +50,7 @@ def random_intervals(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def compiled_words(table: torch.Tensor, at: torch.Tensor) -> bytes:
     """The compiled range encoder's message (the stream's little-endian words)."""
-    return kernels.load().range_encode(table, at).numpy().view(np.uint32).astype("<u4").tobytes()
+    return rangecoder.words_bytes(kernels.load().range_encode(table, at))
 
 
 def constriction_words(below: np.ndarray, above: np.ndarray) -> bytes:

@@ -341,7 +341,7 @@ def _decisions_compiled(module, mean, scale, weight, step, shape: _Shape, symbol
     """:func:`_decisions_reference` in ``kernels/csrc/mixture_coder.cpp`` (which orders the elements itself):
     the same bits and bytes."""
     words, bits = module.mixture_encode(symbol, *_compiled_arguments(mean, scale, weight, step, shape), write)
-    return float(bits), (words.numpy().view(np.uint32).astype("<u4").tobytes() if write else None)
+    return float(bits), (rangecoder.words_bytes(words) if write else None)
 
 
 def encode_mixture(out: ByteWriter, symbols: Tensor, mean: Tensor, scale: Tensor, weight: Tensor,

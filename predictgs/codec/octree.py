@@ -181,7 +181,7 @@ def encode_octree(codes: np.ndarray, bits: int) -> bytes:
                                                   torch.from_numpy(keys.view(np.int64)), bits)
         probability = probability.numpy()
         used = probability > 0
-        message = words.numpy().view(np.uint32).astype("<u4").tobytes()
+        message = rangecoder.words_bytes(words)
     else:
         used, probability, message = _encode_reference(points, keys, bits)
     out = ByteWriter().raw(np.packbits(used).tobytes())

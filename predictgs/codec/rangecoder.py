@@ -72,6 +72,11 @@ def message_words(data: bytes | memoryview, reader: ByteReader) -> np.ndarray:
     return np.frombuffer(bytes(data), dtype="<u4").astype(np.uint32)
 
 
+def words_bytes(words) -> bytes:
+    """The compiled coders' message (an int32 tensor of its words) as stream bytes, little endian."""
+    return words.numpy().view(np.uint32).astype("<u4").tobytes()
+
+
 def compiled():
     """The compiled coder (``predictgs/kernels/csrc/gaussian_coder.cpp``: this coder's algorithm, the same words,
     and the Gaussian streams' planning), or None where the kernels cannot be built or are disabled
@@ -87,7 +92,7 @@ def encode_intervals(tables, at) -> bytes:
     3-symbol row for constriction)."""
     module = compiled()
     if module is not None:
-        return module.range_encode(tables.full, at).numpy().view(np.uint32).astype("<u4").tobytes()
+        return words_bytes(module.range_encode(tables.full, at))
     encoder = Encoder()
     encoder.rows(tables.interval_symbols.index_select(0, at).numpy(), tables.intervals.index_select(0, at).numpy())
     return encoder.getvalue()
@@ -126,8 +131,7 @@ def encode_fixed(symbols, counts: np.ndarray) -> bytes:
     bytes of :meth:`Encoder.fixed`, by the compiled coder where it is built."""
     module = compiled()
     if module is not None:
-        words = module.range_encode_fixed(_fixed_cdf(counts), symbols.contiguous())
-        return words.numpy().view(np.uint32).astype("<u4").tobytes()
+        return words_bytes(module.range_encode_fixed(_fixed_cdf(counts), symbols.contiguous()))
     encoder = Encoder()
     encoder.fixed(symbols.numpy(), counts)
     return encoder.getvalue()

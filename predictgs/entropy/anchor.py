@@ -92,9 +92,8 @@ class CodingDistribution:
     scale: Tensor
     step: Tensor
 
-    def select(self, keep: Tensor) -> "CodingDistribution":
-        """The elements ``keep`` (a bool mask, or their indices: one nonzero for the three arrays)."""
-        rows = keep.nonzero().squeeze(1) if keep.dtype == torch.bool else keep
+    def select(self, rows: Tensor) -> "CodingDistribution":
+        """The elements of indices ``rows`` (callers turn a mask into indices once, for every array)."""
         return CodingDistribution(self.mean.index_select(0, rows), self.scale.index_select(0, rows),
                                   self.step.index_select(0, rows))
 

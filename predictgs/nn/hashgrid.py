@@ -193,8 +193,8 @@ def use_compiled(x: Tensor, tables: Sequence[Tensor]) -> bool:
         raise ValueError("the compiled hash-grid kernels give no gradient for the positions; positions that "
                          "require grad need the reference backend")
     if not dtypes_ok:
-        raise ValueError(f"the compiled hash-grid kernels take float32 or float64 positions and tables of the "
-                         f"same dtype, got {x.dtype} and {[t.dtype for t in tables]}")
+        raise ValueError(f"the compiled hash-grid kernels take float32 or float64 positions, and tables of the "
+                         f"same dtype or int8 sign tables, got {x.dtype} and {[t.dtype for t in tables]}")
     return True
 
 

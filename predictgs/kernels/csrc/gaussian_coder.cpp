@@ -207,10 +207,7 @@ torch::Tensor range_encode(torch::Tensor table, torch::Tensor at) {
     TORCH_CHECK(right > left, "range_encode: a symbol of zero probability");
     encoder.encode(left, right - left);
   }
-  std::vector<uint32_t> words = encoder.sealed();
-  torch::Tensor out = torch::empty({static_cast<int64_t>(words.size())}, torch::TensorOptions().dtype(torch::kInt32));
-  if (!words.empty()) std::memcpy(out.data_ptr<int32_t>(), words.data(), words.size() * sizeof(uint32_t));
-  return out;
+  return predictgs::words_tensor(encoder.sealed());
 }
 
 // The raw bit fields after the coded symbols (arithmetic.py's _pack_bits): MSB first, for each ``ones`` entry w
@@ -276,6 +273,13 @@ torch::Tensor unpack_fields(torch::Tensor data, int64_t start, torch::Tensor wid
   return out;
 }
 
+// A fixed distribution's cumulative counts: 0 .. 2^24, increasing, 1 to 256 symbols.
+static void check_fixed_cdf(const int32_t* c, int64_t entries, const char* name) {
+  TORCH_CHECK(entries >= 2 && entries <= 257 && c[0] == 0 && c[entries - 1] == (1 << kPrecision), name,
+              ": a cdf from 0 to 2^24 of 1 to 256 symbols");
+  for (int64_t i = 0; i + 1 < entries; ++i) TORCH_CHECK(c[i + 1] > c[i], name, ": a symbol of zero probability");
+}
+
 // One message of ``symbols`` (uint8) all under one distribution: ``cdf`` its L + 1 cumulative counts (int32, 0 ..
 // 2^24, increasing). The Bernoulli streams (hash tables, offset masks) of arithmetic.py's encode_bernoulli.
 torch::Tensor range_encode_fixed(torch::Tensor cdf, torch::Tensor symbols) {
@@ -286,9 +290,7 @@ torch::Tensor range_encode_fixed(torch::Tensor cdf, torch::Tensor symbols) {
   const int32_t* c = cdf.data_ptr<int32_t>();
   const uint8_t* s = symbols.data_ptr<uint8_t>();
   const int64_t n = symbols.numel(), entries = cdf.numel();
-  TORCH_CHECK(entries >= 2 && entries <= 257 && c[0] == 0 && c[entries - 1] == (1 << kPrecision),
-              "range_encode_fixed: a cdf from 0 to 2^24 of 1 to 256 symbols");
-  for (int64_t i = 0; i + 1 < entries; ++i) TORCH_CHECK(c[i + 1] > c[i], "range_encode_fixed: a symbol of zero probability");
+  check_fixed_cdf(c, entries, "range_encode_fixed");
   RangeEncoder encoder;
   encoder.words.reserve(static_cast<size_t>(n / 32 + 4));
   for (int64_t i = 0; i < n; ++i) {
@@ -296,10 +298,7 @@ torch::Tensor range_encode_fixed(torch::Tensor cdf, torch::Tensor symbols) {
     const uint64_t left = static_cast<uint64_t>(c[s[i]]);
     encoder.encode(left, static_cast<uint64_t>(c[s[i] + 1]) - left);
   }
-  std::vector<uint32_t> words = encoder.sealed();
-  torch::Tensor out = torch::empty({static_cast<int64_t>(words.size())}, torch::TensorOptions().dtype(torch::kInt32));
-  if (!words.empty()) std::memcpy(out.data_ptr<int32_t>(), words.data(), words.size() * sizeof(uint32_t));
-  return out;
+  return predictgs::words_tensor(encoder.sealed());
 }
 
 // The ``count`` symbols (uint8) of a message written by range_encode_fixed (or constriction's RangeEncoder with
@@ -312,9 +311,7 @@ std::vector<torch::Tensor> range_decode_fixed(torch::Tensor words, torch::Tensor
   cdf = cdf.contiguous();
   const int32_t* c = cdf.data_ptr<int32_t>();
   const int64_t entries = cdf.numel();
-  TORCH_CHECK(entries >= 2 && entries <= 257 && c[0] == 0 && c[entries - 1] == (1 << kPrecision),
-              "range_decode_fixed: a cdf from 0 to 2^24 of 1 to 256 symbols");
-  for (int64_t i = 0; i + 1 < entries; ++i) TORCH_CHECK(c[i + 1] > c[i], "range_decode_fixed: a symbol of zero probability");
+  check_fixed_cdf(c, entries, "range_decode_fixed");
   torch::Tensor symbols = torch::empty({count}, torch::TensorOptions().dtype(torch::kUInt8));
   torch::Tensor status = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt64));
   uint8_t* out = symbols.data_ptr<uint8_t>();

@@ -364,9 +364,7 @@ std::vector<torch::Tensor> mixture_encode(torch::Tensor symbols, torch::Tensor m
   writer.write = write;
   if (write) writer.encoder.words.reserve(static_cast<size_t>(m.n / 8 + 4));
   bisect(m, s, writer);
-  std::vector<uint32_t> words = write ? writer.encoder.sealed() : std::vector<uint32_t>();
-  torch::Tensor out = torch::empty({static_cast<int64_t>(words.size())}, torch::TensorOptions().dtype(torch::kInt32));
-  if (!words.empty()) std::memcpy(out.data_ptr<int32_t>(), words.data(), words.size() * sizeof(uint32_t));
+  torch::Tensor out = predictgs::words_tensor(write ? writer.encoder.sealed() : std::vector<uint32_t>());
   return {out, torch::full({}, writer.bits(), torch::TensorOptions().dtype(torch::kFloat64))};
 }
 

@@ -1,7 +1,7 @@
 // The octree geometry coder's encoder (predictgs/codec/octree.py, encode_octree), compiled: the level-by-level
 // occupancy passes with their contexts, the direct-coded points, the static per-context probabilities and the
 // range-coded message (range_coder.h). The same passes in the same order as the numpy reference, so the same
-// bytes (tests/test_octree.py compares them); the module docstring of octree.py describes the coding.
+// bytes (tests/test_positions.py compares them); the module docstring of octree.py describes the coding.
 //
 // A node is identified by its Morton key at its level (the prefix of its points' keys), so the nodes of a level
 // are the distinct prefixes of the points' keys, in order, and a face neighbour is found by binary search among
@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "range_coder.h"
@@ -117,18 +116,16 @@ std::vector<torch::Tensor> octree_encode(torch::Tensor points, torch::Tensor poi
     const size_t m = nodes.size();
     if (level < bits && level > 0) {
       std::vector<uint8_t> single(m, 0);
-      bool any_eligible = false, any_single = false;
+      bool any_single = false;
       for (size_t i = 0; i < m; ++i) {
         bool alone = only_child[i];
         for (int k = 0; k < 6 && alone; ++k) alone = !present[i * 6 + k];
         if (!alone) continue;
-        any_eligible = true;
         single[i] = counts[i] == 1;
         any_single |= single[i];
         contexts.push_back(static_cast<int16_t>(kFlagBase + level));
         values.push_back(single[i]);
       }
-      (void)any_eligible;
       if (any_single) {
         const int remaining = static_cast<int>(bits) - level;
         for (size_t i = 0; i < m; ++i) {
@@ -225,8 +222,5 @@ std::vector<torch::Tensor> octree_encode(torch::Tensor points, torch::Tensor poi
     if (values[k]) encoder.encode(zero, whole - zero);
     else encoder.encode(0, zero);
   }
-  std::vector<uint32_t> words = encoder.sealed();
-  torch::Tensor out = torch::empty({static_cast<int64_t>(words.size())}, torch::TensorOptions().dtype(torch::kInt32));
-  if (!words.empty()) std::memcpy(out.data_ptr<int32_t>(), words.data(), words.size() * sizeof(uint32_t));
-  return {probability, out};
+  return {probability, predictgs::words_tensor(encoder.sealed())};
 }

@@ -1,9 +1,13 @@
 // The range coder of the bitstream (format 4 on): constriction's queue::RangeEncoder<u32, u64> and RangeDecoder at
 // 24-bit precision, the same words (predictgs/codec/rangecoder.py; tests/test_codec_compiled.py compares them with
-// constriction). Shared by the Gaussian streams (gaussian_coder.cpp) and the mixtures (mixture_coder.cpp).
+// constriction). Shared by the Gaussian streams (gaussian_coder.cpp), the mixtures (mixture_coder.cpp) and the
+// octree (octree_coder.cpp).
 #pragma once
 
+#include <torch/extension.h>
+
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace predictgs {
@@ -117,5 +121,12 @@ struct RangeDecoder {
     return pos == size && (range == ~0ull || point - lower < max_difference);
   }
 };
+
+// A message's words as the int32 tensor the Python side reads (rangecoder.py's words_bytes).
+inline torch::Tensor words_tensor(const std::vector<uint32_t>& words) {
+  torch::Tensor out = torch::empty({static_cast<int64_t>(words.size())}, torch::TensorOptions().dtype(torch::kInt32));
+  if (!words.empty()) std::memcpy(out.data_ptr<int32_t>(), words.data(), words.size() * sizeof(uint32_t));
+  return out;
+}
 
 }  // namespace predictgs
